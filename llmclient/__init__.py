@@ -1,0 +1,1 @@
+"""llmclient: provider-aware async LLM clients."""

@@ -1,0 +1,181 @@
+"""`OllamaClient`: translation between llmclient and the `ollama` SDK's native API.
+
+Uses `/api/chat` and `/api/embed`; `max_tokens` becomes `num_predict` and the other sampling
+parameters go into `options`. The SDK has no timeout and no retries of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import httpx
+import ollama
+from ollama._client import _parse_host
+from pydantic import ValidationError
+
+from llmclient.clients.base import BaseLLMClient, ChatRequest, token_from_logprob
+from llmclient.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    LLMConnectionError,
+    LLMError,
+    MalformedResponseError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerBusyError,
+    ServerError,
+)
+from llmclient.profiles import OLLAMA_PROFILE, ConcurrencyProfile
+from llmclient.types import Completion, Usage
+
+__all__ = ["OllamaClient"]
+
+_OPTION_NAMES = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "max_tokens": "num_predict",
+    "seed": "seed",
+    "stop": "stop",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+}
+
+
+class OllamaClient(BaseLLMClient):
+    """A client for Ollama's native API.
+
+    `host` (or `OLLAMA_HOST`) is parsed as Ollama does: `:11435` means 127.0.0.1:11435.
+    `max_concurrent` defaults to `OLLAMA_NUM_PARALLEL` when set, else 4.
+    """
+
+    provider: ClassVar[str] = "ollama"
+    default_base_url: ClassVar[str] = "http://127.0.0.1:11434"
+    native_env: ClassVar[dict[str, str]] = {
+        "base_url": "OLLAMA_HOST",
+        "max_concurrent": "OLLAMA_NUM_PARALLEL",
+        "api_key": "OLLAMA_API_KEY",
+    }
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        host: str | None = None,
+        keep_alive: float | str | None = None,
+        api_key: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(model, base_url=host, api_key=api_key, **options)
+        self.keep_alive = keep_alive
+        key = self.settings.api_key
+        self._sdk = ollama.AsyncClient(
+            host=self.settings.base_url,
+            timeout=self.profile.timeout,
+            headers={"authorization": f"Bearer {key.get_secret_value()}"} if key else None,
+        )
+
+    @classmethod
+    def default_profile(cls, base_url: str) -> ConcurrencyProfile:
+        """Ollama's profile, wherever the server runs."""
+        return OLLAMA_PROFILE
+
+    @staticmethod
+    def _normalize_base_url(url: str) -> str:
+        """Ollama's own host parsing (`:11435`, `host:port`, `http://host`)."""
+        return _parse_host(url)
+
+    def _options(self, request: ChatRequest) -> dict[str, Any]:
+        p = request.params
+        options: dict[str, Any] = {
+            option: getattr(p, name)
+            for name, option in _OPTION_NAMES.items()
+            if getattr(p, name) is not None
+        }
+        options.update(p.provider_options)
+        return options
+
+    def _chat_arguments(self, request: ChatRequest) -> dict[str, Any]:
+        arguments: dict[str, Any] = {
+            "model": request.model,
+            "messages": request.messages,
+            "options": self._options(request),
+            "keep_alive": self.keep_alive,
+        }
+        if request.params.logprobs:
+            arguments["logprobs"] = True
+            top = request.params.top_logprobs
+            arguments["top_logprobs"] = top if top is not None else 5
+        return arguments
+
+    async def _chat(self, request: ChatRequest) -> Completion:
+        response = await self._sdk.chat(**self._chat_arguments(request), stream=False)
+        tokens = None
+        if response.logprobs:
+            tokens = [
+                token_from_logprob(
+                    item.token,
+                    item.logprob,
+                    [token_from_logprob(t.token, t.logprob) for t in item.top_logprobs or []],
+                )
+                for item in response.logprobs
+            ]
+        return Completion(
+            text=response.message.content or "",
+            finish_reason=response.done_reason,
+            usage=Usage(response.prompt_eval_count or 0, response.eval_count or 0),
+            tokens=tokens,
+            model=response.model,
+        )
+
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[str]:
+        parts = await self._sdk.chat(**self._chat_arguments(request), stream=True)
+        try:
+            async for part in parts:
+                if part.message.content:
+                    yield part.message.content
+        finally:
+            await parts.aclose()  # type: ignore[attr-defined]
+
+    async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int | None]:
+        response = await self._sdk.embed(model=model, input=texts, keep_alive=self.keep_alive)
+        return [list(vector) for vector in response.embeddings], response.prompt_eval_count
+
+    async def _close(self) -> None:
+        await self._sdk._client.aclose()
+
+    def _classify(self, error: Exception) -> LLMError | None:
+        if isinstance(error, ollama.ResponseError):
+            return self._classify_status(error)
+        if isinstance(error, httpx.TimeoutException):
+            return RequestTimeoutError("the request timed out", provider=self.provider)
+        if isinstance(error, ConnectionError | httpx.TransportError):
+            return LLMConnectionError(
+                f"could not reach Ollama ({type(error).__name__})", provider=self.provider
+            )
+        if isinstance(error, json.JSONDecodeError | ValidationError):
+            return MalformedResponseError(
+                self._scrub(f"could not parse the answer: {error}"), provider=self.provider
+            )
+        return None
+
+    def _classify_status(self, error: ollama.ResponseError) -> LLMError:
+        status = error.status_code
+        message = self._scrub(str(error.error))
+        common: dict[str, Any] = {
+            "provider": self.provider,
+            "status_code": status if status > 0 else None,
+        }
+        if status == 503 or "server busy" in message:
+            return ServerBusyError(message, **common)
+        if status == 429:
+            return RateLimitError(message, **common)
+        if status in (401, 403):
+            return AuthenticationError(message, **common)
+        if status in (408, 409) or status >= 500 or status < 0:
+            return ServerError(message, **common)  # status < 0: an error inside a stream
+        if status == 404:
+            message += f" (is the model pulled? try `ollama pull {self.model}`)"
+        return InvalidRequestError(message, **common)

@@ -1,0 +1,190 @@
+"""`OpenAIClient`: translation between llmclient and the `openai` SDK.
+
+Works with OpenAI and any OpenAI-compatible server (vLLM, llama.cpp, LM Studio, Ollama's /v1).
+The SDK's own retries are off: the base class retries, so attempts never multiply.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import httpx2
+import openai
+from pydantic import ValidationError
+
+from llmclient.clients.base import BaseLLMClient, ChatRequest, token_from_logprob
+from llmclient.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    InvalidRequestError,
+    LLMConnectionError,
+    LLMError,
+    MalformedResponseError,
+    QuotaExceededError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerBusyError,
+    ServerError,
+)
+from llmclient.profiles import LOCAL_PROFILE, OPENAI_PROFILE, ConcurrencyProfile, is_local_endpoint
+from llmclient.retry import parse_retry_after
+from llmclient.types import Completion, Token, Usage
+
+__all__ = ["OpenAIClient"]
+
+_QUOTA_CODES = frozenset({"insufficient_quota", "credit_balance_exhausted"})
+_LOCAL_PLACEHOLDER_KEY = "llmclient-local"  # local servers ignore the key; the SDK wants one
+
+
+class OpenAIClient(BaseLLMClient):
+    """A client for OpenAI's API or any OpenAI-compatible server.
+
+    A base URL on a loopback or private host gets the local profile (4 concurrent);
+    the OpenAI cloud gets 50. An API key comes from `api_key`, `LLMCLIENT_OPENAI_API_KEY`
+    or `OPENAI_API_KEY`; local servers need none.
+    """
+
+    provider: ClassVar[str] = "openai"
+    default_base_url: ClassVar[str] = "https://api.openai.com/v1"
+    native_env: ClassVar[dict[str, str]] = {
+        "api_key": "OPENAI_API_KEY",
+        "base_url": "OPENAI_BASE_URL",
+    }
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(model, api_key=api_key, base_url=base_url, **options)
+        local = is_local_endpoint(self.settings.base_url)
+        key = self.settings.api_key
+        if key is None and not local:
+            raise ConfigurationError(
+                f"no API key for {self.endpoint_name}: pass api_key=..., or set "
+                "OPENAI_API_KEY or LLMCLIENT_OPENAI_API_KEY"
+            )
+        self._max_tokens_field = "max_tokens" if local else "max_completion_tokens"
+        self._sdk = openai.AsyncOpenAI(
+            api_key=key.get_secret_value() if key else _LOCAL_PLACEHOLDER_KEY,
+            base_url=self.settings.base_url,
+            timeout=self.profile.timeout,
+            max_retries=0,
+        )
+
+    @classmethod
+    def default_profile(cls, base_url: str) -> ConcurrencyProfile:
+        """The local profile for loopback/private hosts, else the OpenAI cloud profile."""
+        return LOCAL_PROFILE if is_local_endpoint(base_url) else OPENAI_PROFILE
+
+    def _arguments(self, request: ChatRequest) -> dict[str, Any]:
+        p = request.params
+        arguments: dict[str, Any] = {"model": request.model, "messages": request.messages}
+        for name in (
+            "temperature",
+            "top_p",
+            "seed",
+            "stop",
+            "presence_penalty",
+            "frequency_penalty",
+        ):
+            value = getattr(p, name)
+            if value is not None:
+                arguments[name] = value
+        if p.max_tokens is not None:
+            arguments[self._max_tokens_field] = p.max_tokens
+        if p.logprobs:
+            arguments["logprobs"] = True
+            arguments["top_logprobs"] = p.top_logprobs if p.top_logprobs is not None else 5
+        extra = dict(p.provider_options)
+        if p.top_k is not None:
+            extra["top_k"] = p.top_k  # not in OpenAI's API; vLLM and llama.cpp accept it
+        if extra:
+            arguments["extra_body"] = extra
+        return arguments
+
+    async def _chat(self, request: ChatRequest) -> Completion:
+        response = await self._sdk.chat.completions.create(**self._arguments(request))
+        if not response.choices:
+            raise MalformedResponseError("the answer has no choices", provider=self.provider)
+        choice = response.choices[0]
+        tokens: list[Token] | None = None
+        if choice.logprobs is not None and choice.logprobs.content:
+            tokens = [
+                token_from_logprob(
+                    item.token,
+                    item.logprob,
+                    [token_from_logprob(t.token, t.logprob) for t in item.top_logprobs],
+                )
+                for item in choice.logprobs.content
+            ]
+        usage = response.usage
+        return Completion(
+            text=choice.message.content or "",
+            finish_reason=choice.finish_reason,
+            usage=Usage(usage.prompt_tokens, usage.completion_tokens) if usage else None,
+            tokens=tokens,
+            model=response.model,
+        )
+
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[str]:
+        chunks = await self._sdk.chat.completions.create(**self._arguments(request), stream=True)
+        try:
+            async for chunk in chunks:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+        finally:
+            await chunks.close()
+
+    async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int | None]:
+        response = await self._sdk.embeddings.create(model=model, input=texts)
+        data = sorted(response.data, key=lambda item: item.index)
+        used = response.usage.total_tokens if response.usage else None
+        return [list(item.embedding) for item in data], used
+
+    async def _close(self) -> None:
+        await self._sdk.close()
+
+    def _classify(self, error: Exception) -> LLMError | None:
+        if isinstance(error, openai.APITimeoutError | httpx2.TimeoutException):
+            return RequestTimeoutError("the request timed out", provider=self.provider)
+        if isinstance(error, openai.APIConnectionError | httpx2.TransportError):
+            return LLMConnectionError(
+                self._scrub(f"connection failed: {error}"), provider=self.provider
+            )
+        if isinstance(error, openai.APIStatusError):
+            return self._classify_status(error)
+        if isinstance(
+            error, openai.APIResponseValidationError | json.JSONDecodeError | ValidationError
+        ):
+            return MalformedResponseError(
+                self._scrub(f"could not parse the answer: {error}"), provider=self.provider
+            )
+        return None
+
+    def _classify_status(self, error: openai.APIStatusError) -> LLMError:
+        status = error.status_code
+        body = error.body if isinstance(error.body, dict) else {}
+        detail = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+        message = self._scrub(str(detail.get("message") or error.message))
+        codes = {str(detail.get("type")), str(detail.get("code")), str(error.type), str(error.code)}
+        retry_after = parse_retry_after(error.response.headers)
+        common: dict[str, Any] = {"provider": self.provider, "status_code": status}
+        if codes & _QUOTA_CODES:
+            return QuotaExceededError(message, **common)
+        if status == 429:
+            return RateLimitError(message, retry_after=retry_after, **common)
+        if status in (401, 403):
+            return AuthenticationError(message, **common)
+        if status == 503:
+            return ServerBusyError(message, retry_after=retry_after, **common)
+        if status in (408, 409) or status >= 500:
+            return ServerError(message, retry_after=retry_after, **common)
+        if status == 404:
+            message += f" (check the model name {self.model!r} and the base URL)"
+        return InvalidRequestError(message, **common)

@@ -1,0 +1,216 @@
+"""Effective client settings from arguments, environment and profile, with where each came from.
+
+Precedence, highest first: constructor argument > `LLMCLIENT_<PROVIDER>_<SETTING>` >
+`LLMCLIENT_<SETTING>` > the provider's native variable (`OLLAMA_HOST`, `OLLAMA_NUM_PARALLEL`,
+`OPENAI_API_KEY`, `OPENAI_BASE_URL`, ...) > the profile's default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    create_model,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from llmclient.errors import ConfigurationError
+from llmclient.profiles import ConcurrencyProfile, MaxConcurrent
+
+__all__ = ["SETTING_NAMES", "ClientSettings", "SettingRow", "resolve_settings"]
+
+# name -> (type, whether it is a secret)
+_FIELD_TYPES: dict[str, Any] = {
+    "model": str,
+    "embed_model": str,
+    "base_url": str,
+    "api_key": SecretStr,
+    "max_concurrent": MaxConcurrent,
+    "rpm": PositiveFloat,
+    "tpm": PositiveInt,
+    "timeout": PositiveFloat,
+    "max_attempts": PositiveInt,
+    "max_elapsed": PositiveFloat,
+    "share_limits": bool,
+}
+SETTING_NAMES: tuple[str, ...] = tuple(_FIELD_TYPES)
+_PROFILE_FIELDS = ("max_concurrent", "rpm", "tpm", "timeout", "share_limits")
+_RETRY_FIELDS = ("max_attempts", "max_elapsed")
+_SECRET_FIELDS = frozenset({"api_key"})
+
+_ArgumentsModel = create_model(  # type: ignore[call-overload]
+    "Arguments",
+    __config__=ConfigDict(extra="forbid", str_strip_whitespace=True),
+    **{name: (kind | None, None) for name, kind in _FIELD_TYPES.items()},
+)
+
+
+class _EnvLayer(BaseSettings):
+    """One prefix worth of environment variables (the prefix is given per instance)."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, env_ignore_empty=True)
+
+    model: str | None = None
+    embed_model: str | None = None
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    max_concurrent: MaxConcurrent | None = None
+    rpm: PositiveFloat | None = None
+    tpm: PositiveInt | None = None
+    timeout: PositiveFloat | None = None
+    max_attempts: PositiveInt | None = None
+    max_elapsed: PositiveFloat | None = None
+    share_limits: bool | None = None
+
+
+SettingRow = tuple[str, str, str]  # (setting, value for display, source)
+
+
+class ClientSettings(BaseModel):
+    """The settings a client runs with, and for each one the place it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    model: str | None
+    embed_model: str | None
+    base_url: str
+    api_key: SecretStr | None
+    profile: ConcurrencyProfile
+    sources: dict[str, str]
+
+    @property
+    def max_concurrent(self) -> int | str:
+        """The effective concurrency limit ("auto" for the adaptive limit)."""
+        return self.profile.max_concurrent
+
+    def rows(self) -> list[SettingRow]:
+        """Every effective setting as (name, displayed value, source); secrets masked."""
+        values: dict[str, object] = {
+            "model": self.model,
+            "embed_model": self.embed_model,
+            "base_url": self.base_url,
+            "api_key": "********" if self.api_key else None,
+            **{name: getattr(self.profile, name) for name in _PROFILE_FIELDS},
+            **{name: getattr(self.profile.retry, name) for name in _RETRY_FIELDS},
+        }
+        return [(name, str(values[name]), self.sources[name]) for name in SETTING_NAMES]
+
+
+def _describe_errors(error: ValidationError, name_of: Callable[[str], str]) -> str:
+    parts = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "?"
+        message = item["msg"].removeprefix("Value error, ")
+        shown = "<hidden>" if field in _SECRET_FIELDS else repr(item.get("input"))
+        parts.append(f"{name_of(field)}={shown}: {message}")
+    return "; ".join(parts)
+
+
+def _env_layer(prefix: str) -> dict[str, Any]:
+    if not any(key.upper().startswith(prefix) for key in os.environ):
+        return {}
+    try:
+        layer = _EnvLayer(_env_prefix=prefix)
+    except ValidationError as error:
+        raise ConfigurationError(
+            "invalid environment: "
+            + _describe_errors(error, lambda field: f"{prefix}{field.upper()}")
+        ) from None
+    return {name: getattr(layer, name) for name in layer.model_fields_set}
+
+
+def _native_layer(native: Mapping[str, str]) -> dict[str, Any]:
+    """Values from the provider's own variables, validated like everything else.
+
+    An empty value, or "0" for a concurrency hint (Ollama's "server default"), counts as unset.
+    """
+    raw = {
+        field: os.environ[var]
+        for field, var in native.items()
+        if os.environ.get(var, "").strip() not in ("", "0" if field == "max_concurrent" else "")
+    }
+    if not raw:
+        return {}
+    try:
+        validated = _ArgumentsModel(**raw)
+    except ValidationError as error:
+        raise ConfigurationError(
+            "invalid environment: " + _describe_errors(error, lambda field: native[field])
+        ) from None
+    return {name: getattr(validated, name) for name in raw}
+
+
+def resolve_settings(
+    provider: str,
+    arguments: Mapping[str, object],
+    *,
+    native_env: Mapping[str, str],
+    default_base_url: str,
+    default_profile: Callable[[str], ConcurrencyProfile],
+    profile: ConcurrencyProfile | None = None,
+) -> ClientSettings:
+    """Merge arguments, environment and profile defaults; raise `ConfigurationError` on bad values.
+
+    `native_env` maps setting names to the provider's own variables (e.g.
+    `{"base_url": "OLLAMA_HOST"}`); `default_profile(base_url)` picks the profile when no
+    `profile` argument is given.
+    """
+    given = {k: v for k, v in arguments.items() if v is not None}
+    try:
+        checked = _ArgumentsModel(**given)
+    except ValidationError as error:
+        raise ConfigurationError(
+            "invalid argument: " + _describe_errors(error, lambda field: field)
+        ) from None
+
+    provider_prefix = f"LLMCLIENT_{provider.upper()}_"
+    layers: list[tuple[dict[str, Any], Callable[[str], str]]] = [
+        ({name: getattr(checked, name) for name in given}, lambda _: "argument"),
+        (_env_layer(provider_prefix), lambda n: f"env {provider_prefix}{n.upper()}"),
+        (_env_layer("LLMCLIENT_"), lambda n: f"env LLMCLIENT_{n.upper()}"),
+        (_native_layer(native_env), lambda n: f"env {native_env[n]}"),
+    ]
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for layer, source in layers:
+        for name, value in layer.items():
+            if name not in values:
+                values[name] = value
+                sources[name] = source(name)
+
+    base_url = values.get("base_url") or default_base_url
+    sources.setdefault("base_url", "default")
+    if "embed_model" not in values and "model" in values:
+        sources["embed_model"] = "same as model"
+    if profile is None:
+        base = default_profile(base_url)
+        default_source = f"default ({base.name} profile)"
+    else:
+        base, default_source = profile, "profile argument"
+    for name in SETTING_NAMES:
+        sources.setdefault(
+            name, default_source if name in _PROFILE_FIELDS + _RETRY_FIELDS else "unset"
+        )
+
+    retry = base.retry.model_copy(update={k: values[k] for k in _RETRY_FIELDS if k in values})
+    effective = base.model_copy(
+        update={**{k: values[k] for k in _PROFILE_FIELDS if k in values}, "retry": retry}
+    )
+    return ClientSettings(
+        provider=provider,
+        model=values.get("model"),
+        embed_model=values.get("embed_model") or values.get("model"),
+        base_url=base_url.rstrip("/"),
+        api_key=values.get("api_key"),
+        profile=effective,
+        sources=sources,
+    )

@@ -1,0 +1,106 @@
+"""Limit algorithms: given each request's latency and outcome, the next concurrency limit.
+
+The interface is one method, `on_sample(rtt, in_flight, dropped) -> limit`, as in Netflix's
+concurrency-limits, so algorithms are interchangeable and testable without a clock.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+__all__ = ["LatencyLimit", "LimitAlgorithm"]
+
+
+class LimitAlgorithm(Protocol):
+    """Chooses the concurrency limit from samples of finished requests."""
+
+    @property
+    def limit(self) -> int:
+        """The current limit."""
+        ...
+
+    def on_sample(self, rtt: float, in_flight: int, dropped: bool) -> int:
+        """Record one finished request; return the new limit.
+
+        `rtt` is its time on the wire in seconds, `in_flight` how many requests (itself
+        included) were on the wire when it finished, and `dropped` whether the server
+        refused or timed it out because it was overloaded.
+        """
+        ...
+
+
+class LatencyLimit:
+    """Grows the limit while latency stays near the no-load latency; shrinks it when it does not.
+
+    Samples are judged in rounds of `limit` requests. A round whose median latency stays within
+    `tolerance` times the lowest latency seen, and that kept the limit busy, adds one slot; a
+    round above `2 * tolerance - 1` times it (requests queue at the server) removes one; a
+    refusal or timeout (429, 503, timeout) cuts the limit by a quarter at once (AIMD). The
+    lowest latency is forgotten slowly (`baseline_decay` per round) so that it can recover
+    from a lucky sample.
+    """
+
+    __slots__ = (
+        "_baseline",
+        "_busy",
+        "_round",
+        "baseline_decay",
+        "limit",
+        "max_limit",
+        "min_limit",
+        "tolerance",
+    )
+
+    def __init__(
+        self,
+        initial: int = 2,
+        *,
+        min_limit: int = 1,
+        max_limit: int = 64,
+        tolerance: float = 1.3,
+        baseline_decay: float = 1.01,
+    ) -> None:
+        if not 1 <= min_limit <= initial <= max_limit:
+            raise ValueError(
+                f"need 1 <= min_limit <= initial <= max_limit, got {min_limit}, {initial}, "
+                f"{max_limit}"
+            )
+        if tolerance <= 1:
+            raise ValueError(f"tolerance={tolerance!r}: must be greater than 1")
+        self.limit = initial
+        self.min_limit = min_limit
+        self.max_limit = max_limit
+        self.tolerance = tolerance
+        self.baseline_decay = baseline_decay
+        self._baseline = math.inf
+        self._round: list[float] = []
+        self._busy = 0
+
+    def on_sample(self, rtt: float, in_flight: int, dropped: bool) -> int:
+        """Record one request; decide at the end of each round."""
+        if dropped:
+            self.limit = max(self.min_limit, min(self.limit - 1, math.floor(self.limit * 0.75)))
+            self._round.clear()
+            self._busy = 0
+            return self.limit
+        self._baseline = min(self._baseline, rtt)
+        self._round.append(rtt)
+        if in_flight >= self.limit:
+            self._busy += 1
+        if len(self._round) >= self.limit:
+            self._decide()
+        return self.limit
+
+    def _decide(self) -> None:
+        ordered = sorted(self._round)
+        median = ordered[len(ordered) // 2]
+        ratio = median / self._baseline if self._baseline > 0 else 1.0
+        busy = self._busy * 2 >= len(self._round)
+        if ratio <= self.tolerance and busy:
+            self.limit = min(self.max_limit, self.limit + 1)
+        elif ratio > 2 * self.tolerance - 1:
+            self.limit = max(self.min_limit, self.limit - 1)
+        self._baseline *= self.baseline_decay
+        self._round.clear()
+        self._busy = 0

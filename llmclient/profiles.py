@@ -1,0 +1,118 @@
+"""Per-provider default policy: how many requests on the wire, how fast, how to retry, how to batch.
+
+Every default below is chosen for the kind of server behind the endpoint, and says why.
+
+* **Ollama** (`OLLAMA_PROFILE`): `max_concurrent` 4, or `OLLAMA_NUM_PARALLEL` when that is set
+  (the server runs that many requests per model; since Ollama 0.9.7 the default is 1, older
+  servers chose up to 4 from VRAM). Anything beyond waits in the server's queue, which
+  looks serial, or is refused with 503 when the queue is full. Timeout 600 s: local models
+  can be slow, and Ollama's own SDK has no timeout at all. Embeddings coalesce up to 32
+  inputs per request within 10 ms: embedding models run one slot.
+* **OpenAI cloud** (`OPENAI_PROFILE`): `max_concurrent` 50, timeout 120 s. The cloud scales
+  out; its real limits are rpm/tpm per account, which differ by tier, so they are unset
+  unless given (429s carry Retry-After, which pauses the endpoint). Embeddings coalesce up
+  to 256 inputs within 20 ms (the API takes up to 2,048).
+* **Local OpenAI-compatible** (`LOCAL_PROFILE`): an OpenAI-style base URL on a loopback,
+  private, link-local or single-label host is a vLLM, llama.cpp, LM Studio or Ollama box,
+  not a cloud: 4 concurrent (llama.cpp's `-np` and Ollama's slots are small), timeout 600 s.
+
+Retries (all profiles): up to 5 attempts, exponential backoff from 0.5 s to 30 s with up to
+1 s of jitter, unless the server says when to come back (Retry-After).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal, TypeAlias
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveFloat, PositiveInt
+
+__all__ = [
+    "LOCAL_PROFILE",
+    "OLLAMA_PROFILE",
+    "OPENAI_PROFILE",
+    "ConcurrencyProfile",
+    "MaxConcurrent",
+    "RetryPolicy",
+    "is_local_endpoint",
+]
+
+
+def _parse_max_concurrent(value: object) -> object:
+    """Accept a positive int, its string form, or "auto"; explain anything else."""
+    if isinstance(value, bool):
+        raise ValueError("must be a positive integer or 'auto'")
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        if not text.isdigit():
+            raise ValueError("must be a positive integer or 'auto'")
+        value = int(text)
+    if not isinstance(value, int) or value < 1:
+        raise ValueError("must be a positive integer or 'auto'")
+    return value
+
+
+MaxConcurrent: TypeAlias = Annotated[int | Literal["auto"], BeforeValidator(_parse_max_concurrent)]
+
+
+class RetryPolicy(BaseModel):
+    """When and how long to retry a request that failed with a retryable error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_attempts: PositiveInt = 5
+    max_elapsed: PositiveFloat | None = None  # seconds from the first attempt; None: no bound
+    initial_wait: float = Field(0.5, ge=0)
+    max_wait: float = Field(30.0, ge=0)
+    jitter: float = Field(1.0, ge=0)
+
+
+class ConcurrencyProfile(BaseModel):
+    """The policy a client applies to every request it sends to one endpoint."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = "custom"
+    max_concurrent: MaxConcurrent = 4
+    rpm: PositiveFloat | None = None
+    tpm: PositiveInt | None = None
+    timeout: PositiveFloat = 600.0
+    share_limits: bool = True
+    retry: RetryPolicy = RetryPolicy()
+    adaptive_max: PositiveInt = 64  # upper bound of the "auto" limit
+    embed_batch_size: PositiveInt = 32
+    embed_batch_wait: float = Field(0.01, ge=0)
+
+
+OLLAMA_PROFILE = ConcurrencyProfile(name="ollama", max_concurrent=4, timeout=600.0)
+OPENAI_PROFILE = ConcurrencyProfile(
+    name="openai",
+    max_concurrent=50,
+    timeout=120.0,
+    embed_batch_size=256,
+    embed_batch_wait=0.02,
+)
+LOCAL_PROFILE = ConcurrencyProfile(name="local", max_concurrent=4, timeout=600.0)
+
+
+def is_local_endpoint(url: str) -> bool:
+    """True when the URL's host is loopback, private, link-local or a single-label name.
+
+    >>> is_local_endpoint("http://127.0.0.1:8080/v1")
+    True
+    >>> is_local_endpoint("http://vllm:8000/v1")
+    True
+    >>> is_local_endpoint("https://api.openai.com/v1")
+    False
+    """
+    host = urlsplit(url if "//" in url else f"//{url}").hostname or ""
+    if host in ("localhost", "") or host.endswith((".localhost", ".local", ".internal")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "." not in host
+    return address.is_loopback or address.is_private or address.is_link_local

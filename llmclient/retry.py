@@ -1,0 +1,97 @@
+"""Retry policy on tenacity: which errors to retry, how long to wait, when to stop.
+
+A server's Retry-After wins over backoff; otherwise exponential backoff with jitter.
+A new `AsyncRetrying` is built for every call, so concurrent calls never share state.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable, Mapping
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
+
+from llmclient.errors import LLMError
+from llmclient.profiles import RetryPolicy
+
+__all__ = ["build_retrying", "is_retryable", "parse_retry_after", "wait_retry_after"]
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Only llmclient errors of a retryable kind are retried."""
+    return isinstance(error, LLMError) and error.retryable
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date).
+
+    >>> parse_retry_after({"retry-after-ms": "1500"})
+    1.5
+    >>> parse_retry_after({"retry-after": "2"})
+    2.0
+    >>> parse_retry_after({}) is None
+    True
+    """
+    lowered = {key.lower(): value for key, value in headers.items()}
+    try:
+        if (ms := lowered.get("retry-after-ms")) is not None:
+            return max(float(ms) / 1000, 0.0)
+    except ValueError:
+        pass
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+class wait_retry_after(wait_base):
+    """Wait what the failed attempt's `retry_after` says, else fall back to `fallback`."""
+
+    def __init__(self, fallback: wait_base) -> None:
+        self.fallback = fallback
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        retry_after = getattr(error, "retry_after", None)
+        if isinstance(retry_after, int | float) and retry_after >= 0:
+            return float(retry_after)
+        return self.fallback(retry_state)
+
+
+def build_retrying(
+    policy: RetryPolicy, before_sleep: Callable[[RetryCallState], None] | None = None
+) -> AsyncRetrying:
+    """A fresh tenacity controller for one call under `policy`."""
+    stop: stop_base = stop_after_attempt(policy.max_attempts)
+    if policy.max_elapsed is not None:
+        stop = stop | stop_before_delay(policy.max_elapsed)
+    return AsyncRetrying(
+        retry=retry_if_exception(is_retryable),
+        stop=stop,
+        wait=wait_retry_after(
+            wait_exponential_jitter(
+                initial=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
+            )
+        ),
+        before_sleep=before_sleep,
+        reraise=False,
+    )

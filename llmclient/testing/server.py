@@ -1,0 +1,576 @@
+"""The simulated LLM server: routing, slots and wait queue, rate limit, faults and statistics.
+
+`SimulatedServer` answers Ollama-native (`/api/*`) and OpenAI (`/v1/*`) requests on loopback; the
+wire payloads come from `_protocols`, the HTTP/1.1 plumbing from `_http`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from types import TracebackType
+from typing import Self
+
+from . import _protocols as proto
+from ._http import DropConnection, HTTPServer, Request, Responder
+
+_JSON = ("content-type", "application/json; charset=utf-8")
+_INFERENCE_PATHS = frozenset(
+    {"/api/chat", "/api/generate", "/api/embed", "/v1/chat/completions", "/v1/embeddings"}
+)
+_WINDOW = 60.0  # seconds of the rpm sliding window
+_QUOTA_MESSAGE = "You exceeded your current quota, please check your plan and billing details."
+
+
+class Fault(StrEnum):
+    """Failure kinds the server can answer with instead of serving a request."""
+
+    INTERNAL_ERROR = "500"
+    BUSY = "503"  # Ollama's "server busy" answer
+    RATE_LIMIT = "429"
+    INSUFFICIENT_QUOTA = "insufficient_quota"
+    INVALID_API_KEY = "401"
+    DROP = "drop"  # close the connection without answering
+    HANG = "hang"  # never answer (holds no slot)
+    MALFORMED = "malformed"  # 200, application/json, invalid JSON body
+
+
+@dataclass
+class ServerStats:
+    """Counters of a `SimulatedServer`.
+
+    `server.stats` is the live object, updated as requests come and go; `snapshot()` returns an
+    independent copy. `statuses` counts the status of every answer sent (a stream at its head),
+    plus "drop" and "hang" for those faults; `completed` counts valid 200 answers fully sent
+    (a malformed 200 counts in `statuses` only); `disconnected` counts requests cancelled before
+    their answer was complete (the client left, or the server stopped).
+    """
+
+    requests: int = 0
+    completed: int = 0
+    in_flight: int = 0
+    waiting: int = 0
+    peak_in_flight: int = 0
+    peak_waiting: int = 0
+    disconnected: int = 0
+    embed_inputs: int = 0
+    statuses: Counter[int | str] = field(default_factory=Counter)
+    by_path: Counter[str] = field(default_factory=Counter)
+    arrivals: list[tuple[float, str]] = field(default_factory=list)  # (time.monotonic(), path)
+
+    def snapshot(self) -> ServerStats:
+        """An independent copy of the current values."""
+        return replace(
+            self,
+            statuses=Counter(self.statuses),
+            by_path=Counter(self.by_path),
+            arrivals=list(self.arrivals),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Injected:
+    fault: Fault
+    retry_after: float | None
+    path: str | None
+
+
+class _Reply:
+    """Answers one request in the style of its protocol and counts what is sent."""
+
+    __slots__ = ("headers", "openai", "responder", "stats")
+
+    def __init__(self, responder: Responder, stats: ServerStats, openai: bool) -> None:
+        self.responder = responder
+        self.stats = stats
+        self.openai = openai
+        self.headers: list[tuple[str, str]] = []  # extra headers of successful answers
+
+    async def json(
+        self, payload: object, status: int = 200, headers: list[tuple[str, str]] | None = None
+    ) -> None:
+        self.stats.statuses[status] += 1
+        extra = self.headers if headers is None else headers
+        await self.responder.send(status, [_JSON, *extra], _dumps(payload))
+        if status == 200:
+            self.stats.completed += 1
+
+    async def error(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str,
+        code: str | None = None,
+        param: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        payload = (
+            proto.openai_error(message, type_, code, param)
+            if self.openai
+            else proto.ollama_error(message)
+        )
+        await self.json(payload, status, headers or [])
+
+    async def start(self, content_type: str) -> None:
+        self.stats.statuses[200] += 1
+        await self.responder.start(200, [("content-type", content_type), *self.headers])
+
+    async def write(self, data: bytes) -> None:
+        await self.responder.write(data)
+
+    async def end(self, data: bytes) -> None:
+        await self.responder.end(data)
+        self.stats.completed += 1
+
+
+def _dumps(payload: object) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+async def _sleep(seconds: float) -> None:
+    if seconds > 0:
+        await asyncio.sleep(seconds)
+
+
+class SimulatedServer:
+    """An Ollama- and OpenAI-compatible LLM server on loopback with deterministic answers.
+
+    At most `parallel` requests are served at once; the others wait in FIFO order (`max_queue`
+    bounds how many may wait: beyond it Ollama's 503 "server busy" answer). Service time is
+    `latency + token_latency * tokens`, spent holding a slot. `rpm` limits accepted inference
+    requests over a sliding minute. Faults come from `inject()` (first, in order) or at random
+    from `fault_rates`; the rpm limit and random faults apply to inference paths only.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        parallel: int = 4,
+        max_queue: int | None = None,
+        latency: float = 0.05,
+        token_latency: float = 0.0,
+        rpm: int | None = None,
+        fault_rates: Mapping[str, float] | None = None,
+        seed: int = 0,
+        embedding_dim: int = 8,
+        models: tuple[str, ...] = ("sim-model", "sim-embed"),
+    ) -> None:
+        if parallel < 1:
+            raise ValueError("parallel must be at least 1")
+        if max_queue is not None and max_queue < 0:
+            raise ValueError("max_queue must be None or non-negative")
+        if latency < 0 or token_latency < 0:
+            raise ValueError("latencies must be non-negative")
+        if rpm is not None and rpm < 1:
+            raise ValueError("rpm must be None or positive")
+        if embedding_dim < 1:
+            raise ValueError("embedding_dim must be positive")
+        self._host = host
+        self._port = port
+        self._parallel = parallel
+        self._max_queue = max_queue
+        self._latency = latency
+        self._token_latency = token_latency
+        self._rpm = rpm
+        self._embedding_dim = embedding_dim
+        self._models = tuple(models)
+        self._rng = random.Random(seed)
+        self._fault_table = self._cumulative(fault_rates or {})
+
+        self._http = HTTPServer(self._handle)
+        self._bound_port: int | None = None
+        self._stats = ServerStats()
+        self._free = parallel
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._injected: list[_Injected] = []
+        self._window: deque[float] = deque()
+        self._ids = itertools.count(1)
+        self._routes: dict[tuple[str, str], Callable[[Request, _Reply, float], Awaitable[None]]] = {
+            ("POST", "/api/chat"): self._ollama_generate,
+            ("POST", "/api/generate"): self._ollama_generate,
+            ("POST", "/api/embed"): self._embed,
+            ("POST", "/v1/chat/completions"): self._openai_chat,
+            ("POST", "/v1/embeddings"): self._embed,
+            ("GET", "/api/tags"): self._listing,
+            ("GET", "/api/ps"): self._listing,
+            ("GET", "/api/version"): self._listing,
+            ("GET", "/v1/models"): self._listing,
+        }
+
+    @staticmethod
+    def _cumulative(rates: Mapping[str, float]) -> list[tuple[float, Fault]]:
+        table: list[tuple[float, Fault]] = []
+        total = 0.0
+        for kind, rate in rates.items():
+            if rate < 0:
+                raise ValueError(f"fault rate for {kind!r} is negative")
+            total += rate
+            table.append((total, Fault(kind)))
+        if total > 1:
+            raise ValueError("fault rates add up to more than 1")
+        return table
+
+    # --- lifecycle and public API ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start listening (on a free port when `port` is 0)."""
+        if self._bound_port is None:
+            self._bound_port = await self._http.start(self._host, self._port)
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection, cancelling requests in progress."""
+        await self._http.stop()
+        self._bound_port = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL, also the Ollama host: "http://127.0.0.1:PORT"."""
+        if self._bound_port is None:
+            raise RuntimeError("SimulatedServer is not started")
+        return f"http://{self._host}:{self._bound_port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        """Base URL for OpenAI clients: `url` + "/v1"."""
+        return self.url + "/v1"
+
+    @property
+    def stats(self) -> ServerStats:
+        """The live statistics (see `ServerStats.snapshot` for a frozen copy)."""
+        return self._stats
+
+    def reset_stats(self) -> None:
+        """Zero the counters in place; the in_flight and waiting gauges keep their values."""
+        st = self._stats
+        fresh = ServerStats(
+            in_flight=st.in_flight,
+            waiting=st.waiting,
+            peak_in_flight=st.in_flight,
+            peak_waiting=st.waiting,
+        )
+        for name in fresh.__dataclass_fields__:
+            setattr(st, name, getattr(fresh, name))
+
+    def inject(
+        self,
+        fault: Fault | str,
+        count: int = 1,
+        *,
+        retry_after: float | None = None,
+        path: str | None = None,
+    ) -> None:
+        """Answer the next `count` requests whose path starts with `path` (None: any) with `fault`.
+
+        Injected faults are used in the order injected, before the rpm limit and random faults.
+        `retry_after` (seconds, fractions allowed) sets the 429's retry-after; default 1.
+        """
+        kind = Fault(fault)
+        if count < 0:
+            raise ValueError("count must be non-negative")
+        self._injected.extend(_Injected(kind, retry_after, path) for _ in range(count))
+
+    # --- request handling --------------------------------------------------------------------
+
+    async def _handle(self, request: Request, responder: Responder) -> None:
+        now = time.monotonic()
+        path = request.path
+        st = self._stats
+        st.requests += 1
+        st.by_path[path] += 1
+        st.arrivals.append((now, path))
+        reply = _Reply(responder, st, openai=path == "/v1" or path.startswith("/v1/"))
+        route = self._routes.get((request.method, path))
+        if route is None and request.method == "GET" and path.startswith("/v1/models/"):
+            route = self._listing
+        if route is None:
+            await reply.error(
+                404,
+                f"{request.method} {path} not found",
+                type_="invalid_request_error",
+                code="unknown_url",
+            )
+            return
+        injected = self._take_injected(path)
+        fault, retry_after = (injected.fault, injected.retry_after) if injected else (None, None)
+        if fault is None and path in _INFERENCE_PATHS:
+            if self._rpm is not None and not await self._admit(reply, now, self._rpm):
+                return
+            fault = self._random_fault()
+        try:
+            if fault is not None:
+                await self._fault(reply, fault, retry_after)
+            else:
+                await route(request, reply, now)
+        except asyncio.CancelledError:  # the client left, or the server is stopping
+            st.disconnected += 1
+            raise
+
+    def _take_injected(self, path: str) -> _Injected | None:
+        for i, item in enumerate(self._injected):
+            if item.path is None or path.startswith(item.path):
+                return self._injected.pop(i)
+        return None
+
+    def _random_fault(self) -> Fault | None:
+        if not self._fault_table:
+            return None
+        r = self._rng.random()
+        return next((fault for bound, fault in self._fault_table if r < bound), None)
+
+    async def _admit(self, reply: _Reply, now: float, rpm: int) -> bool:
+        """Apply the rpm window: record the request, or answer 429 and return False."""
+        window = self._window
+        while window and window[0] <= now - _WINDOW:
+            window.popleft()
+        if len(window) >= rpm:
+            wait = window[0] + _WINDOW - now
+            await reply.error(
+                429,
+                f"Rate limit reached for requests per min (RPM): Limit {rpm}, Used {len(window)},"
+                f" Requested 1. Please try again in {proto.go_duration(wait)}.",
+                type_="requests",
+                code="rate_limit_exceeded",
+                headers=[
+                    ("retry-after", str(max(1, math.ceil(wait)))),
+                    *self._limit_headers(rpm, 0, wait),
+                ],
+            )
+            return False
+        window.append(now)
+        if reply.openai:
+            reply.headers = self._limit_headers(rpm, rpm - len(window), window[0] + _WINDOW - now)
+        return True
+
+    @staticmethod
+    def _limit_headers(limit: int, remaining: int, reset: float) -> list[tuple[str, str]]:
+        return [
+            ("x-ratelimit-limit-requests", str(limit)),
+            ("x-ratelimit-remaining-requests", str(remaining)),
+            ("x-ratelimit-reset-requests", proto.go_duration(reset)),
+        ]
+
+    async def _fault(self, reply: _Reply, fault: Fault, retry_after: float | None) -> None:
+        match fault:
+            case Fault.INTERNAL_ERROR:
+                message = (
+                    "The server had an error while processing your request. Sorry about that!"
+                    if reply.openai
+                    else "internal server error"
+                )
+                await reply.error(500, message, type_="server_error")
+            case Fault.BUSY:
+                await reply.error(503, proto.BUSY_MESSAGE, type_="api_error")
+            case Fault.RATE_LIMIT:
+                wait = 1.0 if retry_after is None else retry_after
+                await reply.error(
+                    429,
+                    "Rate limit reached for requests per min (RPM). "
+                    f"Please try again in {proto.go_duration(wait)}.",
+                    type_="requests",
+                    code="rate_limit_exceeded",
+                    headers=[
+                        ("retry-after", f"{wait:g}"),
+                        ("retry-after-ms", str(round(wait * 1000))),
+                        *self._limit_headers(self._rpm or 60, 0, wait),
+                    ],
+                )
+            case Fault.INSUFFICIENT_QUOTA:
+                await reply.error(
+                    429, _QUOTA_MESSAGE, type_="insufficient_quota", code="insufficient_quota"
+                )
+            case Fault.INVALID_API_KEY:
+                message = (
+                    "Incorrect API key provided. You can find your API key at "
+                    "https://platform.openai.com/account/api-keys."
+                    if reply.openai
+                    else "unauthorized"
+                )
+                await reply.error(
+                    401, message, type_="invalid_request_error", code="invalid_api_key"
+                )
+            case Fault.DROP:
+                reply.stats.statuses["drop"] += 1
+                raise DropConnection
+            case Fault.HANG:
+                reply.stats.statuses["hang"] += 1
+                await asyncio.get_running_loop().create_future()
+            case Fault.MALFORMED:
+                reply.stats.statuses[200] += 1
+                await reply.responder.send(200, [_JSON], b'{"model": "sim-model", "message": {"con')
+
+    # --- slots -------------------------------------------------------------------------------
+
+    async def _acquire(self, reply: _Reply) -> float | None:
+        """Take a slot, waiting in FIFO order; returns the seconds waited, None if answered busy."""
+        st = self._stats
+        if self._free and not self._waiters:
+            self._free -= 1
+            waited = 0.0
+        elif self._max_queue is not None and len(self._waiters) >= self._max_queue:
+            await reply.error(503, proto.BUSY_MESSAGE, type_="api_error")
+            return None
+        else:
+            start = time.monotonic()
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            st.waiting += 1
+            st.peak_waiting = max(st.peak_waiting, st.waiting)
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():
+                    self._hand_over()  # the slot reached us as we were cancelled: pass it on
+                elif fut in self._waiters:
+                    self._waiters.remove(fut)
+                raise
+            finally:
+                st.waiting -= 1
+            waited = time.monotonic() - start
+        st.in_flight += 1
+        st.peak_in_flight = max(st.peak_in_flight, st.in_flight)
+        return waited
+
+    def _release(self) -> None:
+        self._stats.in_flight -= 1
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Give a free slot to the first live waiter, or back to the pool."""
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self._free += 1
+
+    # --- endpoints ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _body(request: Request) -> proto.JSONObject:
+        try:
+            body = json.loads(request.body)
+        except ValueError as exc:
+            raise proto.BadRequest(f"invalid JSON body: {exc}") from None
+        if not isinstance(body, dict):
+            raise proto.BadRequest("request body must be a JSON object")
+        return body
+
+    async def _ollama_generate(self, request: Request, reply: _Reply, arrival: float) -> None:
+        chat = request.path == "/api/chat"
+        try:
+            body = self._body(request)
+            gen = proto.parse_ollama_chat(body) if chat else proto.parse_ollama_generate(body)
+        except proto.BadRequest as exc:
+            await reply.error(400, str(exc), type_="invalid_request_error")
+            return
+        waited = await self._acquire(reply)
+        if waited is None:
+            return
+        try:
+            eval_time = self._token_latency * len(gen.tokens)
+            if gen.stream:
+                await _sleep(self._latency)
+                await reply.start("application/x-ndjson")
+                for token in gen.tokens:
+                    await _sleep(self._token_latency)
+                    await reply.write(_dumps(proto.ollama_chunk(gen, [token], chat=chat)) + b"\n")
+            else:
+                await _sleep(self._latency + eval_time)
+            timing = proto.Timing(time.monotonic() - arrival, waited, self._latency, eval_time)
+            final = proto.ollama_final(gen, timing, chat=chat, streamed=gen.stream)
+            if gen.stream:
+                await reply.end(_dumps(final) + b"\n")
+            else:
+                await reply.json(final)
+        finally:
+            self._release()
+
+    async def _openai_chat(self, request: Request, reply: _Reply, arrival: float) -> None:
+        try:
+            gen = proto.parse_openai_chat(self._body(request))
+        except proto.BadRequest as exc:
+            await reply.error(400, str(exc), type_="invalid_request_error")
+            return
+        if await self._acquire(reply) is None:
+            return
+        request_id = f"chatcmpl-sim{next(self._ids):08d}"
+        try:
+            if not gen.stream:
+                await _sleep(self._latency + self._token_latency * len(gen.tokens))
+                await reply.json(proto.openai_completion(gen, request_id))
+                return
+            await _sleep(self._latency)
+            await reply.start("text/event-stream; charset=utf-8")
+            role = {"role": "assistant", "content": ""}
+            await reply.write(_sse(proto.openai_chunk(gen, request_id, delta=role)))
+            for token in gen.tokens:
+                await _sleep(self._token_latency)
+                await reply.write(_sse(proto.openai_chunk(gen, request_id, token=token)))
+            tail = _sse(proto.openai_chunk(gen, request_id, finish=True))
+            if gen.include_usage:
+                tail += _sse(proto.openai_chunk(gen, request_id, usage=True))
+            await reply.end(tail + b"data: [DONE]\n\n")
+        finally:
+            self._release()
+
+    async def _embed(self, request: Request, reply: _Reply, arrival: float) -> None:
+        try:
+            req = proto.parse_embed(self._body(request), openai=reply.openai)
+        except proto.BadRequest as exc:
+            await reply.error(400, str(exc), type_="invalid_request_error")
+            return
+        self._stats.embed_inputs += len(req.inputs)
+        waited = await self._acquire(reply)
+        if waited is None:
+            return
+        try:
+            await _sleep(self._latency)
+            dim = req.dimensions or self._embedding_dim
+            vectors = [proto.embedding(text, dim) for text in req.inputs]
+            if reply.openai:
+                await reply.json(proto.openai_embeddings(req, vectors))
+            else:
+                timing = proto.Timing(time.monotonic() - arrival, waited, self._latency, 0.0)
+                await reply.json(proto.ollama_embed(req, vectors, timing))
+        finally:
+            self._release()
+
+    async def _listing(self, request: Request, reply: _Reply, arrival: float) -> None:
+        path = request.path
+        if path == "/api/tags":
+            await reply.json(proto.ollama_tags(self._models))
+        elif path == "/api/ps":
+            await reply.json(proto.ollama_ps(self._models))
+        elif path == "/api/version":
+            await reply.json({"version": proto.OLLAMA_VERSION})
+        elif path == "/v1/models":
+            await reply.json(proto.openai_models(self._models))
+        else:
+            await reply.json(proto.openai_model(path.removeprefix("/v1/models/")))
+
+
+def _sse(payload: object) -> bytes:
+    return b"data: " + _dumps(payload) + b"\n\n"

@@ -36,16 +36,17 @@ class LatencyLimit:
     Samples are judged in rounds of `limit` requests. A round whose median latency stays within
     `tolerance` times the lowest latency seen, and that kept the limit busy, adds one slot; a
     round above `2 * tolerance - 1` times it (requests queue at the server) removes one; a
-    refusal or timeout (429, 503, timeout) cuts the limit by a quarter at once (AIMD). The
-    lowest latency is forgotten slowly (`baseline_decay` per round) so that it can recover
-    from a lucky sample.
+    refusal or timeout (429, 503, timeout) cuts the limit by a quarter at once (AIMD).
+
+    The no-load latency is the lowest round median (a single lucky request cannot skew it);
+    a round run at `min_limit` measures it afresh, so a server that became slower is
+    re-learnt instead of pinning the limit at its minimum.
     """
 
     __slots__ = (
         "_baseline",
         "_busy",
         "_round",
-        "baseline_decay",
         "limit",
         "max_limit",
         "min_limit",
@@ -59,7 +60,6 @@ class LatencyLimit:
         min_limit: int = 1,
         max_limit: int = 64,
         tolerance: float = 1.3,
-        baseline_decay: float = 1.01,
     ) -> None:
         if not 1 <= min_limit <= initial <= max_limit:
             raise ValueError(
@@ -72,7 +72,6 @@ class LatencyLimit:
         self.min_limit = min_limit
         self.max_limit = max_limit
         self.tolerance = tolerance
-        self.baseline_decay = baseline_decay
         self._baseline = math.inf
         self._round: list[float] = []
         self._busy = 0
@@ -84,7 +83,6 @@ class LatencyLimit:
             self._round.clear()
             self._busy = 0
             return self.limit
-        self._baseline = min(self._baseline, rtt)
         self._round.append(rtt)
         if in_flight >= self.limit:
             self._busy += 1
@@ -95,12 +93,15 @@ class LatencyLimit:
     def _decide(self) -> None:
         ordered = sorted(self._round)
         median = ordered[len(ordered) // 2]
+        if self.limit <= self.min_limit:
+            self._baseline = median
+        else:
+            self._baseline = min(self._baseline, median)
         ratio = median / self._baseline if self._baseline > 0 else 1.0
         busy = self._busy * 2 >= len(self._round)
         if ratio <= self.tolerance and busy:
             self.limit = min(self.max_limit, self.limit + 1)
         elif ratio > 2 * self.tolerance - 1:
             self.limit = max(self.min_limit, self.limit - 1)
-        self._baseline *= self.baseline_decay
         self._round.clear()
         self._busy = 0

@@ -1,0 +1,148 @@
+"""Concurrency limiter, adaptive limit, token bucket and Retry-After parsing."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+
+import pytest
+
+from llmclient.limits import ConcurrencyLimiter, LatencyLimit, TokenBucket
+from llmclient.limits.endpoint import Endpoint
+from llmclient.retry import parse_retry_after
+
+
+async def test_limiter_bounds_and_fifo() -> None:
+    limiter = ConcurrencyLimiter(2)
+    order: list[int] = []
+    peak = 0
+
+    async def work(i: int) -> None:
+        nonlocal peak
+        await limiter.acquire()
+        try:
+            order.append(i)
+            peak = max(peak, limiter.in_flight)
+            await asyncio.sleep(0.001)
+        finally:
+            limiter.release()
+
+    await asyncio.gather(*(work(i) for i in range(20)))
+    assert peak == 2
+    assert order == list(range(20))
+    assert limiter.in_flight == 0
+    assert limiter.waiting == 0
+
+
+async def test_cancelled_waiter_takes_no_slot() -> None:
+    limiter = ConcurrencyLimiter(1)
+    await limiter.acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    assert limiter.waiting == 1
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    limiter.release()
+    assert limiter.in_flight == 0
+    assert limiter.waiting == 0
+
+
+async def test_cancelled_right_after_handover_gives_slot_back() -> None:
+    limiter = ConcurrencyLimiter(1)
+    await limiter.acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    limiter.release()  # hands the slot to the waiter...
+    waiter.cancel()  # ...which is cancelled before it runs
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert limiter.in_flight == 0
+
+
+async def test_limit_changes_apply_to_waiters() -> None:
+    limiter = ConcurrencyLimiter(1)
+    await limiter.acquire()
+    waiters = [asyncio.create_task(limiter.acquire()) for _ in range(3)]
+    await asyncio.sleep(0)
+    limiter.limit = 3
+    await asyncio.sleep(0)
+    assert limiter.in_flight == 3
+    limiter.limit = 1
+    for _ in range(3):
+        limiter.release()
+    await asyncio.sleep(0)
+    assert limiter.in_flight == 1  # shrinking admitted only one more
+    for task in waiters:
+        task.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)
+
+
+def test_latency_limit_grows_while_latency_is_flat() -> None:
+    algorithm = LatencyLimit(initial=2, max_limit=8)
+    for _ in range(200):
+        algorithm.on_sample(0.05, algorithm.limit, dropped=False)
+    assert algorithm.limit == 8
+
+
+def test_latency_limit_settles_at_server_slots() -> None:
+    """A simulated 4-slot server: latency is flat up to 4 in flight, then grows with the queue."""
+    algorithm = LatencyLimit(initial=1, max_limit=32)
+    limits = []
+    for _ in range(600):
+        limit = algorithm.limit
+        rtt = 0.05 * max(1.0, limit / 4)
+        algorithm.on_sample(rtt, limit, dropped=False)
+        limits.append(algorithm.limit)
+    settled = limits[-100:]
+    assert min(settled) >= 4
+    assert max(settled) <= 7
+
+
+def test_latency_limit_backs_off_on_drops_and_idle_does_not_grow() -> None:
+    algorithm = LatencyLimit(initial=8, max_limit=16)
+    algorithm.on_sample(0.05, 8, dropped=True)
+    assert algorithm.limit == 6
+    for _ in range(100):
+        algorithm.on_sample(0.05, 1, dropped=False)  # demand never fills the limit
+    assert algorithm.limit == 6
+
+
+async def test_token_bucket_refund_and_charge() -> None:
+    bucket = TokenBucket(1000, 60)
+    await bucket.acquire(bucket.clamp(5000))  # oversized request: clamped, not deadlocked
+    assert not bucket.has_capacity(1)
+    bucket.adjust(-900)  # the request used far less than estimated
+    assert bucket.has_capacity(800)
+    bucket.adjust(+800)
+    assert not bucket.has_capacity(200)
+
+
+async def test_endpoint_pause_holds_dispatch() -> None:
+    endpoint = Endpoint("test", 4, None, None)
+    endpoint.pause(0.2)
+    started = time.monotonic()
+    await endpoint.admit(1)
+    assert time.monotonic() - started >= 0.19
+    endpoint.release(0.0, dropped=False)
+
+
+def test_parse_retry_after_forms() -> None:
+    assert parse_retry_after({"Retry-After": "3"}) == 3.0
+    assert parse_retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    future = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 < (parse_retry_after({"retry-after": future}) or 0) <= 30
+    assert parse_retry_after({"retry-after": "garbage"}) is None
+    assert parse_retry_after({"retry-after": "-4"}) == 0.0
+
+
+def test_latency_limit_relearns_a_slower_server() -> None:
+    algorithm = LatencyLimit(initial=4, max_limit=16)
+    for _ in range(100):
+        algorithm.on_sample(0.05 * max(1.0, algorithm.limit / 4), algorithm.limit, False)
+    fast_limit = algorithm.limit
+    for _ in range(400):  # the server is now 3x slower at any load
+        algorithm.on_sample(0.15 * max(1.0, algorithm.limit / 4), algorithm.limit, False)
+    assert fast_limit >= 4
+    assert algorithm.limit >= 4  # it did not stay pinned at the minimum

@@ -70,7 +70,7 @@ class LLMError(Exception):
         where = " ".join(p for p in (self.provider, self.endpoint) if p)
         status = f" (HTTP {self.status_code})" if self.status_code is not None else ""
         text = f"{where}{status}: {self.message}" if where or status else self.message
-        return f"{text}. {self.hint}" if self.hint else text
+        return f"{text.rstrip('.')}. {self.hint}" if self.hint else text
 
     def __reduce__(self) -> tuple[object, ...]:
         return (_rebuild, (type(self), self.message, self.__dict__))

@@ -89,7 +89,7 @@ def build_retrying(
         stop=stop,
         wait=wait_retry_after(
             wait_exponential_jitter(
-                initial=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
+                multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
             )
         ),
         before_sleep=before_sleep,

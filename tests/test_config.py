@@ -17,15 +17,6 @@ from llmclient import (
 SECRET = "sk-test-SECRET-value-1234567890"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith(("LLMCLIENT_", "OLLAMA_", "OPENAI_")):
-            monkeypatch.delenv(name)
-
-
 def source(client: OllamaClient | OpenAIClient, name: str) -> str:
     return client.settings.sources[name]
 

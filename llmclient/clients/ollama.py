@@ -22,6 +22,7 @@ from llmclient.errors import (
     LLMConnectionError,
     LLMError,
     MalformedResponseError,
+    QuotaExceededError,
     RateLimitError,
     RequestTimeoutError,
     ServerBusyError,
@@ -170,6 +171,8 @@ class OllamaClient(BaseLLMClient):
         }
         if status == 503 or "server busy" in message:
             return ServerBusyError(message, **common)
+        if status == 429 and "quota" in message.lower():
+            return QuotaExceededError(message, **common)
         if status == 429:
             return RateLimitError(message, **common)
         if status in (401, 403):

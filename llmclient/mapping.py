@@ -51,10 +51,6 @@ class ProgressCallback(Protocol):
     def __call__(self, progress: float | tuple[int, None], /, *, desc: str) -> object: ...
 
 
-class _ItemFailedError(Exception):
-    """Raised by a worker to stop the task group; the real failure is kept aside."""
-
-
 class _Progress:
     """Sends progress to a tqdm bar or a ProgressCallback; throttled by the caller."""
 
@@ -276,25 +272,35 @@ async def run_concurrent(
             next_prog = d + max(1, stride)
         next_at = min(next_log, next_prog)
 
-    def fail(i: int, exc: BaseException) -> None:
-        """Store a failed item's exception, or stop the run when failures are raised."""
-        nonlocal done, errors, first_error
+    def store_failure(i: int, exc: BaseException) -> None:
+        """Put a failed item's exception in its slot (return_exceptions=True)."""
+        nonlocal done, errors
         errors += 1
-        if not return_exceptions:
-            if first_error is None:
-                first_error = exc
-            # Not `raise exc`: a CancelledError would make the task group ignore the failure.
-            raise _ItemFailedError from exc
         results[i] = exc
         done += 1
         if done >= next_at:
             tick()
 
-    def source_failed(exc: Exception, me: asyncio.Task[Any]) -> None:
-        """Remember an error raised by the items themselves (or by progress callbacks)."""
-        nonlocal first_error
-        if first_error is None and not me.cancelling():
+    workers: list[asyncio.Task[None]] = []
+
+    def stop(exc: BaseException, me: asyncio.Task[Any]) -> None:
+        """End the run on its first failure: keep the error, cancel the other workers.
+
+        Workers never raise to the task group (which would cancel this function's task and,
+        on Python 3.11, leave its cancelling() count raised); they cancel each other instead.
+        """
+        nonlocal errors, first_error
+        if first_error is None:
+            errors += 1
             first_error = exc
+        for task in workers:
+            if task is not me:
+                task.cancel()
+
+    def failed_while_cancelled(exc: Exception) -> asyncio.CancelledError:
+        """Swap an error raised by a call that was being cancelled for the cancellation."""
+        logger.debug("%s: error while cancelling: %r", desc, exc)
+        return asyncio.CancelledError()
 
     async def worker(source: Iterator[tuple[int, T]]) -> None:
         nonlocal done
@@ -306,9 +312,12 @@ async def run_concurrent(
                 try:
                     r = await coro_fn(item)
                 except (Exception, asyncio.CancelledError) as exc:
-                    if me.cancelling():  # this worker is being cancelled, not just the item
+                    if me.cancelling():  # this worker is being cancelled, not just the call
                         raise
-                    fail(i, exc)
+                    if not return_exceptions:
+                        stop(exc, me)
+                        return
+                    store_failure(i, exc)
                 else:
                     results[i] = r
                     done += 1
@@ -316,9 +325,10 @@ async def run_concurrent(
                         completed.append(r)
                     if done >= next_at:
                         tick()
-        except Exception as exc:
-            source_failed(exc, me)
-            raise
+        except Exception as exc:  # from the items, a callback, or a call being cancelled
+            if me.cancelling():
+                raise failed_while_cancelled(exc) from exc
+            stop(exc, me)
 
     lock = asyncio.Lock()  # an async generator cannot be advanced by two workers at once
     exhausted = False
@@ -344,7 +354,10 @@ async def run_concurrent(
                 except (Exception, asyncio.CancelledError) as exc:
                     if me.cancelling():
                         raise
-                    fail(i, exc)
+                    if not return_exceptions:
+                        stop(exc, me)
+                        return
+                    store_failure(i, exc)
                 else:
                     results[i] = r
                     done += 1
@@ -353,8 +366,9 @@ async def run_concurrent(
                     if done >= next_at:
                         tick()
         except Exception as exc:
-            source_failed(exc, me)
-            raise
+            if me.cancelling():
+                raise failed_while_cancelled(exc) from exc
+            stop(exc, me)
 
     outcome = "failed"
     try:
@@ -362,26 +376,17 @@ async def run_concurrent(
             prog.emit(0)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s: starting %d workers, total %s", desc, n_workers, total)
-        failure: BaseException | None = None
-        try:
-            async with asyncio.TaskGroup() as tg:
-                if isinstance(items, AsyncIterable):
-                    aiterator = aiter(items)
-                    for _ in range(n_workers):
-                        tg.create_task(async_worker(aiterator))
-                else:
-                    iterator = enumerate(items)
-                    for _ in range(n_workers):
-                        tg.create_task(worker(iterator))
-        except BaseExceptionGroup as group:
-            # Raise the first failure itself, not the group of everything that followed it.
-            failure = first_error
-            if failure is None:
-                me = asyncio.current_task()
-                cancelled = me is not None and me.cancelling() > 0
-                failure = asyncio.CancelledError() if cancelled else group
-        if failure is not None:
-            raise failure
+        async with asyncio.TaskGroup() as tg:
+            if isinstance(items, AsyncIterable):
+                aiterator = aiter(items)
+                for _ in range(n_workers):
+                    workers.append(tg.create_task(async_worker(aiterator)))
+            else:
+                iterator = enumerate(items)
+                for _ in range(n_workers):
+                    workers.append(tg.create_task(worker(iterator)))
+        if first_error is not None:
+            raise first_error
         if prog is not None:
             prog.emit(done, final=True)
         outcome = "finished"

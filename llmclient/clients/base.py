@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from tenacity import RetryCallState, RetryError
 
 from llmclient.clients.params import SamplingParams, validate_params
+from llmclient.coalesce import EmbeddingCoalescer
 from llmclient.config import ClientSettings, resolve_settings
 from llmclient.errors import (
     ConfigurationError,
@@ -219,6 +220,7 @@ class BaseLLMClient(ABC):
         self.topk_per_token = topk_per_token
         self._recorder = _Recorder()
         self._endpoint_cache: tuple[asyncio.AbstractEventLoop, Endpoint] | None = None
+        self._coalescer_cache: tuple[asyncio.AbstractEventLoop, EmbeddingCoalescer] | None = None
         self._closed = False
 
     # ----------------------------------------------------------- provider primitives
@@ -359,25 +361,24 @@ class BaseLLMClient(ABC):
         return TextStream(self._stream_deltas(request))
 
     async def embed(self, texts: str | Sequence[str]) -> list[list[float]]:
-        """One vector per text, in order; large inputs are split into profile-sized requests."""
+        """One vector per text, in order.
+
+        Texts from all concurrent `embed` calls within the profile's `embed_batch_wait` are
+        sent together, up to `embed_batch_size` per provider request.
+        """
         items = self._embed_inputs(texts)
         if not items:
             return []
-        size = self.profile.embed_batch_size
-        chunks = [items[i : i + size] for i in range(0, len(items), size)]
-        if len(chunks) == 1:
-            return await self._embed_batch(chunks[0])
-        vectors: list[list[float]] = []
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._embed_batch(chunk)) for chunk in chunks]
-        for task in tasks:
-            vectors.extend(task.result())
-        return vectors
+        self._model_for(self.settings.embed_model, "embed_model")
+        return await self._coalescer().embed(items)
 
     async def aclose(self) -> None:
-        """Close the provider connection; the client cannot be used afterwards."""
+        """Finish pending embeddings, close the provider connection; no use afterwards."""
         if not self._closed:
             self._closed = True
+            cache = self._coalescer_cache
+            if cache is not None and cache[0] is asyncio.get_running_loop():
+                await cache[1].aclose()
             await self._close()
 
     async def __aenter__(self) -> Self:
@@ -505,6 +506,18 @@ class BaseLLMClient(ABC):
             endpoint = Endpoint(self.endpoint_name, p.max_concurrent, p.rpm, p.tpm, p.adaptive_max)
         self._endpoint_cache = (loop, endpoint)
         return endpoint
+
+    def _coalescer(self) -> EmbeddingCoalescer:
+        loop = asyncio.get_running_loop()
+        cache = self._coalescer_cache
+        if cache is None or cache[0] is not loop:
+            p = self.profile
+            cache = (
+                loop,
+                EmbeddingCoalescer(self._embed_batch, p.embed_batch_size, p.embed_batch_wait),
+            )
+            self._coalescer_cache = cache
+        return cache[1]
 
     def _translate(self, error: BaseException) -> LLMError | None:
         if isinstance(error, LLMError):

@@ -11,29 +11,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from multiprocessing.connection import Connection
 
 import ollama
+from _server import server_process
 
 from llmclient import OllamaClient
-from llmclient.testing import SimulatedServer
 
 SLOTS, QUEUE, LATENCY = 4, 16, 0.05
-
-
-def serve(conn: Connection) -> None:
-    """Run the simulated server until the parent sends anything."""
-
-    async def main() -> None:
-        async with SimulatedServer(parallel=SLOTS, max_queue=QUEUE, latency=LATENCY) as server:
-            conn.send(server.url)
-            await asyncio.get_running_loop().run_in_executor(None, conn.recv)
-
-    asyncio.run(main())
 
 
 async def raw_sdk(host: str, n: int) -> int:
@@ -87,10 +74,11 @@ def main() -> None:
     args = parser.parse_args()
     n = args.requests
 
-    parent, child = multiprocessing.Pipe()
-    server = multiprocessing.Process(target=serve, args=(child,), daemon=True)
-    server.start()
-    host = parent.recv()
+    with server_process(parallel=SLOTS, max_queue=QUEUE, latency=LATENCY) as host:
+        run_all(host, n, args.rounds)
+
+
+def run_all(host: str, n: int, rounds: int) -> None:
     ideal = n / SLOTS * LATENCY
     print(
         f"simulated Ollama: {SLOTS} slots, queue {QUEUE}, {LATENCY * 1000:.0f} ms/request;"
@@ -99,7 +87,7 @@ def main() -> None:
 
     variants = {"raw SDK + Semaphore(4)": raw_sdk, "OllamaClient()": llmclient_default}
     samples: dict[str, list[tuple[float, float, int]]] = {name: [] for name in variants}
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         for name, run in variants.items():  # interleaved, so drift hits both alike
             samples[name].append(measure(run, host, n))
     wall_u, cpu_u, fail_u = measure(unbounded, host, n)
@@ -123,8 +111,6 @@ def main() -> None:
         f"overhead per request: {1e6 * (ours_wall - raw_wall) / n:+.0f} us wall, "
         f"{1e6 * (ours_cpu - raw_cpu) / n:+.0f} us CPU"
     )
-    parent.send("stop")
-    server.join(timeout=5)
 
 
 if __name__ == "__main__":

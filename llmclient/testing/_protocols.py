@@ -506,11 +506,9 @@ def ollama_error(message: str) -> JSONObject:
     return {"error": message}
 
 
-def openai_error(
-    message: str, type_: str, code: str | None = None, param: str | None = None
-) -> JSONObject:
+def openai_error(message: str, type_: str, code: str | None = None) -> JSONObject:
     """OpenAI's error body."""
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
 
 
 def go_duration(seconds: float) -> str:

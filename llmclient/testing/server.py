@@ -14,7 +14,7 @@ import random
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from types import TracebackType
 from typing import Self
@@ -110,13 +110,10 @@ class _Reply:
         *,
         type_: str,
         code: str | None = None,
-        param: str | None = None,
         headers: list[tuple[str, str]] | None = None,
     ) -> None:
         payload = (
-            proto.openai_error(message, type_, code, param)
-            if self.openai
-            else proto.ollama_error(message)
+            proto.openai_error(message, type_, code) if self.openai else proto.ollama_error(message)
         )
         await self.json(payload, status, headers or [])
 
@@ -271,8 +268,8 @@ class SimulatedServer:
             peak_in_flight=st.in_flight,
             peak_waiting=st.waiting,
         )
-        for name in fresh.__dataclass_fields__:
-            setattr(st, name, getattr(fresh, name))
+        for f in fields(fresh):
+            setattr(st, f.name, getattr(fresh, f.name))
 
     def inject(
         self,
@@ -306,12 +303,10 @@ class SimulatedServer:
         if route is None and request.method == "GET" and path.startswith("/v1/models/"):
             route = self._listing
         if route is None:
-            await reply.error(
-                404,
-                f"{request.method} {path} not found",
-                type_="invalid_request_error",
-                code="unknown_url",
+            message = (
+                f"Invalid URL ({request.method} {path})" if reply.openai else "404 page not found"
             )
+            await reply.error(404, message, type_="invalid_request_error")
             return
         injected = self._take_injected(path)
         fault, retry_after = (injected.fault, injected.retry_after) if injected else (None, None)

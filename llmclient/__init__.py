@@ -1,6 +1,7 @@
 """llmclient: provider-aware async LLM clients that own their server's concurrency, rate and
 retry policy, with helpers for mapping work over them."""
 
+from llmclient.batching import BatchRequestManager
 from llmclient.clients import BaseLLMClient, ChatRequest, OllamaClient, OpenAIClient, TextStream
 from llmclient.clients.params import SamplingParams
 from llmclient.config import ClientSettings
@@ -39,6 +40,7 @@ __all__ = [
     "OPENAI_PROFILE",
     "AuthenticationError",
     "BaseLLMClient",
+    "BatchRequestManager",
     "ChatRequest",
     "ClientSettings",
     "Completion",

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from tenacity import RetryCallState, RetryError
 
 from llmclient.clients.params import SamplingParams, validate_params
-from llmclient.coalesce import EmbeddingCoalescer
+from llmclient.coalesce import MicroBatcher, send_together
 from llmclient.config import ClientSettings, resolve_settings
 from llmclient.errors import (
     ConfigurationError,
@@ -220,7 +220,9 @@ class BaseLLMClient(ABC):
         self.topk_per_token = topk_per_token
         self._recorder = _Recorder()
         self._endpoint_cache: tuple[asyncio.AbstractEventLoop, Endpoint] | None = None
-        self._coalescer_cache: tuple[asyncio.AbstractEventLoop, EmbeddingCoalescer] | None = None
+        self._coalescer_cache: (
+            tuple[asyncio.AbstractEventLoop, MicroBatcher[str, list[float]]] | None
+        ) = None
         self._closed = False
 
     # ----------------------------------------------------------- provider primitives
@@ -370,7 +372,7 @@ class BaseLLMClient(ABC):
         if not items:
             return []
         self._model_for(self.settings.embed_model, "embed_model")
-        return await self._coalescer().embed(items)
+        return await self._coalescer().submit(items)
 
     async def aclose(self) -> None:
         """Finish pending embeddings, close the provider connection; no use afterwards."""
@@ -378,7 +380,7 @@ class BaseLLMClient(ABC):
             self._closed = True
             cache = self._coalescer_cache
             if cache is not None and cache[0] is asyncio.get_running_loop():
-                await cache[1].aclose()
+                await cache[1].flush()
             await self._close()
 
     async def __aenter__(self) -> Self:
@@ -507,15 +509,13 @@ class BaseLLMClient(ABC):
         self._endpoint_cache = (loop, endpoint)
         return endpoint
 
-    def _coalescer(self) -> EmbeddingCoalescer:
+    def _coalescer(self) -> MicroBatcher[str, list[float]]:
         loop = asyncio.get_running_loop()
         cache = self._coalescer_cache
         if cache is None or cache[0] is not loop:
             p = self.profile
-            cache = (
-                loop,
-                EmbeddingCoalescer(self._embed_batch, p.embed_batch_size, p.embed_batch_wait),
-            )
+            handler = send_together(self._embed_batch)
+            cache = (loop, MicroBatcher(handler, p.embed_batch_size, p.embed_batch_wait))
             self._coalescer_cache = cache
         return cache[1]
 

@@ -1,0 +1,143 @@
+"""`BatchRequestManager`: collect `generate_answer` requests and dispatch them in batches.
+
+The server's limit stays the client's own: however many managers and helpers run at once,
+their requests share the client's endpoint slots. `max_concurrent` only narrows it further.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from llmclient.coalesce import MicroBatcher
+
+if TYPE_CHECKING:
+    from llmclient.clients.base import BaseLLMClient
+    from llmclient.types import MessageInput
+
+__all__ = ["BatchRequestManager"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    prompt: str
+    history: Sequence[str] | Sequence[MessageInput] | None
+    extra_params: Mapping[str, Any] = field(default_factory=dict)
+
+
+class BatchRequestManager:
+    """Queue requests and send them in batches of `batch_size`, or after `max_wait_time` s.
+
+    `add_request` returns the answer; each request of a batch succeeds or fails on its own.
+    With `enable_batching=False` requests go straight to the client.
+    """
+
+    def __init__(
+        self,
+        llm_client: BaseLLMClient,
+        batch_size: int = 10,
+        max_wait_time: float = 0.5,
+        enable_batching: bool = True,
+        max_concurrent: int | None = None,
+    ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if not isinstance(max_wait_time, int | float) or max_wait_time < 0:
+            raise ValueError(f"max_wait_time must be a number >= 0, got {max_wait_time!r}")
+        if max_concurrent is not None and (
+            isinstance(max_concurrent, bool)
+            or not isinstance(max_concurrent, int)
+            or max_concurrent < 1
+        ):
+            raise ValueError(f"max_concurrent must be an int >= 1 or None, got {max_concurrent!r}")
+        self.llm_client = llm_client
+        self.batch_size = batch_size
+        self.max_wait_time = float(max_wait_time)
+        self.enable_batching = enable_batching
+        self.max_concurrent = max_concurrent
+        self._semaphore = asyncio.Semaphore(max_concurrent) if max_concurrent else None
+        self._batcher: MicroBatcher[_Request, str] = MicroBatcher(
+            self._send_batch, batch_size, self.max_wait_time
+        )
+        self._closed = False
+
+    @property
+    def pending(self) -> int:
+        """Requests queued for the next batch."""
+        return self._batcher.pending
+
+    async def add_request(
+        self,
+        prompt: str,
+        history: Sequence[str] | Sequence[MessageInput] | None = None,
+        extra_params: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Queue one request and return its answer once its batch has been processed."""
+        if self._closed:
+            raise RuntimeError("BatchRequestManager is closed")
+        request = _Request(prompt, history, dict(extra_params or {}))
+        if not self.enable_batching:
+            return await self._answer(request)
+        (answer,) = await self._batcher.submit([request])
+        return answer
+
+    async def flush(self) -> None:
+        """Send every queued request now and wait until all batches under way are done."""
+        await self._batcher.flush()
+
+    async def aclose(self) -> None:
+        """Flush, then refuse new requests."""
+        self._closed = True
+        await self.flush()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _answer(self, request: _Request) -> str:
+        if self._semaphore is None:
+            return await self._generate(request)
+        async with self._semaphore:
+            return await self._generate(request)
+
+    async def _generate(self, request: _Request) -> str:
+        return await self.llm_client.generate_answer(
+            request.prompt, request.history, **request.extra_params
+        )
+
+    async def _send_batch(self, batch: list[tuple[_Request, asyncio.Future[str]]]) -> None:
+        """Process a batch's requests concurrently; a caller that leaves cancels its request."""
+        tasks = []
+        for request, future in batch:
+            task = asyncio.ensure_future(self._answer(request))
+            task.add_done_callback(functools.partial(_settle, future))
+            future.add_done_callback(functools.partial(_cancel_if_abandoned, task))
+            tasks.append(task)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _cancel_if_abandoned(task: asyncio.Future[str], future: asyncio.Future[str]) -> None:
+    if future.cancelled():
+        task.cancel()
+
+
+def _settle(future: asyncio.Future[str], task: asyncio.Future[str]) -> None:
+    if future.done():
+        return
+    if task.cancelled():
+        future.cancel()
+    elif (error := task.exception()) is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(task.result())

@@ -45,7 +45,8 @@ class ProgressCallback(Protocol):
     """Gradio-style progress sink, called as ``progress(fraction, desc=description)``.
 
     ``fraction`` is ``done / total`` when the total is known, else the Gradio tuple
-    ``(done, None)``; the last call of a successful run is always ``1.0``.
+    ``(done, None)``. Called once at the start, then at most every 0.1 s as items complete;
+    the last call of a successful run is always ``1.0``.
     """
 
     def __call__(self, progress: float | tuple[int, None], /, *, desc: str) -> object: ...
@@ -218,7 +219,7 @@ async def run_concurrent(
     _validate(coro_fn, items, progress_bar, log_interval, desc_callback, max_concurrent)
     total = len(items) if isinstance(items, Sized) else None
     limit = DEFAULT_MAX_WORKERS if max_concurrent is None else max_concurrent
-    n_workers = min(limit, total) if total else limit
+    n_workers = limit if total is None else max(1, min(limit, total))
     show = _stderr_is_terminal() if progress_bar is None else progress_bar
 
     results: list[Any] = []  # one slot per pulled item, filled on completion

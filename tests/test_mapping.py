@@ -212,6 +212,9 @@ async def test_no_more_tasks_than_items() -> None:
         created = 0
         await run_concurrent(double, range(10_000), max_concurrent=5, progress_bar=False)
         assert created == 5
+        created = 0
+        await run_concurrent(double, [], max_concurrent=5, progress_bar=False)
+        assert created == 1
 
 
 # --- failures -------------------------------------------------------------------------------
@@ -346,6 +349,30 @@ async def test_error_from_the_items_themselves_is_raised() -> None:
             double, source(), max_concurrent=2, progress_bar=False, return_exceptions=True
         )
     assert info.value is boom
+
+
+async def test_error_from_a_progress_callback_ends_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(mapping, "_PROGRESS_INTERVAL", 0.0)
+    tracker = Tracker(delay=0.001)
+    broken = LookupError("bad description")
+
+    def describe(done: int, total: int | None, results: list[int]) -> str:
+        if done == 3:
+            raise broken
+        return "ok"
+
+    def progress(fraction: float | tuple[int, None], /, *, desc: str) -> None:
+        pass
+
+    with pytest.raises(LookupError) as info:
+        await run_concurrent(
+            tracker, range(100), max_concurrent=2, progress_bar=progress, desc_callback=describe
+        )
+    assert info.value is broken
+    assert len(tracker.started) < 10
+    assert other_tasks() == set()
 
 
 def test_keyboard_interrupt_propagates() -> None:

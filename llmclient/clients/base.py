@@ -85,12 +85,15 @@ class _Recorder:
 class _Lease:
     """One attempt's hold on the endpoint: admitted, on the wire, then finished exactly once."""
 
-    __slots__ = ("charge", "endpoint", "finished", "recorder", "started")
+    __slots__ = ("charge", "endpoint", "finished", "recorder", "started", "waited")
 
-    def __init__(self, endpoint: Endpoint, recorder: _Recorder, charge: float) -> None:
+    def __init__(
+        self, endpoint: Endpoint, recorder: _Recorder, charge: float, waited: float
+    ) -> None:
         self.endpoint = endpoint
         self.recorder = recorder
         self.charge = charge
+        self.waited = waited
         self.started = time.monotonic()
         self.finished = False
         recorder.in_flight += 1
@@ -544,8 +547,9 @@ class BaseLLMClient(ABC):
             charge = await endpoint.admit(estimated_tokens)
         finally:
             recorder.waiting -= 1
-        recorder.waits.append(time.monotonic() - asked)
-        return _Lease(endpoint, recorder, charge)
+        waited = time.monotonic() - asked
+        recorder.waits.append(waited)
+        return _Lease(endpoint, recorder, charge, waited)
 
     async def _attempt(
         self,
@@ -563,10 +567,10 @@ class BaseLLMClient(ABC):
             latency = lease.finish(error)
             if error is None:
                 raise
-            self._log_attempt(operation, latency, error)
+            self._log_attempt(operation, lease, latency, error)
             raise error from exc
         latency = lease.finish(None, used_tokens(result))
-        self._log_attempt(operation, latency, None)
+        self._log_attempt(operation, lease, latency, None)
         return result
 
     async def _with_retries(self, attempt: Callable[[], Awaitable[T]]) -> tuple[T, int, float]:
@@ -663,16 +667,19 @@ class BaseLLMClient(ABC):
         return vectors
 
     # -------------------------------------------------------------------- logging
-    def _log_attempt(self, operation: str, latency: float, error: LLMError | None) -> None:
+    def _log_attempt(
+        self, operation: str, lease: _Lease, latency: float, error: LLMError | None
+    ) -> None:
         if logger.isEnabledFor(logging.DEBUG):
             outcome = "ok" if error is None else f"{error.kind} {error.status_code or ''}".strip()
             logger.debug(
-                "%s %s: %s %s in %.0f ms",
+                "%s %s: %s %s in %.0f ms (waited %.0f ms for a slot)",
                 self.provider,
                 self.endpoint_name,
                 operation,
                 outcome,
                 latency * 1000,
+                lease.waited * 1000,
             )
 
     def _log_retry(self, state: RetryCallState) -> None:

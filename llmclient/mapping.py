@@ -326,10 +326,13 @@ async def run_concurrent(
                         completed.append(r)
                     if done >= next_at:
                         tick()
-        except Exception as exc:  # from the items, a callback, or a call being cancelled
-            if me.cancelling():
+        except (Exception, asyncio.CancelledError) as exc:  # from the items or a callback
+            if not me.cancelling():
+                stop(exc, me)
+            elif isinstance(exc, asyncio.CancelledError):
+                raise
+            else:  # a call or the source failed while being cancelled
                 raise failed_while_cancelled(exc) from exc
-            stop(exc, me)
 
     lock = asyncio.Lock()  # an async generator cannot be advanced by two workers at once
     exhausted = False
@@ -366,10 +369,13 @@ async def run_concurrent(
                         completed.append(r)
                     if done >= next_at:
                         tick()
-        except Exception as exc:
-            if me.cancelling():
+        except (Exception, asyncio.CancelledError) as exc:  # from the items or a callback
+            if not me.cancelling():
+                stop(exc, me)
+            elif isinstance(exc, asyncio.CancelledError):
+                raise
+            else:  # a call or the source failed while being cancelled
                 raise failed_while_cancelled(exc) from exc
-            stop(exc, me)
 
     outcome = "failed"
     try:

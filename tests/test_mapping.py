@@ -375,6 +375,23 @@ async def test_error_from_a_progress_callback_ends_the_run(
     assert other_tasks() == set()
 
 
+async def test_cancelled_error_from_an_async_source_is_raised_not_swallowed() -> None:
+    inner = asyncio.CancelledError("source gave up")
+
+    async def source() -> AsyncIterator[int]:
+        for i in range(3):
+            await asyncio.sleep(0)
+            yield i
+        raise inner
+
+    with pytest.raises(asyncio.CancelledError) as info:
+        await run_concurrent(double, source(), max_concurrent=2, progress_bar=False)
+    assert info.value is inner
+    current = asyncio.current_task()
+    assert current is not None
+    assert current.cancelling() == 0
+
+
 def test_keyboard_interrupt_propagates() -> None:
     async def fn(x: int) -> int:
         await asyncio.sleep(0)

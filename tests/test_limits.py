@@ -146,3 +146,14 @@ def test_latency_limit_relearns_a_slower_server() -> None:
         algorithm.on_sample(0.15 * max(1.0, algorithm.limit / 4), algorithm.limit, False)
     assert fast_limit >= 4
     assert algorithm.limit >= 4  # it did not stay pinned at the minimum
+
+
+def test_latency_limit_rests_at_a_single_slot() -> None:
+    """A one-slot server: every extra request in flight adds a full service time."""
+    algorithm = LatencyLimit(initial=1, max_limit=16)
+    at_one = 0
+    for _ in range(2000):
+        limit = algorithm.limit
+        algorithm.on_sample(0.05 * limit, limit, dropped=False)
+        at_one += algorithm.limit == 1
+    assert at_one / 2000 > 0.85  # probes above one slot become rare

@@ -481,7 +481,7 @@ class BaseLLMClient(ABC):
     # ------------------------------------------------------------------ execution
     def _initial_limit(self) -> int:
         limit = self.profile.max_concurrent
-        return limit if isinstance(limit, int) else min(2, self.profile.adaptive_max)
+        return limit if isinstance(limit, int) else 1
 
     def _endpoint_key(self) -> tuple[str, ...]:
         """Clients with equal keys share limits: same server, and same account for clouds."""

@@ -11,6 +11,9 @@ from typing import Protocol
 
 __all__ = ["LatencyLimit", "LimitAlgorithm"]
 
+_MIN_ROUND = 4
+_MAX_PATIENCE = 32
+
 
 class LimitAlgorithm(Protocol):
     """Chooses the concurrency limit from samples of finished requests."""
@@ -37,15 +40,23 @@ class LatencyLimit:
     `tolerance` times the lowest latency seen, and that kept the limit busy, adds one slot; a
     round above `2 * tolerance - 1` times it (requests queue at the server) removes one; a
     refusal or timeout (429, 503, timeout) cuts the limit by a quarter at once (AIMD).
+    A slot added and then taken back is a failed probe: each one doubles the number of good
+    rounds needed before the next probe (up to `_MAX_PATIENCE`), so the limit rests at the
+    server's capacity instead of see-sawing above it; a probe that holds halves it again.
 
     The no-load latency is the lowest round median (a single lucky request cannot skew it);
-    a round run at `min_limit` measures it afresh, so a server that became slower is
-    re-learnt instead of pinning the limit at its minimum.
+    a round run entirely at `min_limit` in flight measures it afresh, so a server that became
+    slower is re-learnt instead of pinning the limit at its minimum. Rounds hold at least
+    `_MIN_ROUND` samples.
     """
 
     __slots__ = (
         "_baseline",
         "_busy",
+        "_crowded",
+        "_good",
+        "_patience",
+        "_probing",
         "_round",
         "limit",
         "max_limit",
@@ -55,7 +66,7 @@ class LatencyLimit:
 
     def __init__(
         self,
-        initial: int = 2,
+        initial: int = 1,
         *,
         min_limit: int = 1,
         max_limit: int = 64,
@@ -75,33 +86,55 @@ class LatencyLimit:
         self._baseline = math.inf
         self._round: list[float] = []
         self._busy = 0
+        self._crowded = False  # a sample of this round had more than min_limit in flight
+        self._good = 0  # consecutive good rounds at this limit
+        self._patience = 1  # good rounds needed before adding a slot
+        self._probing = False  # the last change added a slot that is not yet confirmed
 
     def on_sample(self, rtt: float, in_flight: int, dropped: bool) -> int:
         """Record one request; decide at the end of each round."""
         if dropped:
             self.limit = max(self.min_limit, min(self.limit - 1, math.floor(self.limit * 0.75)))
-            self._round.clear()
-            self._busy = 0
+            self._reset_round()
             return self.limit
         self._round.append(rtt)
         if in_flight >= self.limit:
             self._busy += 1
-        if len(self._round) >= self.limit:
+        self._crowded = self._crowded or in_flight > self.min_limit
+        if len(self._round) >= max(self.limit, _MIN_ROUND):
             self._decide()
         return self.limit
 
     def _decide(self) -> None:
         ordered = sorted(self._round)
         median = ordered[len(ordered) // 2]
-        if self.limit <= self.min_limit:
+        if self.limit <= self.min_limit and not self._crowded:
             self._baseline = median
         else:
             self._baseline = min(self._baseline, median)
         ratio = median / self._baseline if self._baseline > 0 else 1.0
         busy = self._busy * 2 >= len(self._round)
-        if ratio <= self.tolerance and busy:
-            self.limit = min(self.max_limit, self.limit + 1)
-        elif ratio > 2 * self.tolerance - 1:
+        if ratio > 2 * self.tolerance - 1:
+            if self._probing:
+                self._patience = min(self._patience * 2, _MAX_PATIENCE)
             self.limit = max(self.min_limit, self.limit - 1)
+            self._good = 0
+            self._probing = False
+        elif ratio <= self.tolerance and busy:
+            if self._probing:
+                self._patience = max(1, self._patience // 2)
+            self._good += 1
+            self._probing = False
+            if self._good >= self._patience and self.limit < self.max_limit:
+                self.limit += 1
+                self._good = 0
+                self._probing = True
+        else:
+            self._good = 0
+            self._probing = False
+        self._reset_round()
+
+    def _reset_round(self) -> None:
         self._round.clear()
         self._busy = 0
+        self._crowded = False

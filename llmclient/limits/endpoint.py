@@ -41,7 +41,7 @@ class Endpoint:
             self.adaptive: LatencyLimit | None = None
             self.concurrency = ConcurrencyLimiter(max_concurrent)
         else:
-            self.adaptive = LatencyLimit(initial=min(2, adaptive_max), max_limit=adaptive_max)
+            self.adaptive = LatencyLimit(initial=1, max_limit=adaptive_max)
             self.concurrency = ConcurrencyLimiter(self.adaptive.limit)
         self.rate = RateLimits(rpm, tpm)
         self._resume_at = 0.0

@@ -6,10 +6,12 @@ Items are pulled lazily, results come back in input order, progress and logging 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import time
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, overload
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-__all__ = ["ProgressCallback", "run_concurrent", "run_concurrent_sync"]
+__all__ = ["ProgressCallback", "iterate_concurrent", "run_concurrent", "run_concurrent_sync"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -504,3 +506,60 @@ def run_concurrent_sync(
             return_exceptions=return_exceptions,
         )
     )
+
+
+async def iterate_concurrent(
+    coro_fn: Callable[[T], Awaitable[R]],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    max_concurrent: int | None = None,
+    return_exceptions: bool = False,
+) -> AsyncGenerator[tuple[int, R | BaseException], None]:
+    """Yield `(index, result)` as each call finishes, in completion order.
+
+    Built on `run_concurrent` (same laziness, bound and cancellation); at most a pool's worth
+    of finished results wait for the consumer. With `return_exceptions=False` the first
+    failure ends the iteration and is raised; with True it is yielded in place of a result.
+    Leaving the loop early cancels the calls still running.
+    """
+    _validate(coro_fn, items, False, 1, None, max_concurrent)
+    finished: asyncio.Queue[tuple[int, R | BaseException]] = asyncio.Queue(
+        maxsize=max_concurrent or DEFAULT_MAX_WORKERS
+    )
+
+    async def call(pair: tuple[int, T]) -> None:
+        index, item = pair
+        try:
+            outcome: R | BaseException = await coro_fn(item)
+        except Exception as error:
+            if not return_exceptions:
+                raise
+            outcome = error
+        await finished.put((index, outcome))
+
+    indexed: Iterable[tuple[int, T]] | AsyncIterable[tuple[int, T]]
+    indexed = _aenumerate(items) if isinstance(items, AsyncIterable) else enumerate(items)
+    runner = asyncio.ensure_future(
+        run_concurrent(call, indexed, progress_bar=False, max_concurrent=max_concurrent)
+    )
+    try:
+        while not (runner.done() and finished.empty()):
+            getter = asyncio.ensure_future(finished.get())
+            await asyncio.wait({getter, runner}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                yield getter.result()
+            else:
+                getter.cancel()
+        runner.result()  # the first failure, when return_exceptions is False
+    finally:
+        if not runner.done():
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+
+
+async def _aenumerate(items: AsyncIterable[T]) -> AsyncIterator[tuple[int, T]]:
+    index = 0
+    async for item in items:
+        yield index, item
+        index += 1

@@ -8,13 +8,23 @@ requests, responses and errors (`_chat`, `_stream`, `_embed`, `_classify`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import logging
 import math
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
@@ -376,6 +386,69 @@ class BaseLLMClient(ABC):
             return []
         self._model_for(self.settings.embed_model, "embed_model")
         return await self._coalescer().submit(items)
+
+    async def map(
+        self,
+        prompts: Iterable[str] | AsyncIterable[str],
+        *,
+        return_exceptions: bool = False,
+        progress_bar: bool | None = False,
+        desc: str = "generating",
+        **params: Any,
+    ) -> list[Any]:
+        """`generate_answer` for every prompt, answers in input order (see `run_concurrent`).
+
+        The client's own limit bounds the calls; `return_exceptions=True` puts each failed
+        prompt's exception in its place instead of raising the first one.
+        """
+        from llmclient.mapping import run_concurrent
+
+        self._check_params(params)
+        return await run_concurrent(
+            functools.partial(self._answer_with, params),
+            prompts,
+            desc=desc,
+            progress_bar=progress_bar,
+            max_concurrent=self._workers(),
+            return_exceptions=return_exceptions,
+        )
+
+    async def amap(
+        self,
+        prompts: Iterable[str] | AsyncIterable[str],
+        *,
+        return_exceptions: bool = False,
+        **params: Any,
+    ) -> AsyncIterator[tuple[int, Any]]:
+        """Yield `(index, answer)` as each prompt is answered, in completion order.
+
+        To stop early and cancel the calls still running, iterate inside
+        `contextlib.aclosing(client.amap(...))`.
+        """
+        from llmclient.mapping import iterate_concurrent
+
+        self._check_params(params)
+        pairs = iterate_concurrent(
+            functools.partial(self._answer_with, params),
+            prompts,
+            max_concurrent=self._workers(),
+            return_exceptions=return_exceptions,
+        )
+        async with contextlib.aclosing(pairs):
+            async for pair in pairs:
+                yield pair
+
+    def _workers(self) -> int:
+        """Helper workers for this client: enough to fill its limit, no more."""
+        limit = self.profile.max_concurrent
+        return limit if isinstance(limit, int) else self.profile.adaptive_max
+
+    def _check_params(self, params: Mapping[str, Any]) -> None:
+        """Refuse bad sampling parameters before a helper starts any work."""
+        validate_params({k: v for k, v in params.items() if k != "model"})
+
+    async def _answer_with(self, params: Mapping[str, Any], prompt: str) -> str:
+        return await self.generate_answer(prompt, **params)
 
     async def aclose(self) -> None:
         """Finish pending embeddings, close the provider connection; no use afterwards."""

@@ -1,0 +1,101 @@
+"""`client.map`, `client.amap` and `iterate_concurrent` through the simulated server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+
+from llmclient import ConcurrencyProfile, ConfigurationError, OllamaClient
+from llmclient.mapping import iterate_concurrent
+from llmclient.testing import SimulatedServer
+from tests.conftest import FAST_RETRY
+
+Factory = Callable[..., Awaitable[SimulatedServer]]
+
+
+def client(server: SimulatedServer, **options: object) -> OllamaClient:
+    profile = ConcurrencyProfile(retry=FAST_RETRY.model_copy(update={"max_attempts": 1}))
+    return OllamaClient("sim-model", host=server.url, profile=profile, **options)  # type: ignore[arg-type]
+
+
+async def test_map_keeps_order_and_the_client_limit(simulated_server_factory: Factory) -> None:
+    server = await simulated_server_factory(parallel=16, latency=0.005, token_latency=0.002)
+    prompts = [" ".join(["w"] * (i % 7 + 1)) + f" #{i}" for i in range(100)]
+    async with client(server, max_concurrent=3) as llm:
+        answers = await llm.map(prompts)
+    assert answers == [f"Simulated reply to: {p}" for p in prompts]
+    assert server.stats.peak_in_flight == 3
+
+
+async def test_map_passes_params_and_collects_errors(simulated_server_factory: Factory) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    async with client(server, max_concurrent=1) as llm:
+        server.inject("401")
+        results = await llm.map(["a b c", "d e f"], max_tokens=1, return_exceptions=True)
+        assert isinstance(results[0], Exception)
+        assert results[1] == "Simulated"
+        with pytest.raises(ConfigurationError, match="temperature"):
+            await llm.map(["x"], temperature="warm")
+    assert server.stats.requests == 2
+
+
+async def test_amap_yields_each_index_once_in_completion_order(
+    simulated_server_factory: Factory,
+) -> None:
+    server = await simulated_server_factory(parallel=8, latency=0.001, token_latency=0.01)
+    prompts = [" ".join(["w"] * (12 - i)) for i in range(12)]  # later prompts answer faster
+    async with client(server, max_concurrent=8) as llm:
+        seen = [(i, answer) async for i, answer in llm.amap(prompts)]
+    assert sorted(i for i, _ in seen) == list(range(12))
+    assert all(answer == f"Simulated reply to: {prompts[i]}" for i, answer in seen)
+    assert [i for i, _ in seen][:8] != list(range(8))  # not input order
+
+
+async def test_leaving_amap_early_cancels_the_rest(simulated_server_factory: Factory) -> None:
+    server = await simulated_server_factory(parallel=4, latency=0.05)
+    async with client(server, max_concurrent=4) as llm:
+        pulled = 0
+
+        def prompts() -> Iterator[str]:
+            nonlocal pulled
+            for i in range(10_000):
+                pulled += 1
+                yield f"q{i}"
+
+        async with contextlib.aclosing(llm.amap(prompts())) as answers:
+            async for _index, _answer in answers:
+                break
+        assert llm.stats.in_flight == 0
+        assert pulled < 50  # lazily consumed: a pool's worth, not the whole generator
+
+
+async def test_iterate_concurrent_raises_first_error_or_yields_it() -> None:
+    async def half(x: int) -> float:
+        await asyncio.sleep(0.001 * x)
+        if x == 3:
+            raise ValueError("three")
+        return x / 2
+
+    with pytest.raises(ValueError, match="three"):
+        async for _ in iterate_concurrent(half, range(6), max_concurrent=2):
+            pass
+    outcomes = dict(
+        [pair async for pair in iterate_concurrent(half, range(6), return_exceptions=True)]
+    )
+    assert isinstance(outcomes.pop(3), ValueError)
+    assert outcomes == {0: 0.0, 1: 0.5, 2: 1.0, 4: 2.0, 5: 2.5}
+
+
+async def test_iterate_concurrent_over_an_async_iterable() -> None:
+    async def source() -> object:
+        for i in range(5):
+            yield i
+
+    async def square(x: int) -> int:
+        return x * x
+
+    pairs = [pair async for pair in iterate_concurrent(square, source())]  # type: ignore[arg-type]
+    assert sorted(pairs) == [(i, i * i) for i in range(5)]

@@ -305,42 +305,52 @@ async def run_concurrent(
         logger.debug("%s: error while cancelling: %r", desc, exc)
         return asyncio.CancelledError()
 
-    async def worker(source: Iterator[tuple[int, T]]) -> None:
+    async def run_one(me: asyncio.Task[Any], i: int, item: T) -> bool:
+        """Await one item and store its outcome; False when the run must stop."""
         nonlocal done
+        try:
+            r = await coro_fn(item)
+        except (Exception, asyncio.CancelledError) as exc:
+            if me.cancelling():  # this worker is being cancelled, not just the call
+                raise
+            if not return_exceptions:
+                stop(exc, me)
+                return False
+            store_failure(i, exc)
+            return True
+        results[i] = r
+        done += 1
+        if completed is not None:
+            completed.append(r)
+        if done >= next_at:
+            tick()
+        return True
+
+    def worker_ended(me: asyncio.Task[Any], exc: Exception | asyncio.CancelledError) -> None:
+        """Handle an error from the items or a callback, or the worker's own cancellation."""
+        if not me.cancelling():
+            stop(exc, me)
+        elif isinstance(exc, Exception):  # a call or the source failed while being cancelled
+            raise failed_while_cancelled(exc) from exc
+        else:
+            raise exc
+
+    async def worker(source: Iterator[tuple[int, T]]) -> None:
         me = asyncio.current_task()
         assert me is not None
         try:
             for i, item in source:
                 append(None)
-                try:
-                    r = await coro_fn(item)
-                except (Exception, asyncio.CancelledError) as exc:
-                    if me.cancelling():  # this worker is being cancelled, not just the call
-                        raise
-                    if not return_exceptions:
-                        stop(exc, me)
-                        return
-                    store_failure(i, exc)
-                else:
-                    results[i] = r
-                    done += 1
-                    if completed is not None:
-                        completed.append(r)
-                    if done >= next_at:
-                        tick()
-        except (Exception, asyncio.CancelledError) as exc:  # from the items or a callback
-            if not me.cancelling():
-                stop(exc, me)
-            elif isinstance(exc, asyncio.CancelledError):
-                raise
-            else:  # a call or the source failed while being cancelled
-                raise failed_while_cancelled(exc) from exc
+                if not await run_one(me, i, item):
+                    return
+        except (Exception, asyncio.CancelledError) as exc:
+            worker_ended(me, exc)
 
     lock = asyncio.Lock()  # an async generator cannot be advanced by two workers at once
     exhausted = False
 
     async def async_worker(source: AsyncIterator[T]) -> None:
-        nonlocal done, exhausted
+        nonlocal exhausted
         me = asyncio.current_task()
         assert me is not None
         try:
@@ -355,29 +365,10 @@ async def run_concurrent(
                         return
                     i = len(results)
                     append(None)
-                try:
-                    r = await coro_fn(item)
-                except (Exception, asyncio.CancelledError) as exc:
-                    if me.cancelling():
-                        raise
-                    if not return_exceptions:
-                        stop(exc, me)
-                        return
-                    store_failure(i, exc)
-                else:
-                    results[i] = r
-                    done += 1
-                    if completed is not None:
-                        completed.append(r)
-                    if done >= next_at:
-                        tick()
-        except (Exception, asyncio.CancelledError) as exc:  # from the items or a callback
-            if not me.cancelling():
-                stop(exc, me)
-            elif isinstance(exc, asyncio.CancelledError):
-                raise
-            else:  # a call or the source failed while being cancelled
-                raise failed_while_cancelled(exc) from exc
+                if not await run_one(me, i, item):
+                    return
+        except (Exception, asyncio.CancelledError) as exc:
+            worker_ended(me, exc)
 
     outcome = "failed"
     try:

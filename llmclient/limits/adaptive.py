@@ -11,7 +11,7 @@ from typing import Protocol
 
 __all__ = ["LatencyLimit", "LimitAlgorithm"]
 
-_MIN_ROUND = 4
+_MIN_ROUND = 8
 _MAX_PATIENCE = 32
 
 
@@ -34,24 +34,25 @@ class LimitAlgorithm(Protocol):
 
 
 class LatencyLimit:
-    """Grows the limit while latency stays near the no-load latency; shrinks it when it does not.
+    """Adds a slot while it buys throughput at a bounded latency cost; removes it otherwise.
 
-    Samples are judged in rounds of `limit` requests. A round whose median latency stays within
-    `tolerance` times the lowest latency seen, and that kept the limit busy, adds one slot; a
-    round above `2 * tolerance - 1` times it (requests queue at the server) removes one; a
-    refusal or timeout (429, 503, timeout) cuts the limit by a quarter at once (AIMD).
-    A slot added and then taken back is a failed probe: each one doubles the number of good
-    rounds needed before the next probe (up to `_MAX_PATIENCE`), so the limit rests at the
-    server's capacity instead of see-sawing above it; a probe that holds halves it again.
+    Samples are judged in rounds of `limit` requests (at least `_MIN_ROUND`). A round that
+    kept the limit busy with its median latency within `tolerance` times the no-load latency
+    adds one slot (a probe). The probe holds only if the next round's throughput (limit /
+    median latency, by Little's law) beat the round before by `min_gain`: a server whose
+    slots are full only queues the extra request. A round above `max_ratio` times the no-load
+    latency removes one slot, and a refusal or timeout (429, 503, timeout) cuts the limit by a
+    quarter at once (AIMD). Each failed probe doubles the good rounds needed before the next
+    (up to `_MAX_PATIENCE`), so the limit rests at capacity instead of see-sawing above it.
 
     The no-load latency is the lowest round median (a single lucky request cannot skew it);
     a round run entirely at `min_limit` in flight measures it afresh, so a server that became
-    slower is re-learnt instead of pinning the limit at its minimum. Rounds hold at least
-    `_MIN_ROUND` samples.
+    slower is re-learnt instead of pinning the limit at its minimum.
     """
 
     __slots__ = (
         "_baseline",
+        "_before_probe",
         "_busy",
         "_crowded",
         "_good",
@@ -60,6 +61,8 @@ class LatencyLimit:
         "_round",
         "limit",
         "max_limit",
+        "max_ratio",
+        "min_gain",
         "min_limit",
         "tolerance",
     )
@@ -70,31 +73,38 @@ class LatencyLimit:
         *,
         min_limit: int = 1,
         max_limit: int = 64,
-        tolerance: float = 1.3,
+        tolerance: float = 1.5,
+        max_ratio: float = 2.0,
+        min_gain: float = 0.05,
     ) -> None:
         if not 1 <= min_limit <= initial <= max_limit:
             raise ValueError(
                 f"need 1 <= min_limit <= initial <= max_limit, got {min_limit}, {initial}, "
                 f"{max_limit}"
             )
-        if tolerance <= 1:
-            raise ValueError(f"tolerance={tolerance!r}: must be greater than 1")
+        if not 1 < tolerance <= max_ratio:
+            raise ValueError(f"need 1 < tolerance <= max_ratio, got {tolerance}, {max_ratio}")
         self.limit = initial
         self.min_limit = min_limit
         self.max_limit = max_limit
         self.tolerance = tolerance
+        self.max_ratio = max_ratio
+        self.min_gain = min_gain
         self._baseline = math.inf
         self._round: list[float] = []
         self._busy = 0
         self._crowded = False  # a sample of this round had more than min_limit in flight
         self._good = 0  # consecutive good rounds at this limit
-        self._patience = 1  # good rounds needed before adding a slot
-        self._probing = False  # the last change added a slot that is not yet confirmed
+        self._patience = 1  # good rounds needed before a probe
+        self._probing = False  # the last change was a probe not yet judged
+        self._before_probe = 0.0  # throughput of the round that started the probe
 
     def on_sample(self, rtt: float, in_flight: int, dropped: bool) -> int:
         """Record one request; decide at the end of each round."""
         if dropped:
             self.limit = max(self.min_limit, min(self.limit - 1, math.floor(self.limit * 0.75)))
+            self._probing = False
+            self._good = 0
             self._reset_round()
             return self.limit
         self._round.append(rtt)
@@ -113,25 +123,28 @@ class LatencyLimit:
         else:
             self._baseline = min(self._baseline, median)
         ratio = median / self._baseline if self._baseline > 0 else 1.0
+        throughput = self.limit / median if median > 0 else math.inf
         busy = self._busy * 2 >= len(self._round)
-        if ratio > 2 * self.tolerance - 1:
+        probe_failed = self._probing and throughput < self._before_probe * (1 + self.min_gain)
+        if ratio > self.max_ratio or (busy and probe_failed):
             if self._probing:
                 self._patience = min(self._patience * 2, _MAX_PATIENCE)
             self.limit = max(self.min_limit, self.limit - 1)
             self._good = 0
-            self._probing = False
         elif ratio <= self.tolerance and busy:
             if self._probing:
                 self._patience = max(1, self._patience // 2)
             self._good += 1
-            self._probing = False
             if self._good >= self._patience and self.limit < self.max_limit:
                 self.limit += 1
                 self._good = 0
+                self._before_probe = throughput
                 self._probing = True
+                self._reset_round()
+                return
         else:
             self._good = 0
-            self._probing = False
+        self._probing = False
         self._reset_round()
 
     def _reset_round(self) -> None:

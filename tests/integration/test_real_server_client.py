@@ -1,0 +1,121 @@
+"""`OpenAIClient` against a real llama.cpp server: the calls, and the limit holding at its slots."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import statistics
+import time
+from typing import Any
+
+import pytest
+from conftest import LLAMA_PARALLEL, server_metrics
+
+from llmclient import OpenAIClient
+
+pytestmark = pytest.mark.integration
+
+FIXED = {"max_tokens": 24, "temperature": 0, "provider_options": {"ignore_eos": True}}
+
+
+def client(server: Any, **options: Any) -> OpenAIClient:
+    return OpenAIClient(server.model, base_url=server.base_url, **options)
+
+
+async def test_loopback_url_gets_the_local_profile(llama_server: Any) -> None:
+    async with client(llama_server) as llm:
+        assert llm.profile.name == "local"
+        assert llm.profile.max_concurrent == 4
+        assert llm.settings.sources["max_concurrent"] == "default (local profile)"
+
+
+async def test_answer_generate_and_stream(llama_server: Any) -> None:
+    async with client(llama_server) as llm:
+        answer = await llm.generate_answer("Say hello.", max_tokens=8)
+        assert isinstance(answer, str) and answer
+        completion = await llm.generate("Count to five.", **FIXED)
+        assert completion.finish_reason == "length"
+        assert completion.usage is not None
+        assert completion.usage.completion_tokens == 24
+        assert completion.usage.prompt_tokens > 3
+        assert completion.model
+        deltas = [d async for d in llm.stream("Tell a story.", **FIXED)]
+        assert len(deltas) > 1
+        assert "".join(deltas)
+
+
+async def test_topk_per_token_has_real_probabilities(llama_server: Any) -> None:
+    async with client(llama_server, topk_per_token=5) as llm:
+        tokens = await llm.generate_topk_per_token("The capital of France is")
+    assert len(tokens) == 1
+    token = tokens[0]
+    assert 0 < token.prob <= 1
+    assert len(token.top_candidates) == 5
+    probs = [c.prob for c in token.top_candidates]
+    assert all(0 < p <= 1 for p in probs)
+    assert probs == sorted(probs, reverse=True)
+    assert sum(probs) <= 1.0001
+
+
+async def test_embed_through_coalescing(llama_embed_server: Any) -> None:
+    async with client(llama_embed_server) as llm:
+        vectors = await asyncio.gather(*(llm.embed(f"sentence {i}") for i in range(10)))
+        together = await llm.embed(["sentence 3", "another"])
+    widths = {len(v[0]) for v in vectors}
+    assert len(widths) == 1 and widths.pop() > 8
+    # llama.cpp's numbers shift a little with the batch a text is embedded in
+    assert cosine(together[0], vectors[3][0]) > 0.95
+    assert cosine(together[0], together[1]) < cosine(together[0], vectors[3][0])
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    return dot / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+
+async def watch_server(url: str, peak: dict[str, int], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        metrics = await server_metrics(url)
+        peak["processing"] = max(peak["processing"], int(metrics["requests_processing"]))
+        peak["deferred"] = max(peak["deferred"], int(metrics["requests_deferred"]))
+        await asyncio.sleep(0.005)
+
+
+async def test_limit_holds_at_the_real_server(llama_server: Any) -> None:
+    peak = {"processing": 0, "deferred": 0}
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_server(llama_server.url, peak, stop))
+    async with client(llama_server, max_concurrent=LLAMA_PARALLEL) as llm:
+        answers = await asyncio.gather(*(llm.generate(f"q{i}", **FIXED) for i in range(40)))
+    stop.set()
+    await watcher
+    assert len(answers) == 40
+    assert peak["processing"] == LLAMA_PARALLEL  # the slots were used...
+    assert peak["deferred"] == 0  # ...and nothing ever waited in the server's own queue
+
+
+async def run_batch(llm: OpenAIClient, n: int) -> tuple[float, float]:
+    """Throughput (requests/s) and median on-wire latency of n concurrent requests."""
+    started = time.perf_counter()
+    await asyncio.gather(*(llm.generate(f"prompt {i}", **FIXED) for i in range(n)))
+    elapsed = time.perf_counter() - started
+    median = llm.stats.latency_p50
+    assert median is not None
+    return n / elapsed, median
+
+
+async def test_auto_limit_keeps_latency_and_throughput(llama_server: Any) -> None:
+    async with client(llama_server, max_concurrent=1, share_limits=False) as single:
+        for _ in range(3):
+            await single.generate("warm up", **FIXED)
+        alone = statistics.median(
+            [(await single.generate(f"alone {i}", **FIXED)).latency for i in range(8)]
+        )
+    best = 0.0
+    for level in (1, 2, 4):
+        async with client(llama_server, max_concurrent=level, share_limits=False) as fixed:
+            best = max(best, (await run_batch(fixed, 192))[0])
+    async with client(llama_server, max_concurrent="auto", share_limits=False) as auto:
+        throughput, median = await run_batch(auto, 192)
+    assert median <= 2 * alone, (median, alone)
+    assert throughput >= 0.9 * best, (throughput, best)

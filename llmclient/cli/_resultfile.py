@@ -1,0 +1,145 @@
+"""Output of `llmclient run`: an append-only JSONL file that survives `kill -9` at any moment.
+
+Each record is one `os.write` of a whole line on an O_APPEND descriptor, so a crash leaves at
+most one torn last line; `load()` cuts it off. Rewrites go through a temporary file and
+`os.replace`, so the file is always either the old or the new version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from llmclient.cli._common import CommandError
+from llmclient.cli._jobfile import id_key
+
+_SYNC_INTERVAL = 1.0  # seconds between two fsyncs while writing
+
+
+@dataclass(slots=True)
+class Existing:
+    """The records already in an output file, by id key, and the torn bytes cut off."""
+
+    answered: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
+    repaired_bytes: int = 0
+
+
+def load(path: Path) -> Existing:
+    """Read the records in `path`; cut off a torn last line left by an interrupted run."""
+    found = Existing()
+    if not path.exists():
+        return found
+    good_end = 0
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            if not raw.endswith(b"\n"):
+                break  # a record is written whole or it is the torn last line
+            key, answered = _parse_record(raw, path, number)
+            (found.answered if answered else found.failed).add(key)
+            good_end += len(raw)
+    found.failed -= found.answered
+    found.repaired_bytes = path.stat().st_size - good_end
+    if found.repaired_bytes:
+        os.truncate(path, good_end)
+    return found
+
+
+def _parse_record(raw: bytes, path: Path, number: int) -> tuple[str, bool]:
+    """A record's id key and whether it holds an answer (else an error)."""
+    try:
+        record = json.loads(raw)
+        item_id = record["id"]
+        answered = "answer" in record
+        if isinstance(item_id, bool) or not isinstance(item_id, str | int):
+            raise TypeError("id")
+        if answered == ("error" in record):
+            raise KeyError("answer or error")
+    except (ValueError, TypeError, KeyError):
+        raise CommandError(
+            f"{path}:{number}",
+            "this line is not a record written by `llmclient run`",
+            "write to a new output file, or fix or delete that line",
+        ) from None
+    return id_key(item_id), answered
+
+
+def drop_failed(path: Path) -> None:
+    """Rewrite `path` without its error records, atomically (temporary file + os.replace)."""
+    temporary = path.with_name(f".{path.name}.rewrite")
+    with path.open("rb") as source, temporary.open("wb") as target:
+        for raw in source:
+            if "answer" in json.loads(raw):
+                target.write(raw)
+        target.flush()
+        os.fsync(target.fileno())
+    os.replace(temporary, path)
+    _sync_directory(path.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename durable; not every platform can open a directory."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class RecordWriter:
+    """Appends one record per `write`, as a single `os.write` of the whole line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._synced_at = time.monotonic()
+        self.written = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append `record` as one JSON line; fsync at most every second."""
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
+        try:
+            if os.write(self._fd, line) != len(line):
+                raise OSError("short write")
+        except OSError as error:
+            raise CommandError(
+                str(self.path),
+                f"could not write a whole record ({error})",
+                "free disk space, then rerun the same command to continue",
+            ) from None
+        self.written += 1
+        if time.monotonic() - self._synced_at >= _SYNC_INTERVAL:
+            self.sync()
+
+    def sync(self) -> None:
+        """Flush the records written so far to disk."""
+        os.fsync(self._fd)
+        self._synced_at = time.monotonic()
+
+    def close(self) -> None:
+        """Sync and close."""
+        try:
+            self.sync()
+        finally:
+            os.close(self._fd)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,252 @@
+"""`llmclient run`: the bulk job, INPUT.jsonl to OUTPUT.jsonl under the client's limits.
+
+Resumable and crash-safe: a rerun skips ids already in the output, `--retry-failed` retries the
+error records, and after `kill -9` the output still holds at most one whole record per id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmclient import (
+    BaseLLMClient,
+    Completion,
+    ErrorKind,
+    LLMError,
+    RetriesExhaustedError,
+    run_concurrent,
+)
+from llmclient.cli import _jobfile as jobfile
+from llmclient.cli import _resultfile as resultfile
+from llmclient.cli._common import (
+    PROG,
+    UsageError,
+    add_target,
+    add_verbose,
+    make_client,
+    print_error,
+    require_model,
+)
+
+HELP = "answer every line of a JSONL file into another, resumably"
+_FATAL = frozenset(
+    {
+        ErrorKind.CONNECTION,
+        ErrorKind.AUTHENTICATION,
+        ErrorKind.QUOTA_EXCEEDED,
+        ErrorKind.CONFIGURATION,
+    }
+)
+"""Error kinds that would fail every other item too: they stop the run, unrecorded."""
+_SHOWN_PROBLEMS = 20  # malformed lines reported one by one before a count
+
+
+def add_parser(commands: Any) -> None:
+    """Register `run` on the top-level subparsers."""
+    parser = commands.add_parser(
+        "run",
+        help=HELP,
+        description=HELP + '. Input lines: {"id": ..., "prompt": "..."} or '
+        '{"id": ..., "messages": [...]}, with optional parameters (temperature, max_tokens, '
+        "...). Rerun the same command to resume after an interruption.",
+    )
+    parser.add_argument("input", type=Path, metavar="INPUT.jsonl", help="one request per line")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTPUT.jsonl")
+    add_target(parser)
+    parser.add_argument("--max-concurrent", metavar="N|auto", help="requests on the wire at once")
+    parser.add_argument("--rpm", type=float, help="requests per minute for this endpoint")
+    parser.add_argument("--tpm", type=int, help="tokens per minute for this endpoint")
+    parser.add_argument(
+        "--retries", type=int, metavar="N", help="retries per request after the first attempt"
+    )
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="try again the ids whose record is an error"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="refuse to start when any input line is malformed"
+    )
+    add_verbose(parser)
+    parser.set_defaults(handler=command)
+
+
+@dataclass(slots=True)
+class Tally:
+    """What this run did."""
+
+    done: int = 0
+    failed: int = 0
+    tokens: int = 0
+
+
+def command(args: argparse.Namespace) -> int:
+    """Check the input, resume from the output, answer the rest, print a summary."""
+    if args.retries is not None and args.retries < 0:
+        raise UsageError("--retries must be 0 or more")
+    if args.output.resolve() == args.input.resolve():
+        raise UsageError("the output file must not be the input file")
+    scan = _checked_input(args.input, args.strict)
+    client = _client(args)
+    existing = resultfile.load(args.output)
+    if existing.repaired_bytes:
+        print(
+            f"{PROG}: {args.output}: removed a torn last record ({existing.repaired_bytes} bytes) "
+            "left by an interrupted run",
+            file=sys.stderr,
+        )
+    if args.retry_failed and existing.failed:
+        resultfile.drop_failed(args.output)
+        existing.failed.clear()
+    recorded = existing.answered | existing.failed
+    pending = _Pending(args.input, recorded, sum(key not in recorded for key in scan.lines))
+    started = time.monotonic()
+    tally = asyncio.run(_answer_all(client, pending, args.output))
+    skipped = len(scan.lines) - len(pending)
+    kept_errors = len(existing.failed & scan.lines.keys())
+    _summary(tally, skipped, len(scan.malformed), kept_errors, time.monotonic() - started)
+    return 1 if tally.failed or kept_errors else 0
+
+
+def _checked_input(path: Path, strict: bool) -> jobfile.Scan:
+    """Scan the input; report malformed lines, refuse duplicates (and malformed, if strict)."""
+    try:
+        scan = jobfile.scan(path)
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror or error}") from None
+    for number, problem in scan.malformed[:_SHOWN_PROBLEMS]:
+        print(f"{PROG}: {path}:{number}: skipped: {problem}", file=sys.stderr)
+    if len(scan.malformed) > _SHOWN_PROBLEMS:
+        print(f"{PROG}: ... and {len(scan.malformed) - _SHOWN_PROBLEMS} more", file=sys.stderr)
+    if scan.malformed and strict:
+        number, problem = scan.malformed[0]
+        raise UsageError(
+            f"{path}: {len(scan.malformed)} malformed line(s), the first at line {number}: "
+            f"{problem} (--strict)"
+        )
+    if scan.duplicates:
+        key, first, again = scan.duplicates[0]
+        more = f" (and {len(scan.duplicates) - 1} more)" if len(scan.duplicates) > 1 else ""
+        raise UsageError(
+            f"{path}: duplicate id {key} on lines {first} and {again}{more}; ids must be unique"
+        )
+    return scan
+
+
+def _client(args: argparse.Namespace) -> BaseLLMClient:
+    attempts = None if args.retries is None else args.retries + 1
+    client = make_client(
+        args, max_concurrent=args.max_concurrent, rpm=args.rpm, tpm=args.tpm, max_attempts=attempts
+    )
+    require_model(client)
+    return client
+
+
+class _Pending:
+    """The requests still to do: sized (for the progress bar's ETA), read lazily."""
+
+    def __init__(self, path: Path, skip: set[str], count: int) -> None:
+        self.path, self.skip, self.count = path, skip, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[jobfile.Item]:
+        return jobfile.items(self.path, self.skip)
+
+
+async def _answer_all(client: BaseLLMClient, pending: _Pending, output: Path) -> Tally:
+    """Answer every pending item, writing each record as soon as it is known."""
+    tally = Tally()
+
+    async def answer(item: jobfile.Item) -> None:
+        record = await _record(client, item)
+        writer.write(record)
+        if "error" in record:
+            tally.failed += 1
+        else:
+            tally.done += 1
+            tally.tokens += record["usage"]["total_tokens"] if record["usage"] else 0
+
+    with resultfile.RecordWriter(output) as writer:
+        async with client:
+            try:
+                if len(pending):
+                    await run_concurrent(answer, pending, desc="run", unit="req")
+            except LLMError:
+                _stopped(tally, output)
+                raise
+    return tally
+
+
+async def _record(client: BaseLLMClient, item: jobfile.Item) -> dict[str, Any]:
+    """The output record for one item; errors that would fail every item are raised instead."""
+    started = time.monotonic()
+    try:
+        completion = await client.generate(item.prompt, **item.params)
+    except LLMError as error:
+        cause = error.last_error if isinstance(error, RetriesExhaustedError) else error
+        if cause.kind in _FATAL:
+            raise
+        return _error_record(item, error, cause, time.monotonic() - started)
+    return _answer_record(item, completion, time.monotonic() - started)
+
+
+def _answer_record(item: jobfile.Item, completion: Completion, latency: float) -> dict[str, Any]:
+    usage = completion.usage
+    return {
+        "id": item.id,
+        "answer": completion.text,
+        "usage": None
+        if usage is None
+        else {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        },
+        "attempts": completion.attempts,
+        "latency_s": round(latency, 3),
+    }
+
+
+def _error_record(
+    item: jobfile.Item, error: LLMError, cause: LLMError, latency: float
+) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "error": {
+            "kind": str(cause.kind),
+            "message": cause.message,
+            "status_code": cause.status_code,
+        },
+        "usage": None,
+        "attempts": error.attempts if isinstance(error, RetriesExhaustedError) else None,
+        "latency_s": round(latency, 3),
+    }
+
+
+def _stopped(tally: Tally, output: Path) -> None:
+    """Before the one-line error: what was saved, and how to go on."""
+    if tally.done or tally.failed:
+        print(
+            f"{PROG}: stopped after {tally.done} answered and {tally.failed} failed, saved in "
+            f"{output}; rerun the same command to continue",
+            file=sys.stderr,
+        )
+
+
+def _summary(tally: Tally, skipped: int, malformed: int, kept_errors: int, wall: float) -> None:
+    print(
+        f"done {tally.done}, failed {tally.failed}, skipped {skipped} (already in the output), "
+        f"malformed {malformed}, tokens {tally.tokens}, wall {wall:.1f}s"
+    )
+    if tally.failed or kept_errors:
+        count = tally.failed + kept_errors
+        print_error(
+            f"{count} id(s) have an error record; rerun with --retry-failed to try them again"
+        )

@@ -1,0 +1,41 @@
+"""`llmclient config`: effective settings with their sources, secrets masked."""
+
+from __future__ import annotations
+
+from tests.cli.helpers import assert_one_line_error, run_cli
+
+SECRET = "sk-test-do-not-print-4f9a"
+
+
+async def test_shows_sources_and_masks_the_key() -> None:
+    env = {"OPENAI_API_KEY": SECRET, "LLMCLIENT_OPENAI_RPM": "120"}
+    result = await run_cli("config", "--provider", "openai", "--model", "gpt-x", env=env)
+    assert result.code == 0, result
+    assert SECRET not in result.out + result.err
+    rows = {line.split()[0]: line for line in result.out.splitlines()}
+    assert "********" in rows["api_key"] and "env OPENAI_API_KEY" in rows["api_key"]
+    assert "gpt-x" in rows["model"] and "option --model" in rows["model"]
+    assert "120.0" in rows["rpm"] and "env LLMCLIENT_OPENAI_RPM" in rows["rpm"]
+    assert "default (openai profile)" in rows["max_concurrent"]
+
+
+async def test_ollama_host_from_the_environment() -> None:
+    env = {"OLLAMA_HOST": ":11999", "OLLAMA_NUM_PARALLEL": "2"}
+    result = await run_cli("config", "--provider", "ollama", env=env)
+    assert result.code == 0, result
+    rows = {line.split()[0]: line for line in result.out.splitlines()}
+    assert "http://127.0.0.1:11999" in rows["base_url"] and "env OLLAMA_HOST" in rows["base_url"]
+    assert "env OLLAMA_NUM_PARALLEL" in rows["max_concurrent"]
+
+
+async def test_invalid_environment_value_is_one_line_exit_2() -> None:
+    env = {"LLMCLIENT_OLLAMA_MAX_CONCURRENT": "lots"}
+    result = await run_cli("config", "--provider", "ollama", env=env)
+    line = assert_one_line_error(result, 2)
+    assert "LLMCLIENT_OLLAMA_MAX_CONCURRENT='lots'" in line
+
+
+async def test_missing_cloud_key_is_one_line_exit_2() -> None:
+    result = await run_cli("config", "--provider", "openai")
+    line = assert_one_line_error(result, 2)
+    assert "OPENAI_API_KEY" in line

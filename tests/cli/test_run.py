@@ -1,0 +1,189 @@
+"""`llmclient run` end to end: resume after SIGKILL, torn lines, --retry-failed, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from llmclient.testing import SimulatedServer
+from tests.cli.helpers import (
+    assert_one_line_error,
+    count_lines,
+    read_records,
+    run_cli,
+    start_cli,
+    write_jsonl,
+)
+
+Factory = Callable[..., Awaitable[SimulatedServer]]
+
+
+def run_args(server: SimulatedServer, source: Path, output: Path, *extra: str) -> list[str]:
+    return [
+        "run",
+        str(source),
+        "-o",
+        str(output),
+        "--provider",
+        "ollama",
+        "--model",
+        "sim-model",
+        "--base-url",
+        server.url,
+        *extra,
+    ]
+
+
+def questions(count: int) -> list[dict[str, object]]:
+    return [{"id": f"q{i}", "prompt": f"question {i}", "max_tokens": 4} for i in range(count)]
+
+
+async def wait_for_records(path: Path, count: int) -> None:
+    """Poll the output file (written by another process) until it holds `count` records."""
+    for _ in range(4000):
+        if count_lines(path) >= count:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"fewer than {count} records in {path} after 20 s")
+
+
+async def test_answers_every_line_with_usage_attempts_and_latency(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(latency=0.01)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(20))
+    output = tmp_path / "out.jsonl"
+    result = await run_cli(*run_args(server, source, output))
+    assert result.code == 0, result
+    records = read_records(output)
+    assert sorted(r["id"] for r in records) == sorted(f"q{i}" for i in range(20))
+    first = next(r for r in records if r["id"] == "q3")
+    assert first["answer"] == "Simulated reply to: question"  # max_tokens 4
+    assert first["usage"]["completion_tokens"] == 4
+    assert first["attempts"] == 1 and first["latency_s"] >= 0.01
+    assert "done 20, failed 0, skipped 0" in result.out
+    assert result.err == ""
+
+
+async def test_killed_twice_then_rerun_holds_one_record_per_id(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(parallel=4, latency=0.02)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(400))
+    output = tmp_path / "out.jsonl"
+    args = run_args(server, source, output)
+    for kill_after in (30, 150):
+        process = await start_cli(*args)
+        await wait_for_records(output, kill_after)
+        process.kill()
+        await process.wait()
+        assert process.returncode == -9
+    written = len(read_records(output))
+    assert 150 <= written < 400
+    with output.open("ab") as torn:  # what a kill in the middle of a write would leave
+        torn.write(b'{"id": "q9999", "answer": "half a rec')
+
+    result = await run_cli(*args)
+
+    assert result.code == 0, result
+    assert "torn last record" in result.err
+    assert f"skipped {written}" in result.out
+    ids = [r["id"] for r in read_records(output)]
+    assert len(ids) == len(set(ids)) == 400
+    assert set(ids) == {f"q{i}" for i in range(400)}
+
+
+async def test_retry_failed_replaces_error_records(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    faulty = await simulated_server_factory(latency=0.01, fault_rates={"500": 0.5}, seed=3)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(30))
+    output = tmp_path / "out.jsonl"
+
+    first = await run_cli(*run_args(faulty, source, output, "--retries", "1"))
+
+    assert first.code == 1
+    assert "--retry-failed" in first.err
+    errors = [r for r in read_records(output) if "error" in r]
+    assert errors
+    assert errors[0]["error"]["kind"] == "server_error"
+    assert errors[0]["error"]["status_code"] == 500
+    assert errors[0]["attempts"] == 2
+
+    healthy = await simulated_server_factory(latency=0.01)
+    plain = await run_cli(*run_args(healthy, source, output, "--retries", "1"))
+    assert plain.code == 1 and healthy.stats.requests == 0  # errors are kept, not resent
+
+    retried = await run_cli(*run_args(healthy, source, output, "--retries", "1", "--retry-failed"))
+
+    assert retried.code == 0, retried
+    assert healthy.stats.requests == len(errors)
+    records = read_records(output)
+    assert sorted(r["id"] for r in records) == sorted(f"q{i}" for i in range(30))
+    assert all("answer" in r for r in records)
+
+
+MIXED = [
+    {"id": "a", "prompt": "fine"},
+    "not json",
+    [1, 2],
+    {"id": "b", "prompt": 5},
+    {"id": "c"},
+    {"id": "d", "prompt": "x", "temperature": "hot"},
+    {"prompt": "no id: the line number is the id"},
+    {"id": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3},
+]
+
+
+async def test_malformed_lines_are_reported_and_skipped(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    source = write_jsonl(tmp_path / "in.jsonl", MIXED)
+    output = tmp_path / "out.jsonl"
+    result = await run_cli(*run_args(server, source, output))
+    assert result.code == 0, result
+    for line in (2, 3, 4, 5, 6):
+        assert f"in.jsonl:{line}: skipped:" in result.err
+    assert "malformed 5" in result.out
+    records = {r["id"]: r for r in read_records(output)}
+    assert set(records) == {"a", 7, "m"}
+    assert records["m"]["usage"]["completion_tokens"] == 3
+
+
+async def test_strict_refuses_malformed_lines_before_sending(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    source = write_jsonl(tmp_path / "in.jsonl", MIXED)
+    output = tmp_path / "out.jsonl"
+    result = await run_cli(*run_args(server, source, output, "--strict"))
+    assert result.code == 2
+    assert "5 malformed line(s), the first at line 2" in result.err_lines[-1]
+    assert server.stats.requests == 0 and not output.exists()
+
+
+async def test_duplicate_ids_fail_before_anything_is_sent(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    rows = [{"id": 1, "prompt": "a"}, {"id": "1", "prompt": "b"}, {"id": 1, "prompt": "c"}]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    output = tmp_path / "out.jsonl"
+    result = await run_cli(*run_args(server, source, output))
+    line = assert_one_line_error(result, 2)
+    assert "duplicate id 1 on lines 1 and 3" in line
+    assert server.stats.requests == 0 and not output.exists()
+
+
+async def test_output_line_not_written_by_run_is_refused(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(2))
+    output = write_jsonl(tmp_path / "out.jsonl", [{"id": "q0", "answer": "x"}, "garbage"])
+    result = await run_cli(*run_args(server, source, output))
+    line = assert_one_line_error(result, 1)
+    assert "out.jsonl:2" in line and "not a record" in line
+    assert server.stats.requests == 0

@@ -177,11 +177,20 @@ async def _answer_all(client: BaseLLMClient, pending: _Pending, output: Path) ->
         async with client:
             try:
                 if len(pending):
-                    await run_concurrent(answer, pending, desc="run", unit="req")
+                    await run_concurrent(
+                        answer, pending, desc="run", unit="req", max_concurrent=_workers(client)
+                    )
             except LLMError:
                 _stopped(tally, output)
                 raise
     return tally
+
+
+def _workers(client: BaseLLMClient) -> int:
+    """As many workers as the client lets on the wire: items are read as slots free up, and
+    `latency_s` barely includes waiting for a slot (the client still enforces the limit)."""
+    limit = client.profile.max_concurrent
+    return limit if isinstance(limit, int) else client.profile.adaptive_max
 
 
 async def _record(client: BaseLLMClient, item: jobfile.Item) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from llmclient.cli._common import (
     add_target,
     add_verbose,
     make_client,
+    non_negative_int,
     print_error,
     require_model,
 )
@@ -64,7 +65,10 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--rpm", type=float, help="requests per minute for this endpoint")
     parser.add_argument("--tpm", type=int, help="tokens per minute for this endpoint")
     parser.add_argument(
-        "--retries", type=int, metavar="N", help="retries per request after the first attempt"
+        "--retries",
+        type=non_negative_int,
+        metavar="N",
+        help="retries per request after the first attempt (default: the profile's, 4)",
     )
     parser.add_argument(
         "--retry-failed", action="store_true", help="try again the ids whose record is an error"
@@ -87,22 +91,11 @@ class Tally:
 
 def command(args: argparse.Namespace) -> int:
     """Check the input, resume from the output, answer the rest, print a summary."""
-    if args.retries is not None and args.retries < 0:
-        raise UsageError("--retries must be 0 or more")
     if args.output.resolve() == args.input.resolve():
         raise UsageError("the output file must not be the input file")
     scan = _checked_input(args.input, args.strict)
     client = _client(args)
-    existing = resultfile.load(args.output)
-    if existing.repaired_bytes:
-        print(
-            f"{PROG}: {args.output}: removed a torn last record ({existing.repaired_bytes} bytes) "
-            "left by an interrupted run",
-            file=sys.stderr,
-        )
-    if args.retry_failed and existing.failed:
-        resultfile.drop_failed(args.output)
-        existing.failed.clear()
+    existing = _resume(args.output, args.retry_failed)
     recorded = existing.answered | existing.failed
     pending = _Pending(args.input, recorded, sum(key not in recorded for key in scan.lines))
     started = time.monotonic()
@@ -113,22 +106,37 @@ def command(args: argparse.Namespace) -> int:
     return 1 if tally.failed or kept_errors else 0
 
 
+def _resume(output: Path, retry_failed: bool) -> resultfile.Existing:
+    """The records already written, after repairing a torn tail and, if asked, dropping errors."""
+    existing = resultfile.load(output)
+    if existing.repaired_bytes:
+        print(
+            f"{PROG}: {output}: removed a torn last record ({existing.repaired_bytes} bytes) "
+            "left by an interrupted run",
+            file=sys.stderr,
+        )
+    if retry_failed and existing.failed:
+        resultfile.drop_failed(output)
+        existing.failed.clear()
+    return existing
+
+
 def _checked_input(path: Path, strict: bool) -> jobfile.Scan:
     """Scan the input; report malformed lines, refuse duplicates (and malformed, if strict)."""
     try:
         scan = jobfile.scan(path)
     except OSError as error:
         raise UsageError(f"cannot read {path}: {error.strerror or error}") from None
-    for number, problem in scan.malformed[:_SHOWN_PROBLEMS]:
-        print(f"{PROG}: {path}:{number}: skipped: {problem}", file=sys.stderr)
-    if len(scan.malformed) > _SHOWN_PROBLEMS:
-        print(f"{PROG}: ... and {len(scan.malformed) - _SHOWN_PROBLEMS} more", file=sys.stderr)
     if scan.malformed and strict:
         number, problem = scan.malformed[0]
         raise UsageError(
             f"{path}: {len(scan.malformed)} malformed line(s), the first at line {number}: "
             f"{problem} (--strict)"
         )
+    for number, problem in scan.malformed[:_SHOWN_PROBLEMS]:
+        print(f"{PROG}: {path}:{number}: skipped: {problem}", file=sys.stderr)
+    if len(scan.malformed) > _SHOWN_PROBLEMS:
+        print(f"{PROG}: ... and {len(scan.malformed) - _SHOWN_PROBLEMS} more", file=sys.stderr)
     if scan.duplicates:
         key, first, again = scan.duplicates[0]
         more = f" (and {len(scan.duplicates) - 1} more)" if len(scan.duplicates) > 1 else ""

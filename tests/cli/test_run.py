@@ -159,8 +159,8 @@ async def test_strict_refuses_malformed_lines_before_sending(
     source = write_jsonl(tmp_path / "in.jsonl", MIXED)
     output = tmp_path / "out.jsonl"
     result = await run_cli(*run_args(server, source, output, "--strict"))
-    assert result.code == 2
-    assert "5 malformed line(s), the first at line 2" in result.err_lines[-1]
+    line = assert_one_line_error(result, 2)
+    assert "5 malformed line(s), the first at line 2: not valid JSON" in line
     assert server.stats.requests == 0 and not output.exists()
 
 

@@ -38,12 +38,14 @@ class LatencyLimit:
 
     Samples are judged in rounds of `limit` requests (at least `_MIN_ROUND`). A round that
     kept the limit busy with its median latency within `tolerance` times the no-load latency
-    adds one slot (a probe). The probe holds only if the next round's throughput (limit /
+    raises the limit (a probe): doubling it at first (slow start), one slot at a time after
+    the first failed probe. The probe holds only if the next round's throughput (limit /
     median latency, by Little's law) beat the round before by `min_gain`: a server whose
-    slots are full only queues the extra request. A round above `max_ratio` times the no-load
-    latency removes one slot, and a refusal or timeout (429, 503, timeout) cuts the limit by a
-    quarter at once (AIMD). Each failed probe doubles the good rounds needed before the next
-    (up to `_MAX_PATIENCE`), so the limit rests at capacity instead of see-sawing above it.
+    slots are full only queues the extra requests. A failed probe returns to the limit before
+    it; a round above `max_ratio` times the no-load latency removes one slot, and a refusal or
+    timeout (429, 503, timeout) cuts the limit by a quarter at once (AIMD). Each failed probe
+    doubles the good rounds needed before the next (up to `_MAX_PATIENCE`), so the limit
+    rests at capacity instead of see-sawing above it.
 
     The no-load latency is the lowest round median (a single lucky request cannot skew it);
     a round run entirely at `min_limit` in flight measures it afresh, so a server that became
@@ -59,6 +61,7 @@ class LatencyLimit:
         "_patience",
         "_probing",
         "_round",
+        "_slow_start",
         "limit",
         "max_limit",
         "max_ratio",
@@ -97,13 +100,14 @@ class LatencyLimit:
         self._good = 0  # consecutive good rounds at this limit
         self._patience = 1  # good rounds needed before a probe
         self._probing = False  # the last change was a probe not yet judged
-        self._before_probe = 0.0  # throughput of the round that started the probe
+        self._before_probe = (0.0, initial)  # throughput and limit before the probe
+        self._slow_start = True  # probes double the limit until one fails
 
     def on_sample(self, rtt: float, in_flight: int, dropped: bool) -> int:
         """Record one request; decide at the end of each round."""
         if dropped:
             self.limit = max(self.min_limit, min(self.limit - 1, math.floor(self.limit * 0.75)))
-            self._probing = False
+            self._probing = self._slow_start = False
             self._good = 0
             self._reset_round()
             return self.limit
@@ -125,10 +129,13 @@ class LatencyLimit:
         ratio = median / self._baseline if self._baseline > 0 else 1.0
         throughput = self.limit / median if median > 0 else math.inf
         busy = self._busy * 2 >= len(self._round)
-        probe_failed = self._probing and throughput < self._before_probe * (1 + self.min_gain)
-        if ratio > self.max_ratio or (busy and probe_failed):
-            if self._probing:
-                self._patience = min(self._patience * 2, _MAX_PATIENCE)
+        gained = throughput >= self._before_probe[0] * (1 + self.min_gain)
+        if self._probing and (ratio > self.max_ratio or (busy and not gained)):
+            self._patience = min(self._patience * 2, _MAX_PATIENCE)
+            self.limit = self._before_probe[1]
+            self._good = 0
+            self._slow_start = False
+        elif ratio > self.max_ratio:
             self.limit = max(self.min_limit, self.limit - 1)
             self._good = 0
         elif ratio <= self.tolerance and busy:
@@ -136,9 +143,10 @@ class LatencyLimit:
                 self._patience = max(1, self._patience // 2)
             self._good += 1
             if self._good >= self._patience and self.limit < self.max_limit:
-                self.limit += 1
+                self._before_probe = (throughput, self.limit)
+                step = self.limit if self._slow_start else 1
+                self.limit = min(self.max_limit, self.limit + step)
                 self._good = 0
-                self._before_probe = throughput
                 self._probing = True
                 self._reset_round()
                 return

@@ -3,7 +3,7 @@ retry policy, with helpers for mapping work over them."""
 
 from llmclient.batching import BatchRequestManager
 from llmclient.clients import BaseLLMClient, ChatRequest, OllamaClient, OpenAIClient, TextStream
-from llmclient.clients.params import SamplingParams
+from llmclient.clients.params import SamplingParams, validate_params
 from llmclient.config import ClientSettings
 from llmclient.errors import (
     AuthenticationError,
@@ -73,4 +73,5 @@ __all__ = [
     "__version__",
     "run_concurrent",
     "run_concurrent_sync",
+    "validate_params",
 ]

@@ -49,6 +49,7 @@ class LLMError(Exception):
     kind: ErrorKind = ErrorKind.SERVER_ERROR
     retryable: bool = False
     hint: str = ""
+    attempts: int | None = None  # attempts made when the client raised it; None if none ran
 
     def __init__(
         self,
@@ -165,6 +166,7 @@ class RetriesExhaustedError(LLMError):
     """Every allowed attempt failed with a retryable error; `last_error` holds the final one."""
 
     kind = ErrorKind.RETRIES_EXHAUSTED
+    attempts: int
 
     def __init__(self, attempts: int, last_error: LLMError, elapsed: float) -> None:
         self.attempts = attempts

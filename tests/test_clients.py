@@ -353,3 +353,13 @@ async def test_closed_client_refuses_work(simulated_server_factory: Factory) -> 
     await client.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await client.generate_answer("x")
+
+
+async def test_every_error_says_how_many_attempts_ran(simulated_server_factory: Factory) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    async with make_client("openai", server) as client:
+        server.inject("500")
+        server.inject("401")
+        with pytest.raises(AuthenticationError) as caught:
+            await client.generate("second attempt is refused")
+        assert caught.value.attempts == 2

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmclient import ConfigurationError, Message
-from llmclient.clients.params import validate_params
+from llmclient import ConfigurationError, Message, validate_params
 
 _REQUEST_KEYS = ("id", "prompt", "messages", "model")
 

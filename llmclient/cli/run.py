@@ -242,7 +242,7 @@ def _error_record(
             "status_code": cause.status_code,
         },
         "usage": None,
-        "attempts": error.attempts if isinstance(error, RetriesExhaustedError) else None,
+        "attempts": error.attempts,
         "latency_s": round(latency, 3),
     }
 

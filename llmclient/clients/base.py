@@ -661,6 +661,10 @@ class BaseLLMClient(ABC):
             last = exhausted.last_attempt.exception()
             assert isinstance(last, LLMError)
             raise RetriesExhaustedError(attempts, last, time.monotonic() - started) from last
+        except LLMError as error:
+            self._recorder.failed += 1
+            error.attempts = attempts
+            raise
         except BaseException:
             self._recorder.failed += 1
             raise

@@ -10,9 +10,9 @@ import asyncio
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
+from llmclient._aclose import AsyncClosing
 from llmclient.coalesce import MicroBatcher
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ class _Request:
     extra_params: Mapping[str, Any] = field(default_factory=dict)
 
 
-class BatchRequestManager:
+class BatchRequestManager(AsyncClosing):
     """Queue requests and send them in batches of `batch_size`, or after `max_wait_time` s.
 
     `add_request` returns the answer; each request of a batch succeeds or fails on its own.
@@ -93,17 +93,6 @@ class BatchRequestManager:
         """Flush, then refuse new requests."""
         self._closed = True
         await self.flush()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _answer(self, request: _Request) -> str:
         if self._semaphore is None:

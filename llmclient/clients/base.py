@@ -14,7 +14,7 @@ import hashlib
 import logging
 import math
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections import deque
 from collections.abc import (
     AsyncIterable,
@@ -26,12 +26,12 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, replace
-from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 from urllib.parse import urlsplit
 
 from tenacity import RetryCallState, RetryError
 
+from llmclient._aclose import AsyncClosing
 from llmclient.clients.params import SamplingParams, validate_params
 from llmclient.coalesce import MicroBatcher, send_together
 from llmclient.config import ClientSettings, resolve_settings
@@ -127,7 +127,7 @@ class _Lease:
         return latency
 
 
-class TextStream(AsyncIterator[str]):
+class TextStream(AsyncIterator[str], AsyncClosing):
     """Text deltas of one streamed completion; holds its slot until exhausted or closed.
 
     Iterate it with `async for`, or use `async with client.stream(...) as deltas:` to be sure
@@ -151,19 +151,8 @@ class TextStream(AsyncIterator[str]):
         if close is not None:
             await close()
 
-    async def __aenter__(self) -> Self:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-class BaseLLMClient(ABC):
+class BaseLLMClient(AsyncClosing):
     """A client that owns the concurrency, rate, retry and timeout policy for its endpoint.
 
     Subclasses set `provider`, `default_base_url` and `native_env`, pick a default profile,
@@ -458,17 +447,6 @@ class BaseLLMClient(ABC):
             if cache is not None and cache[0] is asyncio.get_running_loop():
                 await cache[1].flush()
             await self._close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return (

@@ -345,6 +345,7 @@ async def test_stats_report_latency_and_counts(simulated_server_factory: Factory
         assert stats.latency_p50 is not None and stats.latency_p50 >= 0.01
         assert stats.latency_p95 is not None and stats.latency_p95 >= stats.latency_p50
         assert stats.concurrency_limit == 4
+        assert stats.as_dict()["completed"] == 20
 
 
 async def test_closed_client_refuses_work(simulated_server_factory: Factory) -> None:
@@ -363,3 +364,17 @@ async def test_every_error_says_how_many_attempts_ran(simulated_server_factory: 
         with pytest.raises(AuthenticationError) as caught:
             await client.generate("second attempt is refused")
         assert caught.value.attempts == 2
+
+
+async def test_shared_endpoint_takes_the_stricter_limit(
+    simulated_server_factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await simulated_server_factory(parallel=16, latency=0.02)
+    loose = make_client("ollama", server, max_concurrent=6)
+    strict = make_client("ollama", server, max_concurrent=2)
+    await loose.generate_answer("first")  # the endpoint is created with 6
+    await asyncio.gather(*(c.generate_answer("q") for _ in range(20) for c in (loose, strict)))
+    assert server.stats.peak_in_flight == 2
+    assert "different max_concurrent" in caplog.text
+    await loose.aclose()
+    await strict.aclose()

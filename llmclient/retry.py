@@ -2,6 +2,7 @@
 
 A server's Retry-After wins over backoff; otherwise exponential backoff with jitter.
 A new `AsyncRetrying` is built for every call, so concurrent calls never share state.
+`set_testing(True)` makes test suites skip every backoff wait (as stamina's does).
 """
 
 from __future__ import annotations
@@ -19,12 +20,40 @@ from tenacity import (
     wait_exponential_jitter,
 )
 from tenacity.stop import stop_base
-from tenacity.wait import wait_base
+from tenacity.wait import wait_base, wait_none
 
 from llmclient.errors import LLMError
 from llmclient.profiles import RetryPolicy
 
-__all__ = ["build_retrying", "is_retryable", "parse_retry_after", "wait_retry_after"]
+__all__ = [
+    "build_retrying",
+    "is_retryable",
+    "is_testing",
+    "parse_retry_after",
+    "set_testing",
+    "wait_retry_after",
+]
+
+_testing: tuple[bool, int | None] = (False, None)
+
+
+def set_testing(testing: bool, *, attempts: int | None = None) -> None:
+    """Test mode: retries happen without waiting, and at most `attempts` are made.
+
+    `attempts=None` keeps each policy's own `max_attempts`. Server-directed pauses of an
+    endpoint (a 429's Retry-After) still apply: they are the server's limit, not backoff.
+    """
+    if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int)):
+        raise TypeError(f"attempts={attempts!r}: must be an int or None")
+    if attempts is not None and attempts < 1:
+        raise ValueError(f"attempts={attempts!r}: must be at least 1")
+    global _testing
+    _testing = (bool(testing), attempts)
+
+
+def is_testing() -> bool:
+    """Whether `set_testing(True)` is in force."""
+    return _testing[0]
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -81,17 +110,24 @@ def build_retrying(
     policy: RetryPolicy, before_sleep: Callable[[RetryCallState], None] | None = None
 ) -> AsyncRetrying:
     """A fresh tenacity controller for one call under `policy`."""
-    stop: stop_base = stop_after_attempt(policy.max_attempts)
+    testing, test_attempts = _testing
+    attempts = policy.max_attempts
+    if testing and test_attempts is not None:
+        attempts = min(attempts, test_attempts)
+    stop: stop_base = stop_after_attempt(attempts)
     if policy.max_elapsed is not None:
         stop = stop | stop_before_delay(policy.max_elapsed)
-    return AsyncRetrying(
-        retry=retry_if_exception(is_retryable),
-        stop=stop,
-        wait=wait_retry_after(
+    wait: wait_base = wait_none()
+    if not testing:
+        wait = wait_retry_after(
             wait_exponential_jitter(
                 multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
             )
-        ),
+        )
+    return AsyncRetrying(
+        retry=retry_if_exception(is_retryable),
+        stop=stop,
+        wait=wait,
         before_sleep=before_sleep,
         reraise=False,
     )

@@ -3,7 +3,6 @@ each with one line on stderr and never a traceback; `--help` works everywhere.""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,10 @@ COMMANDS = ["demo", "probe", "run", "config", "simulate"]
 
 
 async def test_help_on_every_command() -> None:
-    runs = [run_cli("--help"), *(run_cli(command, "--help") for command in COMMANDS)]
-    top, *results = await asyncio.gather(*runs)  # subprocesses in parallel: the suite stays fast
+    top = await run_cli("--help")
     assert top.code == 0 and all(name in top.out for name in COMMANDS)
-    for command, result in zip(COMMANDS, results, strict=True):
+    for command in COMMANDS:
+        result = await run_cli(command, "--help")
         assert result.code == 0 and result.out.startswith(f"usage: llmclient {command}"), command
 
 
@@ -39,13 +38,12 @@ USAGE_ERRORS = [
 ]
 
 
-async def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("args", USAGE_ERRORS, ids=lambda args: " ".join(args) or "(none)")
+async def test_usage_errors_exit_2_with_one_line(tmp_path: Path, args: list[str]) -> None:
     write_jsonl(tmp_path / "in.jsonl", [{"id": 1, "prompt": "p"}])
-    cases = [[str(tmp_path / a) if a.endswith(".jsonl") else a for a in c] for c in USAGE_ERRORS]
-    results = await asyncio.gather(*(run_cli(*args) for args in cases))
-    for args, result in zip(USAGE_ERRORS, results, strict=True):
-        line = assert_one_line_error(result, 2)
-        assert line.startswith("llmclient") and "sk-secret" not in line, args
+    in_tmp = [str(tmp_path / a) if a.endswith(".jsonl") else a for a in args]
+    line = assert_one_line_error(await run_cli(*in_tmp), 2)
+    assert line.startswith("llmclient") and "sk-secret" not in line
 
 
 async def test_missing_model_is_a_usage_error(tmp_path: Path) -> None:

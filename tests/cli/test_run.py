@@ -1,13 +1,17 @@
-"""`llmclient run` end to end: resume after SIGKILL, torn lines, --retry-failed, bad input."""
+"""`llmclient run` end to end: resume after SIGKILL, torn lines, --retry-failed, bad input.
+
+In-process, but for the runs killed with SIGKILL."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from llmclient.testing import SimulatedServer
 from tests.cli.helpers import (
+    Result,
     assert_one_line_error,
     count_lines,
     read_records,
@@ -70,17 +74,17 @@ async def test_killed_twice_then_rerun_holds_one_record_per_id(
     tmp_path: Path, simulated_server_factory: Factory
 ) -> None:
     server = await simulated_server_factory(parallel=4, latency=0.02)
-    source = write_jsonl(tmp_path / "in.jsonl", questions(400))
+    source = write_jsonl(tmp_path / "in.jsonl", questions(240))
     output = tmp_path / "out.jsonl"
     args = run_args(server, source, output)
-    for kill_after in (30, 150):
+    for kill_after in (30, 100):  # SIGKILL: a process of its own
         process = await start_cli(*args)
         await wait_for_records(output, kill_after)
         process.kill()
         await process.wait()
         assert process.returncode == -9
     written = len(read_records(output))
-    assert 150 <= written < 400
+    assert 100 <= written < 240
     with output.open("ab") as torn:  # what a kill in the middle of a write would leave
         torn.write(b'{"id": "q9999", "answer": "half a rec')
 
@@ -90,8 +94,8 @@ async def test_killed_twice_then_rerun_holds_one_record_per_id(
     assert "torn last record" in result.err
     assert f"skipped {written}" in result.out
     ids = [r["id"] for r in read_records(output)]
-    assert len(ids) == len(set(ids)) == 400
-    assert set(ids) == {f"q{i}" for i in range(400)}
+    assert len(ids) == len(set(ids)) == 240
+    assert set(ids) == {f"q{i}" for i in range(240)}
 
 
 async def test_retry_failed_replaces_error_records(
@@ -122,6 +126,29 @@ async def test_retry_failed_replaces_error_records(
     records = read_records(output)
     assert sorted(r["id"] for r in records) == sorted(f"q{i}" for i in range(30))
     assert all("answer" in r for r in records)
+
+
+async def test_verbose_logs_the_retries_on_stderr_of_that_run_only(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    faulty = await simulated_server_factory(latency=0.001, fault_rates={"500": 1.0})
+    source = write_jsonl(tmp_path / "in.jsonl", questions(1))
+
+    async def run(name: str, *extra: str) -> Result:
+        return await run_cli(*run_args(faulty, source, tmp_path / name, "--retries", "1", *extra))
+
+    handlers = logging.getLogger().handlers[:]
+    loud, quiet, loud_again = (
+        await run("1.jsonl", "-v"),
+        await run("2.jsonl"),
+        await run("3.jsonl", "-v"),
+    )
+
+    retried = "attempt 1 failed (server_error"
+    assert retried in loud.err and retried in loud_again.err
+    assert retried not in quiet.err
+    assert [r.code for r in (loud, quiet, loud_again)] == [1, 1, 1]
+    assert logging.getLogger().handlers == handlers  # the commands' handlers are gone
 
 
 MIXED = [

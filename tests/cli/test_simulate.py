@@ -1,4 +1,6 @@
-"""`llmclient simulate` in the foreground: prints its URLs, serves, stops on SIGTERM/SIGINT."""
+"""`llmclient simulate` in the foreground: prints its URLs, serves, stops on SIGTERM/SIGINT.
+
+Serving runs as a subprocess: it stops on a signal, and a signal handler needs a main thread."""
 
 from __future__ import annotations
 

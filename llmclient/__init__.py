@@ -1,77 +1,117 @@
 """llmclient: provider-aware async LLM clients that own their server's concurrency, rate and
-retry policy, with helpers for mapping work over them."""
+retry policy, with helpers for mapping work over them.
 
-from llmclient.batching import BatchRequestManager
-from llmclient.clients import BaseLLMClient, ChatRequest, OllamaClient, OpenAIClient, TextStream
-from llmclient.clients.params import SamplingParams, validate_params
-from llmclient.config import ClientSettings
-from llmclient.errors import (
-    AuthenticationError,
-    ConfigurationError,
-    ErrorKind,
-    InvalidRequestError,
-    LLMConnectionError,
-    LLMError,
-    MalformedResponseError,
-    QuotaExceededError,
-    RateLimitError,
-    RequestTimeoutError,
-    RetriesExhaustedError,
-    ServerBusyError,
-    ServerError,
-    UnsupportedFeatureError,
-)
-from llmclient.limits import LatencyLimit, LimitAlgorithm
-from llmclient.mapping import ProgressCallback, run_concurrent, run_concurrent_sync
-from llmclient.profiles import (
-    LOCAL_PROFILE,
-    OLLAMA_PROFILE,
-    OPENAI_PROFILE,
-    ConcurrencyProfile,
-    RetryPolicy,
-)
-from llmclient.types import Completion, Message, Stats, Token, Usage
+Public names are imported on first use (PEP 562), so `import llmclient` does not pay for the
+provider SDKs, pydantic-settings or the clients until a program touches them. To add a public
+name: one line in `_EXPORTS` and the same import in the `TYPE_CHECKING` block below (for type
+checkers and IDEs); tests/test_public_api.py checks that the two agree.
+"""
+
+import importlib as _importlib
+import typing as _typing
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "LOCAL_PROFILE",
-    "OLLAMA_PROFILE",
-    "OPENAI_PROFILE",
-    "AuthenticationError",
-    "BaseLLMClient",
-    "BatchRequestManager",
-    "ChatRequest",
-    "ClientSettings",
-    "Completion",
-    "ConcurrencyProfile",
-    "ConfigurationError",
-    "ErrorKind",
-    "InvalidRequestError",
-    "LLMConnectionError",
-    "LLMError",
-    "LatencyLimit",
-    "LimitAlgorithm",
-    "MalformedResponseError",
-    "Message",
-    "OllamaClient",
-    "OpenAIClient",
-    "ProgressCallback",
-    "QuotaExceededError",
-    "RateLimitError",
-    "RequestTimeoutError",
-    "RetriesExhaustedError",
-    "RetryPolicy",
-    "SamplingParams",
-    "ServerBusyError",
-    "ServerError",
-    "Stats",
-    "TextStream",
-    "Token",
-    "UnsupportedFeatureError",
-    "Usage",
-    "__version__",
-    "run_concurrent",
-    "run_concurrent_sync",
-    "validate_params",
-]
+_EXPORTS: dict[str, str] = {
+    # name: module that defines it
+    "AuthenticationError": "llmclient.errors",
+    "BaseLLMClient": "llmclient.clients.base",
+    "BatchRequestManager": "llmclient.batching",
+    "ChatRequest": "llmclient.clients.base",
+    "ClientSettings": "llmclient.config",
+    "Completion": "llmclient.types",
+    "ConcurrencyProfile": "llmclient.profiles",
+    "ConfigurationError": "llmclient.errors",
+    "ErrorKind": "llmclient.errors",
+    "InvalidRequestError": "llmclient.errors",
+    "LatencyLimit": "llmclient.limits",
+    "LimitAlgorithm": "llmclient.limits",
+    "LLMConnectionError": "llmclient.errors",
+    "LLMError": "llmclient.errors",
+    "LOCAL_PROFILE": "llmclient.profiles",
+    "MalformedResponseError": "llmclient.errors",
+    "Message": "llmclient.types",
+    "OLLAMA_PROFILE": "llmclient.profiles",
+    "OllamaClient": "llmclient.clients.ollama",
+    "OPENAI_PROFILE": "llmclient.profiles",
+    "OpenAIClient": "llmclient.clients.openai",
+    "ProgressCallback": "llmclient.mapping",
+    "QuotaExceededError": "llmclient.errors",
+    "RateLimitError": "llmclient.errors",
+    "RequestTimeoutError": "llmclient.errors",
+    "RetriesExhaustedError": "llmclient.errors",
+    "RetryPolicy": "llmclient.profiles",
+    "run_concurrent": "llmclient.mapping",
+    "run_concurrent_sync": "llmclient.mapping",
+    "SamplingParams": "llmclient.clients.params",
+    "ServerBusyError": "llmclient.errors",
+    "ServerError": "llmclient.errors",
+    "Stats": "llmclient.types",
+    "TextStream": "llmclient.clients.base",
+    "Token": "llmclient.types",
+    "UnsupportedFeatureError": "llmclient.errors",
+    "Usage": "llmclient.types",
+    "validate_params": "llmclient.clients.params",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"], key=str.casefold)
+
+if _typing.TYPE_CHECKING:
+    from llmclient.batching import BatchRequestManager as BatchRequestManager
+    from llmclient.clients.base import BaseLLMClient as BaseLLMClient
+    from llmclient.clients.base import ChatRequest as ChatRequest
+    from llmclient.clients.base import TextStream as TextStream
+    from llmclient.clients.ollama import OllamaClient as OllamaClient
+    from llmclient.clients.openai import OpenAIClient as OpenAIClient
+    from llmclient.clients.params import SamplingParams as SamplingParams
+    from llmclient.clients.params import validate_params as validate_params
+    from llmclient.config import ClientSettings as ClientSettings
+    from llmclient.errors import AuthenticationError as AuthenticationError
+    from llmclient.errors import ConfigurationError as ConfigurationError
+    from llmclient.errors import ErrorKind as ErrorKind
+    from llmclient.errors import InvalidRequestError as InvalidRequestError
+    from llmclient.errors import LLMConnectionError as LLMConnectionError
+    from llmclient.errors import LLMError as LLMError
+    from llmclient.errors import MalformedResponseError as MalformedResponseError
+    from llmclient.errors import QuotaExceededError as QuotaExceededError
+    from llmclient.errors import RateLimitError as RateLimitError
+    from llmclient.errors import RequestTimeoutError as RequestTimeoutError
+    from llmclient.errors import RetriesExhaustedError as RetriesExhaustedError
+    from llmclient.errors import ServerBusyError as ServerBusyError
+    from llmclient.errors import ServerError as ServerError
+    from llmclient.errors import UnsupportedFeatureError as UnsupportedFeatureError
+    from llmclient.limits import LatencyLimit as LatencyLimit
+    from llmclient.limits import LimitAlgorithm as LimitAlgorithm
+    from llmclient.mapping import ProgressCallback as ProgressCallback
+    from llmclient.mapping import run_concurrent as run_concurrent
+    from llmclient.mapping import run_concurrent_sync as run_concurrent_sync
+    from llmclient.profiles import LOCAL_PROFILE as LOCAL_PROFILE
+    from llmclient.profiles import OLLAMA_PROFILE as OLLAMA_PROFILE
+    from llmclient.profiles import OPENAI_PROFILE as OPENAI_PROFILE
+    from llmclient.profiles import ConcurrencyProfile as ConcurrencyProfile
+    from llmclient.profiles import RetryPolicy as RetryPolicy
+    from llmclient.types import Completion as Completion
+    from llmclient.types import Message as Message
+    from llmclient.types import Stats as Stats
+    from llmclient.types import Token as Token
+    from llmclient.types import Usage as Usage
+
+
+def _load(name: str) -> object:
+    """Import the module that defines `name`, and keep the value so this runs once per name."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+# Hidden from type checkers: they see the imports above, and a module `__getattr__` would make
+# them accept any misspelt attribute of llmclient.
+if not _typing.TYPE_CHECKING:
+    __getattr__ = _load

@@ -9,17 +9,12 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from llmclient import (
-    BaseLLMClient,
-    ConfigurationError,
-    ErrorKind,
-    LLMError,
-    OllamaClient,
-    OpenAIClient,
-    RetriesExhaustedError,
-)
+from llmclient import ConfigurationError, ErrorKind, LLMError, RetriesExhaustedError
+
+if TYPE_CHECKING:
+    from llmclient import BaseLLMClient
 
 _N = TypeVar("_N", int, float)
 
@@ -88,7 +83,11 @@ def configure_logging(verbosity: int) -> None:
 def make_client(args: argparse.Namespace, **options: Any) -> BaseLLMClient:
     """The client for `--provider`, `--model` and `--base-url`, with extra client options."""
     if args.provider == "ollama":
+        from llmclient import OllamaClient  # the SDK loads only for the command that needs it
+
         return OllamaClient(args.model, host=args.base_url, **options)
+    from llmclient import OpenAIClient
+
     return OpenAIClient(args.model, base_url=args.base_url, **options)
 
 

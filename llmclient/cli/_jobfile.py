@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmclient import ConfigurationError, Message, validate_params
+from llmclient import ConfigurationError, Message
 
 _REQUEST_KEYS = ("id", "prompt", "messages", "model")
 
@@ -81,6 +81,8 @@ def _prompt(data: Mapping[str, Any]) -> str | list[dict[str, str]]:
 
 
 def _params(data: Mapping[str, Any]) -> dict[str, Any]:
+    from llmclient import validate_params  # pydantic, only once there is a line to check
+
     params = {k: v for k, v in data.items() if k not in _REQUEST_KEYS}
     try:
         validate_params(params)

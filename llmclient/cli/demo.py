@@ -14,9 +14,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import ollama
-
-from llmclient import OllamaClient
 from llmclient.cli._common import add_verbose, milliseconds, positive_int, table
 from llmclient.testing import SimulatedServer
 
@@ -91,6 +88,8 @@ async def _run_variants(count: int) -> list[tuple[object, ...]]:
 
 async def _unbounded(url: str, prompts: list[str]) -> Outcome:
     """The original `run_concurrent`: every request at once, straight to the server."""
+    import ollama  # here, so that `llmclient --help` does not load the SDK
+
     latencies: list[float] = []
 
     async def ask(sdk: ollama.AsyncClient, prompt: str) -> None:
@@ -114,6 +113,7 @@ def _percentile(ordered: list[float], fraction: float) -> float | None:
 
 def _with_client(options: dict[str, Any]) -> Variant:
     """The same naive fan-out, through an `OllamaClient` that owns the server's limits."""
+    from llmclient import OllamaClient
 
     async def variant(url: str, prompts: list[str]) -> Outcome:
         started = time.monotonic()

@@ -12,9 +12,9 @@ import json
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llmclient import BaseLLMClient, LLMError, RetriesExhaustedError, run_concurrent
+from llmclient import LLMError, RetriesExhaustedError, run_concurrent
 from llmclient.cli._common import (
     add_target,
     add_verbose,
@@ -24,6 +24,9 @@ from llmclient.cli._common import (
     require_model,
     table,
 )
+
+if TYPE_CHECKING:
+    from llmclient import BaseLLMClient
 
 HELP = "measure the service's real concurrency capacity and recommend max_concurrent"
 _WITHIN = 0.10  # a level is as good as the best when its throughput is within this share

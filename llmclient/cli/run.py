@@ -13,16 +13,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llmclient import (
-    BaseLLMClient,
-    Completion,
-    ErrorKind,
-    LLMError,
-    RetriesExhaustedError,
-    run_concurrent,
-)
+from llmclient import Completion, ErrorKind, LLMError, RetriesExhaustedError, run_concurrent
 from llmclient.cli import _jobfile as jobfile
 from llmclient.cli import _resultfile as resultfile
 from llmclient.cli._common import (
@@ -35,6 +28,9 @@ from llmclient.cli._common import (
     print_error,
     require_model,
 )
+
+if TYPE_CHECKING:
+    from llmclient import BaseLLMClient
 
 HELP = "answer every line of a JSONL file into another, resumably"
 _FATAL = frozenset(

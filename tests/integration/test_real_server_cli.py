@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LLAMA_PARALLEL
+
+from tests.integration.helpers import LLAMA_PARALLEL
 
 pytestmark = pytest.mark.integration
 

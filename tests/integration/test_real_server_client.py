@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LLAMA_PARALLEL, real_server, server_metrics
 
 from llmclient import OpenAIClient
+from tests.integration import real_server
+from tests.integration.helpers import LLAMA_PARALLEL, server_metrics
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,11 @@ from typing import Any
 
 import openai
 import pytest
-from conftest import (
+
+from tests.integration import real_server
+from tests.integration.helpers import (
     LLAMA_PARALLEL,
     queue_waiting,
-    real_server,
     server_slots,
     slots_processing,
 )

@@ -55,7 +55,8 @@ async def ai(server: SimulatedServer) -> AsyncIterator[openai.AsyncOpenAI]:
     await client.close()
 
 
-async def wait_for(predicate: Callable[[], bool], within: float = 2.0) -> None:
+async def wait_for(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    """Poll until `predicate()` holds; `within` only keeps a failure from hanging."""
     deadline = time.monotonic() + within
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
@@ -215,9 +216,11 @@ async def test_slots_limit_concurrency(simulated_server_factory: ServerFactory) 
         start = time.monotonic()
         await asyncio.gather(*(oc.chat(model="m", messages=USER) for _ in range(20)))
         elapsed = time.monotonic() - start
-    assert server.stats.peak_in_flight == 2
+    assert server.stats.peak_in_flight == 2  # never more than the slots, and both used
     assert server.stats.peak_waiting >= 16
-    assert 0.19 <= elapsed < 0.38  # 10 rounds of 20 ms (serial would take 0.4 s)
+    assert server.stats.by_path["/api/chat"] == 20
+    assert server.stats.completed == 21  # the warm-up and the 20 chats
+    assert elapsed >= 0.19  # at best 10 rounds of 20 ms: the waiting ones really waited
     assert (server.stats.in_flight, server.stats.waiting) == (0, 0)
 
 
@@ -450,9 +453,10 @@ async def test_stop_with_hung_request_and_idle_connections(
         server.inject("hang")
         hung = asyncio.create_task(raw.post("/api/chat", json={"model": "m"}))
         await wait_for(lambda: server.stats.statuses["hang"] == 1)
-        start = time.monotonic()
-        await server.stop()
-        assert time.monotonic() - start < 0.5
+        # neither the hung request nor the idle connection would ever end by itself: stop()
+        # returns at all only if it cuts them (the timeout only keeps a failure from hanging)
+        async with asyncio.timeout(10):
+            await server.stop()
         with pytest.raises(httpx.TransportError):
             await hung
     await server.stop()  # idempotent

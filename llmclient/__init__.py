@@ -7,8 +7,9 @@ name: one line in `_EXPORTS` and the same import in the `TYPE_CHECKING` block be
 checkers and IDEs); tests/test_public_api.py checks that the two agree.
 """
 
-import importlib as _importlib
 import typing as _typing
+
+from llmclient._lazy import lazy_exports as _lazy_exports
 
 __version__ = "0.1.0"
 
@@ -17,15 +18,19 @@ _EXPORTS: dict[str, str] = {
     "AuthenticationError": "llmclient.errors",
     "BaseLLMClient": "llmclient.clients.base",
     "BatchRequestManager": "llmclient.batching",
-    "ChatRequest": "llmclient.clients.base",
+    "ChatRequest": "llmclient.clients.params",
+    "client_for": "llmclient.clients.registry",
     "ClientSettings": "llmclient.config",
     "Completion": "llmclient.types",
     "ConcurrencyProfile": "llmclient.profiles",
     "ConfigurationError": "llmclient.errors",
     "ErrorKind": "llmclient.errors",
     "InvalidRequestError": "llmclient.errors",
+    "FixedLimit": "llmclient.limits",
+    "iterate_concurrent": "llmclient.mapping",
     "LatencyLimit": "llmclient.limits",
-    "LimitAlgorithm": "llmclient.limits",
+    "Limit": "llmclient.limits",
+    "LimitBackend": "llmclient.limits",
     "LLMConnectionError": "llmclient.errors",
     "LLMError": "llmclient.errors",
     "LOCAL_PROFILE": "llmclient.profiles",
@@ -35,11 +40,13 @@ _EXPORTS: dict[str, str] = {
     "OllamaClient": "llmclient.clients.ollama",
     "OPENAI_PROFILE": "llmclient.profiles",
     "OpenAIClient": "llmclient.clients.openai",
+    "Outcome": "llmclient.limits",
     "ProgressCallback": "llmclient.mapping",
     "QuotaExceededError": "llmclient.errors",
     "RateLimitError": "llmclient.errors",
+    "register_provider": "llmclient.clients.registry",
+    "RejectedError": "llmclient.errors",
     "RequestTimeoutError": "llmclient.errors",
-    "RetriesExhaustedError": "llmclient.errors",
     "RetryPolicy": "llmclient.profiles",
     "run_concurrent": "llmclient.mapping",
     "run_concurrent_sync": "llmclient.mapping",
@@ -47,8 +54,9 @@ _EXPORTS: dict[str, str] = {
     "ServerBusyError": "llmclient.errors",
     "ServerError": "llmclient.errors",
     "Stats": "llmclient.types",
-    "TextStream": "llmclient.clients.base",
+    "TextStream": "llmclient.types",
     "Token": "llmclient.types",
+    "TransientError": "llmclient.errors",
     "UnsupportedFeatureError": "llmclient.errors",
     "Usage": "llmclient.types",
     "validate_params": "llmclient.clients.params",
@@ -59,12 +67,13 @@ __all__ = sorted([*_EXPORTS, "__version__"], key=str.casefold)
 if _typing.TYPE_CHECKING:
     from llmclient.batching import BatchRequestManager as BatchRequestManager
     from llmclient.clients.base import BaseLLMClient as BaseLLMClient
-    from llmclient.clients.base import ChatRequest as ChatRequest
-    from llmclient.clients.base import TextStream as TextStream
     from llmclient.clients.ollama import OllamaClient as OllamaClient
     from llmclient.clients.openai import OpenAIClient as OpenAIClient
+    from llmclient.clients.params import ChatRequest as ChatRequest
     from llmclient.clients.params import SamplingParams as SamplingParams
     from llmclient.clients.params import validate_params as validate_params
+    from llmclient.clients.registry import client_for as client_for
+    from llmclient.clients.registry import register_provider as register_provider
     from llmclient.config import ClientSettings as ClientSettings
     from llmclient.errors import AuthenticationError as AuthenticationError
     from llmclient.errors import ConfigurationError as ConfigurationError
@@ -75,14 +84,19 @@ if _typing.TYPE_CHECKING:
     from llmclient.errors import MalformedResponseError as MalformedResponseError
     from llmclient.errors import QuotaExceededError as QuotaExceededError
     from llmclient.errors import RateLimitError as RateLimitError
+    from llmclient.errors import RejectedError as RejectedError
     from llmclient.errors import RequestTimeoutError as RequestTimeoutError
-    from llmclient.errors import RetriesExhaustedError as RetriesExhaustedError
     from llmclient.errors import ServerBusyError as ServerBusyError
     from llmclient.errors import ServerError as ServerError
+    from llmclient.errors import TransientError as TransientError
     from llmclient.errors import UnsupportedFeatureError as UnsupportedFeatureError
+    from llmclient.limits import FixedLimit as FixedLimit
     from llmclient.limits import LatencyLimit as LatencyLimit
-    from llmclient.limits import LimitAlgorithm as LimitAlgorithm
+    from llmclient.limits import Limit as Limit
+    from llmclient.limits import LimitBackend as LimitBackend
+    from llmclient.limits import Outcome as Outcome
     from llmclient.mapping import ProgressCallback as ProgressCallback
+    from llmclient.mapping import iterate_concurrent as iterate_concurrent
     from llmclient.mapping import run_concurrent as run_concurrent
     from llmclient.mapping import run_concurrent_sync as run_concurrent_sync
     from llmclient.profiles import LOCAL_PROFILE as LOCAL_PROFILE
@@ -93,25 +107,14 @@ if _typing.TYPE_CHECKING:
     from llmclient.types import Completion as Completion
     from llmclient.types import Message as Message
     from llmclient.types import Stats as Stats
+    from llmclient.types import TextStream as TextStream
     from llmclient.types import Token as Token
     from llmclient.types import Usage as Usage
 
 
-def _load(name: str) -> object:
-    """Import the module that defines `name`, and keep the value so this runs once per name."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
-
+_load, __dir__ = _lazy_exports(__name__, globals(), _EXPORTS)
 
 # Hidden from type checkers: they see the imports above, and a module `__getattr__` would make
-# them accept any misspelt attribute of llmclient.
+# them accept any misspelt attribute.
 if not _typing.TYPE_CHECKING:
     __getattr__ = _load

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict, get_type_hints
 
 from pydantic import (
     BaseModel,
@@ -23,52 +23,59 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from llmclient.errors import ConfigurationError
-from llmclient.profiles import ConcurrencyProfile, MaxConcurrent
+from llmclient.profiles import ConcurrencyProfile, MaxConcurrent, MaxConcurrentSpec
 
-__all__ = ["SETTING_NAMES", "ClientSettings", "SettingRow", "resolve_settings"]
+__all__ = ["SETTING_NAMES", "ClientOptions", "ClientSettings", "SettingRow", "resolve_settings"]
 
-# name -> (type, whether it is a secret)
+
+class ClientOptions(TypedDict, total=False):
+    """The settings every client takes as keyword arguments (and `model`), and from the environment.
+
+    This one definition drives the constructors' keywords, the environment variables
+    (`LLMCLIENT_<PROVIDER>_<NAME>`, `LLMCLIENT_<NAME>`) and `llmclient config`.
+    """
+
+    embed_model: str
+    base_url: str
+    api_key: str
+    max_concurrent: MaxConcurrent
+    rpm: PositiveFloat
+    tpm: PositiveInt
+    timeout: PositiveFloat
+    max_attempts: PositiveInt
+    max_elapsed: PositiveFloat
+    share_limits: bool
+
+
 _FIELD_TYPES: dict[str, Any] = {
-    "model": str,
-    "embed_model": str,
-    "base_url": str,
-    "api_key": SecretStr,
-    "max_concurrent": MaxConcurrent,
-    "rpm": PositiveFloat,
-    "tpm": PositiveInt,
-    "timeout": PositiveFloat,
-    "max_attempts": PositiveInt,
-    "max_elapsed": PositiveFloat,
-    "share_limits": bool,
+    "model": str,  # the constructors' first positional argument
+    **{
+        name: SecretStr if name == "api_key" else kind
+        for name, kind in get_type_hints(ClientOptions, include_extras=True).items()
+    },
 }
 SETTING_NAMES: tuple[str, ...] = tuple(_FIELD_TYPES)
 _PROFILE_FIELDS = ("max_concurrent", "rpm", "tpm", "timeout", "share_limits")
 _RETRY_FIELDS = ("max_attempts", "max_elapsed")
 _SECRET_FIELDS = frozenset({"api_key"})
+_OPTIONAL_FIELDS: dict[str, Any] = {
+    name: (kind | None, None) for name, kind in _FIELD_TYPES.items()
+}
 
-_ArgumentsModel = create_model(  # type: ignore[call-overload]
+_ArgumentsModel = create_model(
     "Arguments",
     __config__=ConfigDict(extra="forbid", str_strip_whitespace=True),
-    **{name: (kind | None, None) for name, kind in _FIELD_TYPES.items()},
+    **_OPTIONAL_FIELDS,
 )
 
 
-class _EnvLayer(BaseSettings):
+class _EnvBase(BaseSettings):
     """One prefix worth of environment variables (the prefix is given per instance)."""
 
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, env_ignore_empty=True)
 
-    model: str | None = None
-    embed_model: str | None = None
-    base_url: str | None = None
-    api_key: SecretStr | None = None
-    max_concurrent: MaxConcurrent | None = None
-    rpm: PositiveFloat | None = None
-    tpm: PositiveInt | None = None
-    timeout: PositiveFloat | None = None
-    max_attempts: PositiveInt | None = None
-    max_elapsed: PositiveFloat | None = None
-    share_limits: bool | None = None
+
+_EnvLayer = create_model("EnvLayer", __base__=_EnvBase, **_OPTIONAL_FIELDS)
 
 
 SettingRow = tuple[str, str, str]  # (setting, value for display, source)
@@ -88,7 +95,7 @@ class ClientSettings(BaseModel):
     sources: dict[str, str]
 
     @property
-    def max_concurrent(self) -> int | str:
+    def max_concurrent(self) -> MaxConcurrentSpec:
         """The effective concurrency limit ("auto" for the adaptive limit)."""
         return self.profile.max_concurrent
 

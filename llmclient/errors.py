@@ -1,7 +1,25 @@
-"""The public error hierarchy: one `LLMError` base, one class per error kind.
+"""The public error hierarchy: every error llmclient raises is an `LLMError`.
 
-Providers translate their SDK's exceptions into these; the retry policy reads only
-`LLMError.retryable` and `LLMError.retry_after`.
+When retries run out the last error itself is raised, with `attempts` and `elapsed` set, so
+`except RateLimitError` works whether or not the request was retried. The tree::
+
+    LLMError
+    ├── ConfigurationError (ValueError)   bad argument or environment value; nothing was sent
+    ├── TransientError                     the server may answer next time: retried
+    │   ├── RateLimitError                 429: too many requests or tokens
+    │   ├── ServerBusyError                503: the server's queue is full
+    │   ├── ServerError                    5xx, 408, 409
+    │   ├── RequestTimeoutError (TimeoutError)
+    │   ├── LLMConnectionError (ConnectionError)   (fatal once retries ran out)
+    │   └── MalformedResponseError         an answer that is not what the API promises
+    └── RejectedError                      the server refused this request: never retried
+        ├── AuthenticationError            401, 403 (fatal)
+        ├── QuotaExceededError             no quota or credit left (fatal)
+        ├── InvalidRequestError            400, 404, 422
+        └── UnsupportedFeatureError        the provider cannot do what was asked
+
+`fatal` marks errors that every other request to the same endpoint would hit too (bad key,
+empty account, bad settings): a bulk job stops on them instead of failing item after item.
 """
 
 from __future__ import annotations
@@ -18,10 +36,11 @@ __all__ = [
     "MalformedResponseError",
     "QuotaExceededError",
     "RateLimitError",
+    "RejectedError",
     "RequestTimeoutError",
-    "RetriesExhaustedError",
     "ServerBusyError",
     "ServerError",
+    "TransientError",
     "UnsupportedFeatureError",
 ]
 
@@ -39,7 +58,6 @@ class ErrorKind(StrEnum):
     AUTHENTICATION = "authentication"
     INVALID_REQUEST = "invalid_request"
     UNSUPPORTED_FEATURE = "unsupported_feature"
-    RETRIES_EXHAUSTED = "retries_exhausted"
     CONFIGURATION = "configuration"
 
 
@@ -48,8 +66,10 @@ class LLMError(Exception):
 
     kind: ErrorKind = ErrorKind.SERVER_ERROR
     retryable: bool = False
+    fatal: bool = False
     hint: str = ""
     attempts: int | None = None  # attempts made when the client raised it; None if none ran
+    elapsed: float | None = None  # seconds from the call to this error, waits included
 
     def __init__(
         self,
@@ -88,95 +108,85 @@ class ConfigurationError(LLMError, ValueError):
     """An argument or environment variable has an invalid value (raised before any request)."""
 
     kind = ErrorKind.CONFIGURATION
+    fatal = True
 
 
-class RateLimitError(LLMError):
+class TransientError(LLMError):
+    """The server may answer next time (overload, a fault on the way): retried."""
+
+    retryable = True
+
+
+class RejectedError(LLMError):
+    """The server refused this request itself; sending it again cannot help."""
+
+    kind = ErrorKind.INVALID_REQUEST
+
+
+class RateLimitError(TransientError):
     """The provider answered 429 for too many requests or tokens; retried after a wait."""
 
     kind = ErrorKind.RATE_LIMITED
-    retryable = True
     hint = "Lower rpm, tpm or max_concurrent for this endpoint"
 
 
-class QuotaExceededError(LLMError):
+class QuotaExceededError(RejectedError):
     """The account has no quota or credit left; retrying cannot help."""
 
     kind = ErrorKind.QUOTA_EXCEEDED
+    fatal = True
     hint = "Check the account's plan and billing; retrying will not help"
 
 
-class ServerBusyError(LLMError):
+class ServerBusyError(TransientError):
     """The server's queue is full (Ollama's 503 "server busy"); retried with backoff."""
 
     kind = ErrorKind.SERVER_BUSY
-    retryable = True
     hint = "Lower max_concurrent to the server's parallel slots (e.g. OLLAMA_NUM_PARALLEL)"
 
 
-class ServerError(LLMError):
+class ServerError(TransientError):
     """A transient server-side failure (5xx, 408, 409); retried with backoff."""
 
     kind = ErrorKind.SERVER_ERROR
-    retryable = True
 
 
-class RequestTimeoutError(LLMError, TimeoutError):
+class RequestTimeoutError(TransientError, TimeoutError):
     """No answer within the configured timeout; retried."""
 
     kind = ErrorKind.TIMEOUT
-    retryable = True
     hint = "Raise timeout (or LLMCLIENT_<PROVIDER>_TIMEOUT) if the model is slow"
 
 
-class LLMConnectionError(LLMError, ConnectionError):
+class LLMConnectionError(TransientError, ConnectionError):
     """The server could not be reached or dropped the connection; retried."""
 
     kind = ErrorKind.CONNECTION
-    retryable = True
+    fatal = True  # raised only once retries ran out: the server is not there
     hint = "Check that the server is running and the base URL or host is right"
 
 
-class MalformedResponseError(LLMError):
+class MalformedResponseError(TransientError):
     """The server's answer could not be parsed; retried."""
 
     kind = ErrorKind.MALFORMED_RESPONSE
-    retryable = True
 
 
-class AuthenticationError(LLMError):
+class AuthenticationError(RejectedError):
     """The server refused the credentials (401/403)."""
 
     kind = ErrorKind.AUTHENTICATION
+    fatal = True
     hint = "Check the API key (argument api_key, or the provider's API key variable)"
 
 
-class InvalidRequestError(LLMError):
+class InvalidRequestError(RejectedError):
     """The server rejected the request itself (400, 404, 422): fix the request or model name."""
 
     kind = ErrorKind.INVALID_REQUEST
 
 
-class UnsupportedFeatureError(LLMError):
+class UnsupportedFeatureError(RejectedError):
     """The provider cannot do what was asked (for example prompt log-probabilities)."""
 
     kind = ErrorKind.UNSUPPORTED_FEATURE
-
-
-class RetriesExhaustedError(LLMError):
-    """Every allowed attempt failed with a retryable error; `last_error` holds the final one."""
-
-    kind = ErrorKind.RETRIES_EXHAUSTED
-    attempts: int
-
-    def __init__(self, attempts: int, last_error: LLMError, elapsed: float) -> None:
-        self.attempts = attempts
-        self.last_error = last_error
-        self.elapsed = elapsed
-        self.hint = last_error.hint
-        super().__init__(
-            f"gave up after {attempts} attempt{'s' if attempts != 1 else ''} in {elapsed:.1f}s; "
-            f"last error: {last_error.kind}: {last_error.message}",
-            provider=last_error.provider,
-            status_code=last_error.status_code,
-            endpoint=last_error.endpoint,
-        )

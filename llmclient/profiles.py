@@ -23,10 +23,13 @@ Retries (all profiles): up to 5 attempts, exponential backoff from 0.5 s to 30 s
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Annotated, Literal, TypeAlias
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, PositiveFloat, PositiveInt
+
+from llmclient.limits.algorithms import FixedLimit, LatencyLimit, Limit
 
 __all__ = [
     "LOCAL_PROFILE",
@@ -34,28 +37,37 @@ __all__ = [
     "OPENAI_PROFILE",
     "ConcurrencyProfile",
     "MaxConcurrent",
+    "MaxConcurrentSpec",
     "RetryPolicy",
     "is_local_endpoint",
 ]
 
 
+_EXPECTED = "must be a positive integer, 'auto', a Limit or a function returning one"
+
+LimitFactory: TypeAlias = Callable[[], Limit]
+
+
 def _parse_max_concurrent(value: object) -> object:
-    """Accept a positive int, its string form, or "auto"; explain anything else."""
+    """Accept a positive int, its string form, "auto", a `Limit` or a factory of them."""
     if isinstance(value, bool):
-        raise ValueError("must be a positive integer or 'auto'")
+        raise ValueError(_EXPECTED)
     if isinstance(value, str):
         text = value.strip().lower()
         if text == "auto":
             return "auto"
         if not text.isdigit():
-            raise ValueError("must be a positive integer or 'auto'")
+            raise ValueError(_EXPECTED)
         value = int(text)
+    if isinstance(value, Limit) or (callable(value) and not isinstance(value, int)):
+        return value
     if not isinstance(value, int) or value < 1:
-        raise ValueError("must be a positive integer or 'auto'")
+        raise ValueError(_EXPECTED)
     return value
 
 
-MaxConcurrent: TypeAlias = Annotated[int | Literal["auto"], BeforeValidator(_parse_max_concurrent)]
+MaxConcurrentSpec: TypeAlias = int | Literal["auto"] | Limit | LimitFactory
+MaxConcurrent: TypeAlias = Annotated[MaxConcurrentSpec, PlainValidator(_parse_max_concurrent)]
 
 
 class RetryPolicy(BaseModel):
@@ -85,6 +97,30 @@ class ConcurrencyProfile(BaseModel):
     adaptive_max: PositiveInt = 64  # upper bound of the "auto" limit
     embed_batch_size: PositiveInt = 32
     embed_batch_wait: float = Field(0.01, ge=0)
+
+    def new_limit(self) -> Limit:
+        """The limit algorithm `max_concurrent` asks for, fresh for one endpoint."""
+        spec = self.max_concurrent
+        if isinstance(spec, int):
+            return FixedLimit(spec)
+        if spec == "auto":
+            return LatencyLimit(initial=1, max_limit=self.adaptive_max)
+        if isinstance(spec, Limit):
+            return spec
+        made = spec()
+        if not isinstance(made, Limit):
+            raise TypeError(f"max_concurrent={spec!r} returned {made!r}, which is not a Limit")
+        return made
+
+    @property
+    def max_workers(self) -> int:
+        """The most requests this profile can ever put on the wire at once."""
+        spec = self.max_concurrent
+        if isinstance(spec, int):
+            return spec
+        if isinstance(spec, Limit):
+            return spec.max_limit
+        return self.adaptive_max if spec == "auto" else self.new_limit().max_limit
 
 
 OLLAMA_PROFILE = ConcurrencyProfile(name="ollama", max_concurrent=4, timeout=600.0)

@@ -16,7 +16,6 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    stop_before_delay,
     wait_exponential_jitter,
 )
 from tenacity.stop import stop_base
@@ -31,6 +30,7 @@ __all__ = [
     "is_testing",
     "parse_retry_after",
     "set_testing",
+    "stop_before_deadline",
     "wait_retry_after",
 ]
 
@@ -106,17 +106,32 @@ class wait_retry_after(wait_base):
         return self.fallback(retry_state)
 
 
+class stop_before_deadline(stop_base):
+    """Stop when the next wait would end past `deadline` (a `time.monotonic()` value)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return time.monotonic() + (retry_state.upcoming_sleep or 0.0) >= self.deadline
+
+
 def build_retrying(
-    policy: RetryPolicy, before_sleep: Callable[[RetryCallState], None] | None = None
+    policy: RetryPolicy,
+    started: float,
+    before_sleep: Callable[[RetryCallState], None] | None = None,
 ) -> AsyncRetrying:
-    """A fresh tenacity controller for one call under `policy`."""
+    """A fresh tenacity controller for one call under `policy`, begun at `started`.
+
+    When attempts run out, the last error itself is raised (`reraise=True`).
+    """
     testing, test_attempts = _testing
     attempts = policy.max_attempts
     if testing and test_attempts is not None:
         attempts = min(attempts, test_attempts)
     stop: stop_base = stop_after_attempt(attempts)
     if policy.max_elapsed is not None:
-        stop = stop | stop_before_delay(policy.max_elapsed)
+        stop = stop | stop_before_deadline(started + policy.max_elapsed)
     wait: wait_base = wait_none()
     if not testing:
         wait = wait_retry_after(
@@ -129,5 +144,5 @@ def build_retrying(
         stop=stop,
         wait=wait,
         before_sleep=before_sleep,
-        reraise=False,
+        reraise=True,
     )

@@ -6,9 +6,11 @@ Plain frozen dataclasses: they are built once per request, so they stay cheap.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import Literal, Self, TypeAlias
+
+from llmclient._aclose import AsyncClosing
 
 __all__ = [
     "Completion",
@@ -16,6 +18,7 @@ __all__ = [
     "MessageInput",
     "Role",
     "Stats",
+    "TextStream",
     "Token",
     "Usage",
 ]
@@ -35,7 +38,7 @@ class Message:
         if self.role not in _ROLES:
             raise ValueError(f"Message role={self.role!r}: must be one of {sorted(_ROLES)}")
         if not isinstance(self.content, str):
-            raise ValueError(f"Message content must be a string, got {type(self.content).__name__}")
+            raise TypeError(f"Message content must be a string, got {type(self.content).__name__}")
 
     @classmethod
     def coerce(cls, value: Message | Mapping[str, object]) -> Message:
@@ -44,7 +47,7 @@ class Message:
             return value
         if isinstance(value, Mapping) and "role" in value and "content" in value:
             return cls(role=value["role"], content=value["content"])  # type: ignore[arg-type]
-        raise ValueError(
+        raise TypeError(
             f"messages: each item must be a Message or a mapping with 'role' and 'content', "
             f"got {value!r}"
         )
@@ -122,6 +125,31 @@ class Stats:
     def as_dict(self) -> dict[str, float | int | None]:
         """Plain dict, for logging or JSON."""
         return {name: getattr(self, name) for name in self.__slots__}
+
+
+class TextStream(AsyncIterator[str], AsyncClosing):
+    """Text deltas of one streamed completion; holds its slot until exhausted or closed.
+
+    Iterate it with `async for`, or use `async with client.stream(...) as deltas:` to be sure
+    the slot is released when leaving early.
+    """
+
+    __slots__ = ("_deltas",)
+
+    def __init__(self, deltas: AsyncIterator[str]) -> None:
+        self._deltas = deltas
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> str:
+        return await anext(self._deltas)
+
+    async def aclose(self) -> None:
+        """Stop the stream and release its slot."""
+        close = getattr(self._deltas, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:

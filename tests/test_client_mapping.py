@@ -1,15 +1,17 @@
-"""`client.map`, `client.amap` and `iterate_concurrent` through the simulated server."""
+"""`run_concurrent` and `iterate_concurrent` over a client's methods, through the simulated
+server: the client's own limit bounds the calls."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
 from llmclient import ConcurrencyProfile, ConfigurationError, OllamaClient
-from llmclient.mapping import iterate_concurrent
+from llmclient.mapping import iterate_concurrent, run_concurrent
 from llmclient.testing import SimulatedServer
 from tests.conftest import FAST_RETRY
 
@@ -21,40 +23,49 @@ def client(server: SimulatedServer, **options: object) -> OllamaClient:
     return OllamaClient("sim-model", host=server.url, profile=profile, **options)  # type: ignore[arg-type]
 
 
-async def test_map_keeps_order_and_the_client_limit(simulated_server_factory: Factory) -> None:
+async def test_run_concurrent_keeps_order_and_the_client_limit(
+    simulated_server_factory: Factory,
+) -> None:
     server = await simulated_server_factory(parallel=16, latency=0.005, token_latency=0.002)
     prompts = [" ".join(["w"] * (i % 7 + 1)) + f" #{i}" for i in range(100)]
     async with client(server, max_concurrent=3) as llm:
-        answers = await llm.map(prompts)
+        answers = await run_concurrent(llm.generate_answer, prompts, max_concurrent=llm.max_workers)
     assert answers == [f"Simulated reply to: {p}" for p in prompts]
     assert server.stats.peak_in_flight == 3
 
 
-async def test_map_passes_params_and_collects_errors(simulated_server_factory: Factory) -> None:
+async def test_run_concurrent_passes_params_and_collects_errors(
+    simulated_server_factory: Factory,
+) -> None:
     server = await simulated_server_factory(latency=0.001)
     async with client(server, max_concurrent=1) as llm:
         server.inject("401")
-        results = await llm.map(["a b c", "d e f"], max_tokens=1, return_exceptions=True)
+        one_token = functools.partial(llm.generate_answer, max_tokens=1)
+        results = await run_concurrent(one_token, ["a b c", "d e f"], return_exceptions=True)
         assert isinstance(results[0], Exception)
         assert results[1] == "Simulated"
+        warm = functools.partial(llm.generate_answer, temperature="warm")
         with pytest.raises(ConfigurationError, match="temperature"):
-            await llm.map(["x"], temperature="warm")
+            await run_concurrent(warm, ["x"])
     assert server.stats.requests == 2
 
 
-async def test_amap_yields_each_index_once_in_completion_order(
+async def test_iterate_concurrent_yields_each_index_once_in_completion_order(
     simulated_server_factory: Factory,
 ) -> None:
     server = await simulated_server_factory(parallel=8, latency=0.001, token_latency=0.01)
     prompts = [" ".join(["w"] * (12 - i)) for i in range(12)]  # later prompts answer faster
     async with client(server, max_concurrent=8) as llm:
-        seen = [(i, answer) async for i, answer in llm.amap(prompts)]
+        pairs = iterate_concurrent(llm.generate_answer, prompts, max_concurrent=llm.max_workers)
+        seen = [(i, answer) async for i, answer in pairs]
     assert sorted(i for i, _ in seen) == list(range(12))
     assert all(answer == f"Simulated reply to: {prompts[i]}" for i, answer in seen)
     assert [i for i, _ in seen][:8] != list(range(8))  # not input order
 
 
-async def test_leaving_amap_early_cancels_the_rest(simulated_server_factory: Factory) -> None:
+async def test_leaving_iterate_concurrent_early_cancels_the_rest(
+    simulated_server_factory: Factory,
+) -> None:
     server = await simulated_server_factory(parallel=4, latency=0.05)
     async with client(server, max_concurrent=4) as llm:
         pulled = 0
@@ -65,7 +76,8 @@ async def test_leaving_amap_early_cancels_the_rest(simulated_server_factory: Fac
                 pulled += 1
                 yield f"q{i}"
 
-        async with contextlib.aclosing(llm.amap(prompts())) as answers:
+        pairs = iterate_concurrent(llm.generate_answer, prompts(), max_concurrent=llm.max_workers)
+        async with contextlib.aclosing(pairs) as answers:
             async for _index, _answer in answers:
                 break
         assert llm.stats.in_flight == 0

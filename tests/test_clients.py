@@ -21,7 +21,7 @@ from llmclient import (
     QuotaExceededError,
     RateLimitError,
     RequestTimeoutError,
-    RetriesExhaustedError,
+    ServerError,
     UnsupportedFeatureError,
 )
 from llmclient.testing import SimulatedServer
@@ -164,16 +164,17 @@ async def test_permanent_failures_hit_the_server_once(
         assert client.stats.retries == 0
 
 
-async def test_retries_exhausted_carries_attempts_and_cause(
+async def test_retries_exhausted_raise_the_last_error_with_attempts(
     simulated_server_factory: Factory,
 ) -> None:
     server = await simulated_server_factory(latency=0.001)
     async with make_client("openai", server) as client:
         server.inject("500", count=10)
-        with pytest.raises(RetriesExhaustedError) as caught:
+        with pytest.raises(ServerError) as caught:
             await client.generate("doomed")
         assert caught.value.attempts == FAST_RETRY.max_attempts
-        assert caught.value.last_error.status_code == 500
+        assert caught.value.elapsed is not None and caught.value.elapsed > 0
+        assert caught.value.status_code == 500
         assert server.stats.by_path["/v1/chat/completions"] == FAST_RETRY.max_attempts
 
 
@@ -204,18 +205,18 @@ async def test_rate_limited_error_after_retries_on_ollama_native(
     server = await simulated_server_factory(latency=0.001)
     async with make_client("ollama", server, max_attempts=1) as client:
         server.inject("429")
-        with pytest.raises(RetriesExhaustedError) as caught:
+        with pytest.raises(RateLimitError) as caught:
             await client.generate("x")
-        assert isinstance(caught.value.last_error, RateLimitError)
+        assert caught.value.attempts == 1
 
 
 async def test_timeout_is_applied_and_frees_the_slot(simulated_server_factory: Factory) -> None:
     server = await simulated_server_factory(latency=0.001)
     async with make_client("ollama", server, timeout=0.2, max_attempts=1) as client:
         server.inject("hang")
-        with pytest.raises(RetriesExhaustedError) as caught:
+        with pytest.raises(RequestTimeoutError) as caught:
             await client.generate("hang up")
-        assert isinstance(caught.value.last_error, RequestTimeoutError)
+        assert caught.value.attempts == 1
         assert client.stats.in_flight == 0
         assert await client.generate_answer("next") == "Simulated reply to: next"
 

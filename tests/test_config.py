@@ -13,6 +13,7 @@ from llmclient import (
     OpenAIClient,
     RetryPolicy,
 )
+from llmclient.clients.params import conversation
 
 SECRET = "sk-test-SECRET-value-1234567890"
 
@@ -174,9 +175,9 @@ def test_api_key_never_in_repr_rows_or_errors(
     assert SECRET not in caplog.text
 
 
-def test_history_must_alternate() -> None:
-    client = OllamaClient(model="m")
-    with pytest.raises(ValueError, match="history has 1 strings"):
-        client._conversation("hi", ["only a user turn"])
-    roles = [m.role for m in client._conversation("q", ["u", "a"])]
+async def test_history_must_alternate() -> None:
+    async with OllamaClient(model="m", host="127.0.0.1:9") as client:
+        with pytest.raises(ValueError, match="history has 1 strings"):
+            await client.generate_answer("hi", ["only a user turn"])
+    roles = [m.role for m in conversation("q", ["u", "a"])]
     assert roles == ["user", "assistant", "user"]

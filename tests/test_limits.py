@@ -8,8 +8,14 @@ import time
 
 import pytest
 
-from llmclient.limits import ConcurrencyLimiter, LatencyLimit, TokenBucket
-from llmclient.limits.endpoint import Endpoint
+from llmclient.limits import (
+    ConcurrencyLimiter,
+    Endpoint,
+    FixedLimit,
+    LatencyLimit,
+    Outcome,
+    TokenBucket,
+)
 from llmclient.retry import parse_retry_after
 
 
@@ -82,7 +88,7 @@ async def test_limit_changes_apply_to_waiters() -> None:
 def test_latency_limit_grows_while_latency_is_flat() -> None:
     algorithm = LatencyLimit(initial=2, max_limit=8)
     for _ in range(200):
-        algorithm.on_sample(0.05, algorithm.limit, dropped=False)
+        algorithm.on_sample(0.05, algorithm.limit, Outcome.SUCCESS)
     assert algorithm.limit == 8
 
 
@@ -93,7 +99,7 @@ def test_latency_limit_settles_at_server_slots() -> None:
     for _ in range(600):
         limit = algorithm.limit
         rtt = 0.05 * max(1.0, limit / 4)
-        algorithm.on_sample(rtt, limit, dropped=False)
+        algorithm.on_sample(rtt, limit, Outcome.SUCCESS)
         limits.append(algorithm.limit)
     settled = limits[-100:]
     assert min(settled) >= 4
@@ -102,10 +108,10 @@ def test_latency_limit_settles_at_server_slots() -> None:
 
 def test_latency_limit_backs_off_on_drops_and_idle_does_not_grow() -> None:
     algorithm = LatencyLimit(initial=8, max_limit=16)
-    algorithm.on_sample(0.05, 8, dropped=True)
+    algorithm.on_sample(0.05, 8, Outcome.DROPPED)
     assert algorithm.limit == 6
     for _ in range(100):
-        algorithm.on_sample(0.05, 1, dropped=False)  # demand never fills the limit
+        algorithm.on_sample(0.05, 1, Outcome.SUCCESS)  # demand never fills the limit
     assert algorithm.limit == 6
 
 
@@ -120,12 +126,12 @@ async def test_token_bucket_refund_and_charge() -> None:
 
 
 async def test_endpoint_pause_holds_dispatch() -> None:
-    endpoint = Endpoint("test", 4, None, None)
+    endpoint = Endpoint.local("test", FixedLimit(4))
     endpoint.pause(0.2)
     started = time.monotonic()
-    await endpoint.admit(1)
+    lease, _ = await endpoint.admit(1)
     assert time.monotonic() - started >= 0.19
-    endpoint.release(0.0, dropped=False)
+    endpoint.release(lease, 0.0, Outcome.SUCCESS)
 
 
 def test_parse_retry_after_forms() -> None:
@@ -140,10 +146,10 @@ def test_parse_retry_after_forms() -> None:
 def test_latency_limit_relearns_a_slower_server() -> None:
     algorithm = LatencyLimit(initial=4, max_limit=16)
     for _ in range(100):
-        algorithm.on_sample(0.05 * max(1.0, algorithm.limit / 4), algorithm.limit, False)
+        algorithm.on_sample(0.05 * max(1.0, algorithm.limit / 4), algorithm.limit, Outcome.SUCCESS)
     fast_limit = algorithm.limit
     for _ in range(400):  # the server is now 3x slower at any load
-        algorithm.on_sample(0.15 * max(1.0, algorithm.limit / 4), algorithm.limit, False)
+        algorithm.on_sample(0.15 * max(1.0, algorithm.limit / 4), algorithm.limit, Outcome.SUCCESS)
     assert fast_limit >= 4
     assert algorithm.limit >= 4  # it did not stay pinned at the minimum
 
@@ -154,6 +160,6 @@ def test_latency_limit_rests_at_a_single_slot() -> None:
     at_one = 0
     for _ in range(2000):
         limit = algorithm.limit
-        algorithm.on_sample(0.05 * limit, limit, dropped=False)
+        algorithm.on_sample(0.05 * limit, limit, Outcome.SUCCESS)
         at_one += algorithm.limit == 1
     assert at_one / 2000 > 0.85  # probes above one slot become rare

@@ -11,7 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from llmclient import ConfigurationError, ErrorKind, LLMError, RetriesExhaustedError
+from llmclient import ConfigurationError, ErrorKind, LLMError, client_for
+from llmclient.clients.registry import provider_class, provider_names
 
 if TYPE_CHECKING:
     from llmclient import BaseLLMClient
@@ -21,9 +22,7 @@ _N = TypeVar("_N", int, float)
 PROG = "llmclient"
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-PROVIDERS = ("ollama", "openai")
-_HOST_VARIABLE = {"ollama": "OLLAMA_HOST", "openai": "OPENAI_BASE_URL"}
-_KEY_VARIABLE = {"ollama": "OLLAMA_API_KEY", "openai": "OPENAI_API_KEY"}
+PROVIDERS = provider_names()
 
 
 class UsageError(Exception):
@@ -82,13 +81,7 @@ def configure_logging(verbosity: int) -> None:
 
 def make_client(args: argparse.Namespace, **options: Any) -> BaseLLMClient:
     """The client for `--provider`, `--model` and `--base-url`, with extra client options."""
-    if args.provider == "ollama":
-        from llmclient import OllamaClient  # the SDK loads only for the command that needs it
-
-        return OllamaClient(args.model, host=args.base_url, **options)
-    from llmclient import OpenAIClient
-
-    return OpenAIClient(args.model, base_url=args.base_url, **options)
+    return client_for(args.provider, args.model, base_url=args.base_url, **options)
 
 
 def require_model(client: BaseLLMClient) -> str:
@@ -101,29 +94,36 @@ def require_model(client: BaseLLMClient) -> str:
 
 def describe_failure(error: LLMError) -> str:
     """`<endpoint>: <what> — <what to check>` for an error that ends a command."""
-    cause = error.last_error if isinstance(error, RetriesExhaustedError) else error
-    what = cause.message.rstrip(".")
-    if cause.status_code is not None:
-        what += f" (HTTP {cause.status_code})"
-    if isinstance(error, RetriesExhaustedError) and error.attempts > 1:
+    what = error.message.rstrip(".")
+    if error.status_code is not None:
+        what += f" (HTTP {error.status_code})"
+    if error.attempts is not None and error.attempts > 1:
         what += f", after {error.attempts} attempts"
     where = error.endpoint or error.provider or PROG
-    return f"{where}: {what} — {_what_to_check(cause)}"
+    return f"{where}: {what} — {_what_to_check(error)}"
 
 
 def _what_to_check(error: LLMError) -> str:
     provider = error.provider or "openai"
     if error.kind is ErrorKind.CONNECTION:
-        variable = _HOST_VARIABLE.get(provider, "the base URL")
+        variable = _native_variable(provider, "base_url", "the base URL")
         return f"is the server running? check --base-url or {variable}"
     if error.kind is ErrorKind.AUTHENTICATION:
-        variable = _KEY_VARIABLE.get(provider, "the API key variable")
+        variable = _native_variable(provider, "api_key", "the API key variable")
         return f"check the API key in {variable} (or LLMCLIENT_{provider.upper()}_API_KEY)"
     if error.hint:
         return error.hint[0].lower() + error.hint[1:]
     if error.kind is ErrorKind.SERVER_ERROR:
         return "check the server's log; retrying later may help"
     return f"see `llmclient config --provider {provider}` for the settings in use"
+
+
+def _native_variable(provider: str, setting: str, fallback: str) -> str:
+    """The provider's own environment variable for `setting` (OLLAMA_HOST, ...)."""
+    try:
+        return provider_class(provider).native_env.get(setting, fallback)
+    except LLMError:
+        return fallback
 
 
 def print_error(message: str) -> None:

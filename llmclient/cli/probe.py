@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from llmclient import LLMError, RetriesExhaustedError, run_concurrent
+from llmclient import LLMError, run_concurrent
 from llmclient.cli._common import (
     add_target,
     add_verbose,
@@ -149,8 +149,6 @@ async def _ask(client: BaseLLMClient, level: int, index: int, max_tokens: int) -
 
 def _kind(outcome: BaseException) -> str:
     """An error's kind; anything that is not an LLMError is a bug and is raised."""
-    if isinstance(outcome, RetriesExhaustedError):
-        return str(outcome.last_error.kind)
     if isinstance(outcome, LLMError):
         return str(outcome.kind)
     raise outcome

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmclient import Completion, ErrorKind, LLMError, RetriesExhaustedError, run_concurrent
+from llmclient import Completion, LLMError, run_concurrent
 from llmclient.cli import _jobfile as jobfile
 from llmclient.cli import _resultfile as resultfile
 from llmclient.cli._common import (
@@ -33,15 +33,6 @@ if TYPE_CHECKING:
     from llmclient import BaseLLMClient
 
 HELP = "answer every line of a JSONL file into another, resumably"
-_FATAL = frozenset(
-    {
-        ErrorKind.CONNECTION,
-        ErrorKind.AUTHENTICATION,
-        ErrorKind.QUOTA_EXCEEDED,
-        ErrorKind.CONFIGURATION,
-    }
-)
-"""Error kinds that would fail every other item too: they stop the run, unrecorded."""
 _SHOWN_PROBLEMS = 20  # malformed lines reported one by one before a count
 
 
@@ -182,7 +173,7 @@ async def _answer_all(client: BaseLLMClient, pending: _Pending, output: Path) ->
             try:
                 if len(pending):
                     await run_concurrent(
-                        answer, pending, desc="run", unit="req", max_concurrent=_workers(client)
+                        answer, pending, desc="run", unit="req", max_concurrent=client.max_workers
                     )
             except LLMError:
                 _stopped(tally, output)
@@ -190,23 +181,19 @@ async def _answer_all(client: BaseLLMClient, pending: _Pending, output: Path) ->
     return tally
 
 
-def _workers(client: BaseLLMClient) -> int:
-    """As many workers as the client lets on the wire: items are read as slots free up, and
-    `latency_s` barely includes waiting for a slot (the client still enforces the limit)."""
-    limit = client.profile.max_concurrent
-    return limit if isinstance(limit, int) else client.profile.adaptive_max
-
-
 async def _record(client: BaseLLMClient, item: jobfile.Item) -> dict[str, Any]:
-    """The output record for one item; errors that would fail every item are raised instead."""
+    """The output record for one item; errors that would fail every item (`fatal`) are raised.
+
+    As many workers run as the client lets on the wire, so items are read as slots free up
+    and `latency_s` barely includes waiting for a slot.
+    """
     started = time.monotonic()
     try:
         completion = await client.generate(item.prompt, **item.params)
     except LLMError as error:
-        cause = error.last_error if isinstance(error, RetriesExhaustedError) else error
-        if cause.kind in _FATAL:
+        if error.fatal:
             raise
-        return _error_record(item, error, cause, time.monotonic() - started)
+        return _error_record(item, error, time.monotonic() - started)
     return _answer_record(item, completion, time.monotonic() - started)
 
 
@@ -227,15 +214,13 @@ def _answer_record(item: jobfile.Item, completion: Completion, latency: float) -
     }
 
 
-def _error_record(
-    item: jobfile.Item, error: LLMError, cause: LLMError, latency: float
-) -> dict[str, Any]:
+def _error_record(item: jobfile.Item, error: LLMError, latency: float) -> dict[str, Any]:
     return {
         "id": item.id,
         "error": {
-            "kind": str(cause.kind),
-            "message": cause.message,
-            "status_code": cause.status_code,
+            "kind": str(error.kind),
+            "message": error.message,
+            "status_code": error.status_code,
         },
         "usage": None,
         "attempts": error.attempts,

@@ -15,9 +15,11 @@ import ollama
 from ollama._client import _parse_host
 from pydantic import ValidationError
 
-from llmclient.clients.base import BaseLLMClient, ChatRequest, token_from_logprob
+from llmclient.clients.base import BaseLLMClient, token_from_logprob
+from llmclient.clients.params import ChatRequest
 from llmclient.errors import (
     AuthenticationError,
+    ConfigurationError,
     InvalidRequestError,
     LLMConnectionError,
     LLMError,
@@ -48,8 +50,8 @@ _OPTION_NAMES = {
 class OllamaClient(BaseLLMClient):
     """A client for Ollama's native API.
 
-    `host` (or `OLLAMA_HOST`) is parsed as Ollama does: `:11435` means 127.0.0.1:11435.
-    `max_concurrent` defaults to `OLLAMA_NUM_PARALLEL` when set, else 4.
+    `host` (or `base_url`, or `OLLAMA_HOST`) is parsed as Ollama does: `:11435` means
+    127.0.0.1:11435. `max_concurrent` defaults to `OLLAMA_NUM_PARALLEL` when set, else 4.
     """
 
     provider: ClassVar[str] = "ollama"
@@ -66,10 +68,14 @@ class OllamaClient(BaseLLMClient):
         *,
         host: str | None = None,
         keep_alive: float | str | None = None,
-        api_key: str | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(model, base_url=host, api_key=api_key, **options)
+        base_url = options.pop("base_url", None)
+        if host is not None and base_url is not None and host != base_url:
+            raise ConfigurationError(
+                f"invalid argument: host={host!r} and base_url={base_url!r} differ; pass one"
+            )
+        super().__init__(model, base_url=host or base_url, **options)
         self.keep_alive = keep_alive
         key = self.settings.api_key
         self._sdk = ollama.AsyncClient(

@@ -14,7 +14,8 @@ import httpx2
 import openai
 from pydantic import ValidationError
 
-from llmclient.clients.base import BaseLLMClient, ChatRequest, token_from_logprob
+from llmclient.clients.base import BaseLLMClient, token_from_logprob
+from llmclient.clients.params import ChatRequest
 from llmclient.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -53,15 +54,8 @@ class OpenAIClient(BaseLLMClient):
         "base_url": "OPENAI_BASE_URL",
     }
 
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(model, api_key=api_key, base_url=base_url, **options)
+    def __init__(self, model: str | None = None, **options: Any) -> None:
+        super().__init__(model, **options)
         local = is_local_endpoint(self.settings.base_url)
         key = self.settings.api_key
         if key is None and not local:

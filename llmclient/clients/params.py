@@ -1,18 +1,23 @@
-"""Sampling parameters every provider understands, validated before any request is sent.
+"""What a provider is asked: sampling parameters, messages, and the validated `ChatRequest`.
 
-Provider-specific extras go in `provider_options` (OpenAI: merged into the request body;
-Ollama: merged into `options`).
+Everything here is checked before any request is sent. Provider-specific extras go in
+`provider_options` (OpenAI: merged into the request body; Ollama: merged into `options`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmclient.errors import ConfigurationError
+from llmclient.types import Message, MessageInput
 
-__all__ = ["SamplingParams", "validate_params"]
+__all__ = ["ChatRequest", "SamplingParams", "conversation", "messages_from", "validate_params"]
+
+_DEFAULT_COMPLETION_ESTIMATE = 256  # tokens charged to tpm when max_tokens is not given
 
 
 class SamplingParams(BaseModel):
@@ -51,3 +56,65 @@ def validate_params(params: dict[str, Any]) -> SamplingParams:
             else:
                 problems.append(f"{name}={item.get('input')!r}: {item['msg']}")
         raise ConfigurationError("invalid parameter: " + "; ".join(problems)) from None
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """What a provider needs for one chat call, already validated."""
+
+    model: str
+    messages: list[dict[str, str]]
+    params: SamplingParams
+
+    def estimated_tokens(self) -> int:
+        """Prompt characters / 4 plus the completion budget: the tpm charge before the call."""
+        prompt = sum(len(m["content"]) for m in self.messages) // 4 + 1
+        return prompt + (self.params.max_tokens or _DEFAULT_COMPLETION_ESTIMATE)
+
+
+def messages_from(prompt_or_messages: str | Sequence[MessageInput]) -> list[Message]:
+    """A prompt as one user message, or checked messages.
+
+    >>> messages_from("hi")
+    [Message(role='user', content='hi')]
+    """
+    if isinstance(prompt_or_messages, str):
+        return [Message("user", prompt_or_messages)]
+    if not isinstance(prompt_or_messages, Sequence):
+        raise TypeError(
+            "prompt_or_messages must be a string or a sequence of messages, "
+            f"got {type(prompt_or_messages).__name__}"
+        )
+    messages = [Message.coerce(m) for m in prompt_or_messages]  # type: ignore[arg-type]
+    if not messages:
+        raise ValueError("messages must not be empty")
+    return messages
+
+
+def conversation(
+    text: str, history: Sequence[str] | Sequence[MessageInput] | None
+) -> list[Message]:
+    """`history` then `text` as a user turn; plain strings in `history` alternate user, assistant.
+
+    >>> [m.role for m in conversation("again", ["hi", "hello"])]
+    ['user', 'assistant', 'user']
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, got {type(text).__name__}")
+    messages: list[Message] = []
+    if history:
+        if all(isinstance(turn, str) for turn in history):
+            if len(history) % 2:
+                raise ValueError(
+                    f"history has {len(history)} strings: they alternate user, assistant, "
+                    "so their number must be even"
+                )
+            roles = ("user", "assistant")
+            messages = [
+                Message(roles[i % 2], turn)  # type: ignore[arg-type]
+                for i, turn in enumerate(history)
+            ]
+        else:
+            messages = [Message.coerce(turn) for turn in history]  # type: ignore[arg-type]
+    messages.append(Message("user", text))
+    return messages

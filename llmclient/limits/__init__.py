@@ -1,17 +1,24 @@
-"""Limits that protect a server: concurrency slots (fixed or adaptive), rpm/tpm buckets, and
-the per-process registry of shared endpoints."""
+"""Limits that protect a server: limit algorithms (how many), endpoints (admission) and the
+backends that store their state (in this process, or shared)."""
 
-from llmclient.limits.adaptive import LatencyLimit, LimitAlgorithm
+from llmclient.limits.algorithms import FixedLimit, LatencyLimit, Limit, Outcome
+from llmclient.limits.backends import EndpointState, LimitBackend, LocalBackend
 from llmclient.limits.concurrency import ConcurrencyLimiter
-from llmclient.limits.endpoint import Endpoint, shared_endpoint
+from llmclient.limits.endpoint import Endpoint, endpoint_key, shared_endpoint
 from llmclient.limits.rate import RateLimits, TokenBucket
 
 __all__ = [
     "ConcurrencyLimiter",
     "Endpoint",
+    "EndpointState",
+    "FixedLimit",
     "LatencyLimit",
-    "LimitAlgorithm",
+    "Limit",
+    "LimitBackend",
+    "LocalBackend",
+    "Outcome",
     "RateLimits",
     "TokenBucket",
+    "endpoint_key",
     "shared_endpoint",
 ]

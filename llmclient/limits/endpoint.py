@@ -1,120 +1,143 @@
-"""The shared state of one endpoint (slots, rate buckets, pause) and the per-process registry.
+"""One server's admission control (`Endpoint`) and the per-process registry that shares it.
 
+An `Endpoint` joins a `Limit` (how many), a backend's `EndpointState` (where slots, buckets
+and pause live) and the order of admission: pause gate, then rate buckets, then a slot.
 Clients of the same endpoint in one event loop share one `Endpoint`, so a second client
-cannot double the load on a server; the registry is kept per event loop because asyncio
+cannot double the load on a server; the registry is per event loop because asyncio
 primitives belong to the loop that created them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import weakref
 from collections.abc import Hashable
 from typing import TypeVar
+from urllib.parse import urlsplit
 
-from llmclient.limits.adaptive import LatencyLimit
-from llmclient.limits.concurrency import ConcurrencyLimiter
-from llmclient.limits.rate import RateLimits
+from llmclient.limits.algorithms import FixedLimit, Limit, Outcome
+from llmclient.limits.backends import EndpointState, LimitBackend, LocalBackend
 
-__all__ = ["Endpoint", "shared_endpoint"]
+__all__ = ["Endpoint", "endpoint_key", "shared_endpoint"]
 
 logger = logging.getLogger("llmclient")
 _N = TypeVar("_N", int, float)
+LOCAL = LocalBackend()
 
 
 class Endpoint:
     """Admission control for one server: pause gate, then rate buckets, then a slot."""
 
-    __slots__ = ("_resume_at", "adaptive", "concurrency", "name", "rate")
+    __slots__ = ("_cap", "_rpm", "_tpm", "limit", "name", "state")
 
     def __init__(
         self,
         name: str,
-        max_concurrent: int | str,
-        rpm: float | None,
-        tpm: int | None,
-        adaptive_max: int = 64,
+        limit: Limit,
+        state: EndpointState,
+        rpm: float | None = None,
+        tpm: int | None = None,
     ) -> None:
         self.name = name
-        if isinstance(max_concurrent, int):
-            self.adaptive: LatencyLimit | None = None
-            self.concurrency = ConcurrencyLimiter(max_concurrent)
-        else:
-            self.adaptive = LatencyLimit(initial=1, max_limit=adaptive_max)
-            self.concurrency = ConcurrencyLimiter(self.adaptive.limit)
-        self.rate = RateLimits(rpm, tpm)
-        self._resume_at = 0.0
+        self.limit = limit
+        self.state = state
+        self._cap = limit.max_limit
+        self._rpm, self._tpm = rpm, tpm
 
-    async def admit(self, estimated_tokens: int) -> float:
-        """Wait until a request may go on the wire; return the tokens charged to tpm."""
-        loop = asyncio.get_running_loop()
-        await self._wait_pause(loop)
-        charge = await self.rate.acquire(estimated_tokens) if self.rate.active else 0.0
+    @classmethod
+    def local(
+        cls, name: str, limit: Limit, rpm: float | None = None, tpm: int | None = None
+    ) -> Endpoint:
+        """An endpoint whose state lives in this process only."""
+        return cls(name, limit, LOCAL.state(name, limit.limit, rpm, tpm), rpm, tpm)
+
+    @property
+    def concurrency_limit(self) -> int:
+        """How many requests may be on the wire at once now."""
+        return min(self.limit.limit, self._cap)
+
+    async def admit(self, estimated_tokens: int) -> tuple[object, float]:
+        """Wait until a request may go on the wire; return its slot lease and tpm charge."""
+        state = self.state
+        await self._wait_pause()
+        charge = await state.reserve(estimated_tokens) if state.rates_active else 0.0
         while True:
-            await self.concurrency.acquire()
-            if self._resume_at <= loop.time():
-                return charge
-            self.concurrency.release()  # a pause began while we waited: do not hold a slot
-            await self._wait_pause(loop)
+            lease = await state.acquire_slot()
+            if await state.paused_for() <= 0:
+                return lease, charge
+            state.release_slot(lease)  # a pause began while we waited: do not hold a slot
+            await self._wait_pause()
 
-    def release(self, rtt: float, dropped: bool, sample: bool = True) -> None:
-        """Give the slot back; with an adaptive limit, let the request's latency steer it.
+    def release(self, lease: object, rtt: float, outcome: Outcome) -> None:
+        """Give the slot back and let the outcome steer the limit."""
+        state = self.state
+        before = self.concurrency_limit
+        self.limit.on_sample(rtt, state.in_flight, outcome)
+        after = self.concurrency_limit
+        if after != before:
+            logger.debug("%s: concurrency limit now %d", self.name, after)
+            state.set_limit(after)
+        state.release_slot(lease)
 
-        `dropped` marks a refusal or timeout from overload; `sample=False` keeps a request
-        that failed for another reason (a 400, say) out of the adaptive limit's view.
-        """
-        if self.adaptive is not None and sample:
-            limit = self.adaptive.on_sample(rtt, self.concurrency.in_flight, dropped)
-            if limit != self.concurrency.limit:
-                logger.debug("%s: adaptive concurrency limit now %d", self.name, limit)
-                self.concurrency.limit = limit
-        self.concurrency.release()
+    def settle(self, charged: float, used_tokens: int | None) -> None:
+        """Correct the tpm charge with the usage the provider reported."""
+        if charged and used_tokens is not None:
+            self.state.settle(charged, used_tokens)
 
     def pause(self, seconds: float) -> None:
         """Hold back new dispatch to this endpoint for `seconds` (a 429's Retry-After)."""
-        resume_at = asyncio.get_running_loop().time() + seconds
-        if resume_at > self._resume_at:
-            self._resume_at = resume_at
-            logger.warning("%s: pausing new requests for %.2fs (server asked)", self.name, seconds)
+        logger.warning("%s: pausing new requests for %.2fs (server asked)", self.name, seconds)
+        self.state.pause(seconds)
 
-    async def _wait_pause(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def _wait_pause(self) -> None:
         # A deadline that may move later while we sleep, not an event: re-check after each sleep.
-        while (delay := self._resume_at - loop.time()) > 0:  # noqa: ASYNC110
+        while (delay := await self.state.paused_for()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(delay)
 
-    def tighten(self, max_concurrent: int | str, rpm: float | None, tpm: int | None) -> None:
+    def tighten(self, max_concurrent: int | None, rpm: float | None, tpm: int | None) -> None:
         """Apply a stricter setting from another client of the same endpoint (never loosen)."""
-        if not isinstance(max_concurrent, int):
-            pass  # "auto" beside a fixed limit: the fixed one stays
-        elif self.adaptive is not None:
-            self.adaptive.max_limit = min(self.adaptive.max_limit, max_concurrent)
-            self.adaptive.limit = min(self.adaptive.limit, max_concurrent)
-            self.concurrency.limit = min(self.concurrency.limit, max_concurrent)
-        elif max_concurrent < self.concurrency.limit:
-            logger.warning(
-                "%s: clients share this endpoint with different max_concurrent; using %d "
-                "(pass share_limits=False to keep separate limits)",
-                self.name,
-                max_concurrent,
-            )
-            self.concurrency.limit = max_concurrent
-        current_rpm = self.rate.rpm.max_rate if self.rate.rpm else None
-        current_tpm = int(self.rate.tpm.max_rate) if self.rate.tpm else None
-        stricter = (_stricter(rpm, current_rpm), _stricter(tpm, current_tpm))
-        if stricter != (current_rpm, current_tpm):
+        if max_concurrent is not None and max_concurrent < self._cap:
+            if isinstance(self.limit, FixedLimit):
+                logger.warning(
+                    "%s: clients share this endpoint with different max_concurrent; using %d "
+                    "(pass share_limits=False to keep separate limits)",
+                    self.name,
+                    max_concurrent,
+                )
+            self._cap = max_concurrent
+            self.state.set_limit(self.concurrency_limit)
+        stricter = (_stricter(rpm, self._rpm), _stricter(tpm, self._tpm))
+        if stricter != (self._rpm, self._tpm):
             logger.warning(
                 "%s: clients share this endpoint; rate limits now rpm=%s tpm=%s",
                 self.name,
                 *stricter,
             )
-            self.rate = RateLimits(*stricter)
+            self._rpm, self._tpm = stricter
+            self.state.set_rates(*stricter)
 
 
 def _stricter(mine: _N | None, theirs: _N | None) -> _N | None:
     if mine is None or theirs is None:
         return theirs if mine is None else mine
     return min(mine, theirs)
+
+
+def endpoint_key(base_url: str, api_key: str | None, local: bool) -> tuple[str, ...]:
+    """Clients with equal keys share limits: same server, and same account for clouds.
+
+    >>> endpoint_key("http://127.0.0.1:11434", None, True)
+    ('http://127.0.0.1:11434',)
+    >>> len(endpoint_key("https://api.openai.com/v1", "sk-secret", False)[1])
+    16
+    """
+    parts = urlsplit(base_url)
+    origin = f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
+    if api_key is None or local:
+        return (origin,)
+    return (origin, hashlib.sha256(api_key.encode()).hexdigest()[:16])
 
 
 _registry: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, Endpoint]] = (
@@ -125,16 +148,21 @@ _registry: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, E
 def shared_endpoint(
     key: Hashable,
     name: str,
-    max_concurrent: int | str,
+    new_limit: Limit,
     rpm: float | None,
     tpm: int | None,
-    adaptive_max: int = 64,
+    backend: LimitBackend = LOCAL,
 ) -> Endpoint:
-    """The running loop's `Endpoint` for `key`, created on first use."""
+    """The running loop's `Endpoint` for `key`, created with `new_limit` on first use.
+
+    A later client of the same key with a fixed limit below the current one lowers it.
+    """
     endpoints = _registry.setdefault(asyncio.get_running_loop(), {})
-    endpoint = endpoints.get(key)
+    endpoint = endpoints.get((backend, key))
     if endpoint is None:
-        endpoint = endpoints[key] = Endpoint(name, max_concurrent, rpm, tpm, adaptive_max)
+        state = backend.state(key, new_limit.limit, rpm, tpm)
+        endpoint = endpoints[(backend, key)] = Endpoint(name, new_limit, state, rpm, tpm)
     else:
-        endpoint.tighten(max_concurrent, rpm, tpm)
+        fixed = new_limit.limit if isinstance(new_limit, FixedLimit) else None
+        endpoint.tighten(fixed, rpm, tpm)
     return endpoint

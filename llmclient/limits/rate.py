@@ -43,7 +43,7 @@ class RateLimits:
         """Whether any limit is set."""
         return self.rpm is not None or self.tpm is not None
 
-    async def acquire(self, estimated_tokens: int) -> float:
+    async def acquire(self, estimated_tokens: float) -> float:
         """Wait for one request's worth of rpm and `estimated_tokens` of tpm; return the charge."""
         if self.rpm is not None:
             await self.rpm.acquire()

@@ -1,36 +1,75 @@
-"""Limit algorithms: given each request's latency and outcome, the next concurrency limit.
+"""Limit algorithms: given each finished request, the next concurrency limit.
 
-The interface is one method, `on_sample(rtt, in_flight, dropped) -> limit`, as in Netflix's
+One small interface, `on_sample(rtt, in_flight, outcome) -> limit`, as in Netflix's
 concurrency-limits, so algorithms are interchangeable and testable without a clock.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from enum import Enum
+from typing import Protocol, runtime_checkable
 
-__all__ = ["LatencyLimit", "LimitAlgorithm"]
+__all__ = ["FixedLimit", "LatencyLimit", "Limit", "Outcome"]
 
 _MIN_ROUND = 8
 _MAX_PATIENCE = 32
 
 
-class LimitAlgorithm(Protocol):
-    """Chooses the concurrency limit from samples of finished requests."""
+class Outcome(Enum):
+    """How a request ended, as a limit algorithm sees it."""
+
+    SUCCESS = "success"  # answered: its latency is a sample
+    DROPPED = "dropped"  # refused or timed out from overload (429, 503, timeout)
+    IGNORED = "ignored"  # failed for a reason that says nothing about load (a 400, say)
+
+
+@runtime_checkable
+class Limit(Protocol):
+    """Chooses how many requests may be on the wire at once."""
 
     @property
     def limit(self) -> int:
         """The current limit."""
         ...
 
-    def on_sample(self, rtt: float, in_flight: int, dropped: bool) -> int:
+    @property
+    def max_limit(self) -> int:
+        """The most the limit can ever be (helpers size their worker pools to it)."""
+        ...
+
+    def on_sample(self, rtt: float, in_flight: int, outcome: Outcome) -> int:
         """Record one finished request; return the new limit.
 
-        `rtt` is its time on the wire in seconds, `in_flight` how many requests (itself
-        included) were on the wire when it finished, and `dropped` whether the server
-        refused or timed it out because it was overloaded.
+        `rtt` is its time on the wire in seconds and `in_flight` how many requests (itself
+        included) were on the wire when it finished.
         """
         ...
+
+
+class FixedLimit:
+    """A limit that never changes: `max_concurrent=N`."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise TypeError(f"limit={limit!r}: must be an int")
+        if limit < 1:
+            raise ValueError(f"limit={limit!r}: must be at least 1")
+        self.limit = limit
+
+    @property
+    def max_limit(self) -> int:
+        """Always the limit itself."""
+        return self.limit
+
+    def on_sample(self, rtt: float, in_flight: int, outcome: Outcome) -> int:
+        """Samples change nothing."""
+        return self.limit
+
+    def __repr__(self) -> str:
+        return f"FixedLimit({self.limit})"
 
 
 class LatencyLimit:
@@ -103,9 +142,11 @@ class LatencyLimit:
         self._before_probe = (0.0, initial)  # throughput and limit before the probe
         self._slow_start = True  # probes double the limit until one fails
 
-    def on_sample(self, rtt: float, in_flight: int, dropped: bool) -> int:
+    def on_sample(self, rtt: float, in_flight: int, outcome: Outcome) -> int:
         """Record one request; decide at the end of each round."""
-        if dropped:
+        if outcome is Outcome.IGNORED:
+            return self.limit
+        if outcome is Outcome.DROPPED:
             self.limit = max(self.min_limit, min(self.limit - 1, math.floor(self.limit * 0.75)))
             self._probing = self._slow_start = False
             self._good = 0
@@ -159,3 +200,6 @@ class LatencyLimit:
         self._round.clear()
         self._busy = 0
         self._crowded = False
+
+    def __repr__(self) -> str:
+        return f"LatencyLimit(limit={self.limit}, max_limit={self.max_limit})"

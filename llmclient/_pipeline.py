@@ -1,0 +1,356 @@
+"""One request's life: admission, lease, timeout, retry, stream relay and recording.
+
+`Pipeline` runs a provider call under an endpoint's limits and a retry policy; all it knows
+of a provider is a function that translates the provider's exceptions into `LLMError`s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from tenacity import RetryCallState
+
+from llmclient.errors import (
+    LLMError,
+    MalformedResponseError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerBusyError,
+)
+from llmclient.limits import Endpoint, Outcome
+from llmclient.profiles import ConcurrencyProfile
+from llmclient.retry import build_retrying
+from llmclient.types import Stats, percentile
+
+__all__ = ["Attempt", "Pipeline", "Recorder"]
+
+logger = logging.getLogger("llmclient")
+T = TypeVar("T")
+_SAMPLES = 4096  # latencies kept for the stats percentiles
+_OVERLOAD = (RateLimitError, ServerBusyError, RequestTimeoutError)
+
+Classify = Callable[[Exception], LLMError | None]
+
+
+class Recorder:
+    """Counters and recent latencies behind `client.stats`."""
+
+    __slots__ = (
+        "completed",
+        "failed",
+        "in_flight",
+        "latencies",
+        "rate_limited",
+        "retries",
+        "waiting",
+        "waits",
+    )
+
+    def __init__(self) -> None:
+        self.in_flight = self.waiting = self.completed = 0
+        self.failed = self.retries = self.rate_limited = 0
+        self.latencies: deque[float] = deque(maxlen=_SAMPLES)
+        self.waits: deque[float] = deque(maxlen=_SAMPLES)
+
+    def stats(self, concurrency_limit: int) -> Stats:
+        """A snapshot of the counters and latency percentiles."""
+        latencies, waits = sorted(self.latencies), sorted(self.waits)
+        return Stats(
+            in_flight=self.in_flight,
+            waiting=self.waiting,
+            completed=self.completed,
+            failed=self.failed,
+            retries=self.retries,
+            rate_limited=self.rate_limited,
+            latency_p50=percentile(latencies, 0.50),
+            latency_p95=percentile(latencies, 0.95),
+            latency_p99=percentile(latencies, 0.99),
+            wait_p50=percentile(waits, 0.50),
+            wait_p95=percentile(waits, 0.95),
+            concurrency_limit=concurrency_limit,
+        )
+
+
+def outcome_of(error: LLMError | None) -> Outcome:
+    """What a finished attempt tells the limit: success, overload, or nothing about load."""
+    if error is None:
+        return Outcome.SUCCESS
+    return Outcome.DROPPED if isinstance(error, _OVERLOAD) else Outcome.IGNORED
+
+
+class Attempt:
+    """One attempt's hold on the endpoint: admitted, on the wire, then finished exactly once."""
+
+    __slots__ = ("charge", "endpoint", "finished", "lease", "recorder", "started", "waited")
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        recorder: Recorder,
+        admitted: tuple[object, float],
+        waited: float,
+    ) -> None:
+        self.endpoint = endpoint
+        self.recorder = recorder
+        self.lease, self.charge = admitted
+        self.waited = waited
+        self.started = time.monotonic()
+        self.finished = False
+        recorder.in_flight += 1
+
+    def finish(
+        self, error: LLMError | None, used_tokens: int | None = None, cancelled: bool = False
+    ) -> float:
+        """Release the slot, settle tpm, record the outcome; return the time on the wire."""
+        latency = time.monotonic() - self.started
+        if self.finished:
+            return latency
+        self.finished = True
+        self.recorder.in_flight -= 1
+        outcome = Outcome.IGNORED if cancelled else outcome_of(error)
+        self.endpoint.release(self.lease, latency, outcome)
+        if outcome is Outcome.SUCCESS:
+            self.recorder.latencies.append(latency)
+            self.endpoint.settle(self.charge, used_tokens)
+        elif isinstance(error, RateLimitError | ServerBusyError):
+            self.recorder.rate_limited += 1
+            if isinstance(error, RateLimitError) and error.retry_after:
+                self.endpoint.pause(error.retry_after)
+        return latency
+
+
+class Pipeline:
+    """Runs one client's provider calls under its endpoint's limits and its retry policy."""
+
+    __slots__ = ("_classify", "_endpoint", "name", "profile", "provider", "recorder")
+
+    def __init__(
+        self,
+        provider: str,
+        name: str,
+        profile: ConcurrencyProfile,
+        endpoint: Callable[[], Endpoint],
+        classify: Classify,
+    ) -> None:
+        self.provider = provider
+        self.name = name
+        self.profile = profile
+        self.recorder = Recorder()
+        self._endpoint = endpoint
+        self._classify = classify
+
+    # ------------------------------------------------------------------ one call
+    async def call(
+        self,
+        operation: str,
+        send: Callable[[], Awaitable[T]],
+        estimated_tokens: int,
+        used_tokens: Callable[[T], int | None],
+    ) -> tuple[T, int, float]:
+        """`send()` under limits and retries; return its result, attempts made, time taken."""
+
+        async def attempt() -> T:
+            return await self._attempt(operation, send, estimated_tokens, used_tokens)
+
+        outcome = await self._with_retries(attempt)
+        self.recorder.completed += 1
+        return outcome
+
+    async def _attempt(
+        self,
+        operation: str,
+        send: Callable[[], Awaitable[T]],
+        estimated_tokens: int,
+        used_tokens: Callable[[T], int | None],
+    ) -> T:
+        attempt = await self._admit(estimated_tokens)
+        try:
+            async with asyncio.timeout(self.profile.timeout):
+                result = await send()
+        except BaseException as exc:
+            error = self.translate(exc)
+            latency = attempt.finish(error, cancelled=error is None)
+            if error is None:
+                raise
+            self._log_attempt(operation, attempt, latency, error)
+            raise error from exc
+        latency = attempt.finish(None, used_tokens(result))
+        self._log_attempt(operation, attempt, latency, None)
+        return result
+
+    async def _admit(self, estimated_tokens: int) -> Attempt:
+        endpoint = self._endpoint()
+        recorder = self.recorder
+        recorder.waiting += 1
+        asked = time.monotonic()
+        try:
+            admitted = await endpoint.admit(estimated_tokens)
+        finally:
+            recorder.waiting -= 1
+        waited = time.monotonic() - asked
+        recorder.waits.append(waited)
+        return Attempt(endpoint, recorder, admitted, waited)
+
+    async def _with_retries(self, attempt: Callable[[], Awaitable[T]]) -> tuple[T, int, float]:
+        """The first attempt runs bare (the common case); tenacity takes over on a retryable
+        failure, replaying that failure as its own first attempt so waits and stops count it."""
+        started = time.monotonic()
+        try:
+            return await attempt(), 1, time.monotonic() - started
+        except LLMError as error:
+            if not error.retryable or self.profile.retry.max_attempts == 1:
+                self._failed(error, 1, started)
+                raise
+            first: LLMError | None = error
+        except BaseException:
+            self.recorder.failed += 1
+            raise
+
+        attempts = 1
+
+        async def replay_then_attempt() -> T:
+            nonlocal first, attempts
+            if first is not None:
+                error, first = first, None
+                raise error
+            attempts += 1
+            return await attempt()
+
+        retrying = build_retrying(self.profile.retry, started, self._log_retry)
+        try:
+            result: T = await retrying(replay_then_attempt)
+        except LLMError as error:
+            self._failed(error, attempts, started)
+            raise
+        except BaseException:
+            self.recorder.failed += 1
+            raise
+        return result, attempts, time.monotonic() - started
+
+    def _failed(self, error: LLMError, attempts: int, started: float) -> None:
+        self.recorder.failed += 1
+        error.attempts = attempts
+        error.elapsed = time.monotonic() - started
+
+    # ------------------------------------------------------------------ streams
+    async def stream(
+        self, open_deltas: Callable[[], AsyncIterator[str]], estimated_tokens: int
+    ) -> AsyncIterator[str]:
+        """Open the stream with retries until its first delta; then relay deltas as they come."""
+        timeout = self.profile.timeout
+
+        async def open_stream() -> tuple[Attempt, AsyncIterator[str], str | None]:
+            attempt = await self._admit(estimated_tokens)
+            deltas = open_deltas()
+            try:
+                async with asyncio.timeout(timeout):
+                    first: str | None = await anext(deltas, None)
+            except BaseException as exc:
+                error = self.translate(exc)
+                attempt.finish(error, cancelled=error is None)
+                await _close_quietly(deltas)
+                if error is None:
+                    raise
+                raise error from exc
+            return attempt, deltas, first
+
+        (attempt, deltas, first), _, _ = await self._with_retries(open_stream)
+        error: LLMError | None = None
+        cancelled = False
+        try:
+            if first is None:
+                return
+            yield first
+            while True:
+                try:
+                    async with asyncio.timeout(timeout):
+                        delta = await anext(deltas)
+                except StopAsyncIteration:
+                    return
+                except Exception as exc:
+                    error = self.translate(exc)
+                    if error is None:
+                        raise
+                    raise error from exc
+                yield delta
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        finally:
+            attempt.finish(error, cancelled=cancelled)
+            await _close_quietly(deltas)
+            if error is None and not cancelled:
+                self.recorder.completed += 1
+            else:
+                self.recorder.failed += 1
+
+    # ------------------------------------------------------------------ errors
+    def translate(self, error: BaseException) -> LLMError | None:
+        """The llmclient error for a provider exception; None for cancellation and bugs."""
+        if isinstance(error, LLMError):
+            translated: LLMError | None = error
+        elif not isinstance(error, Exception):
+            return None  # cancellation, KeyboardInterrupt: never translated
+        elif isinstance(error, TimeoutError):
+            translated = RequestTimeoutError(
+                f"no answer within {self.profile.timeout:g}s", provider=self.provider
+            )
+        else:
+            translated = self._classify(error)
+        if translated is not None and translated.endpoint is None:
+            translated.endpoint = self.name
+            translated.args = (translated._render(),)
+        return translated
+
+    def check_count(self, asked: int, got: int) -> None:
+        """Refuse an answer with the wrong number of items (embeddings)."""
+        if asked != got:
+            raise MalformedResponseError(
+                f"asked for {asked} embeddings, got {got}",
+                provider=self.provider,
+                endpoint=self.name,
+            )
+
+    # ------------------------------------------------------------------ logging
+    def _log_attempt(
+        self, operation: str, attempt: Attempt, latency: float, error: LLMError | None
+    ) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            outcome = "ok" if error is None else f"{error.kind} {error.status_code or ''}".strip()
+            logger.debug(
+                "%s %s: %s %s in %.0f ms (waited %.0f ms for a slot)",
+                self.provider,
+                self.name,
+                operation,
+                outcome,
+                latency * 1000,
+                attempt.waited * 1000,
+            )
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        self.recorder.retries += 1
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        reason = f"{error.kind}: {error.message}" if isinstance(error, LLMError) else repr(error)
+        logger.warning(
+            "%s %s: attempt %d failed (%s); retrying in %.2fs",
+            self.provider,
+            self.name,
+            state.attempt_number,
+            reason,
+            wait,
+        )
+
+
+async def _close_quietly(iterator: AsyncIterator[str]) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:  # closing a broken stream must not hide the real error
+            logger.debug("error while closing a stream", exc_info=True)

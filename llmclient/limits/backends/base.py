@@ -1,0 +1,71 @@
+"""The backend seam: what `Endpoint` needs from the store of its slots, buckets and pause.
+
+Acquiring may wait, may fail and may talk to another machine, so it is async; giving back
+never blocks (a remote backend sends it in the background, and its leases expire anyway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Protocol
+
+__all__ = ["EndpointState", "LimitBackend"]
+
+
+class EndpointState(Protocol):
+    """One endpoint's slots, rate buckets and pause gate."""
+
+    @property
+    def in_flight(self) -> int:
+        """Slots held now (as far as this process can tell)."""
+        ...
+
+    @property
+    def waiting(self) -> int:
+        """Requests of this process waiting for a slot now."""
+        ...
+
+    @property
+    def rates_active(self) -> bool:
+        """Whether an rpm or tpm limit is set."""
+        ...
+
+    async def acquire_slot(self) -> object:
+        """Wait for a slot; return the lease to give back. Cancelling leaves no slot taken."""
+        ...
+
+    def release_slot(self, lease: object) -> None:
+        """Give a slot back; never blocks."""
+        ...
+
+    def set_limit(self, limit: int) -> None:
+        """Admit at most `limit` at once from now on (holders are never interrupted)."""
+        ...
+
+    def set_rates(self, rpm: float | None, tpm: int | None) -> None:
+        """Replace the rpm and tpm limits."""
+        ...
+
+    async def reserve(self, tokens: float) -> float:
+        """Wait for one request's worth of rpm and `tokens` of tpm; return the tpm charged."""
+        ...
+
+    def settle(self, charged: float, used: int) -> None:
+        """Correct a tpm charge with the usage the provider reported; never blocks."""
+        ...
+
+    async def paused_for(self) -> float:
+        """Seconds until new requests may go out (0 when not paused)."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Hold back new requests for `seconds` (extends, never shortens, a pause)."""
+        ...
+
+
+class LimitBackend(Protocol):
+    """Creates the state of each endpoint; endpoints with equal keys share it."""
+
+    def state(self, key: Hashable, limit: int, rpm: float | None, tpm: int | None) -> EndpointState:
+        """The state for `key`, starting at `limit` slots and the given rates."""
+        ...

@@ -152,8 +152,8 @@ POLICY = (
     "llmclient.types",
     "llmclient.coalesce",
     "llmclient.limits",
-    "llmclient._pipeline",  # if present
-    "llmclient.telemetry",  # if present
+    "llmclient._pipeline",
+    "llmclient.telemetry",  # when it exists
 )
 LAYERS: dict[tuple[str, ...], tuple[str, ...]] = {
     # modules under these prefixes: may import nothing under these
@@ -166,10 +166,6 @@ LAYERS: dict[tuple[str, ...], tuple[str, ...]] = {
     ),
     ("llmclient.clients",): ("llmclient.mapping", "llmclient.cli", "llmclient.testing"),
     ("llmclient.testing",): ("llmclient.clients",),
-}
-KNOWN_VIOLATIONS = {
-    "llmclient.clients.base": "map/amap import llmclient.mapping inside the methods; that code "
-    "is being moved out of the clients layer (remove this entry when it is)",
 }
 
 
@@ -210,10 +206,7 @@ def layered_modules() -> list[Any]:
         forbidden = next((f for layer, f in LAYERS.items() if within(module, layer)), None)
         if forbidden is None:
             continue
-        marks = []
-        if module in KNOWN_VIOLATIONS:
-            marks = [pytest.mark.xfail(strict=True, reason=KNOWN_VIOLATIONS[module])]
-        cases.append(pytest.param(path, forbidden, id=module, marks=marks))
+        cases.append(pytest.param(path, forbidden, id=module))
     return cases
 
 
@@ -225,7 +218,7 @@ def test_layer_imports_nothing_above_it(path: pathlib.Path, forbidden: tuple[str
 
 def test_every_policy_module_is_checked() -> None:
     checked = {case.id for case in layered_modules()}
-    required = [m for m in POLICY if m not in ("llmclient._pipeline", "llmclient.telemetry")]
+    required = [m for m in POLICY if m != "llmclient.telemetry"]
     assert set(required) <= checked
     assert {"llmclient.clients.openai", "llmclient.testing.server"} <= checked
 

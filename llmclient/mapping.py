@@ -1,31 +1,40 @@
-"""Map an async function over many items with a bounded pool of workers.
+"""Map an async function over many items with a fixed pool of workers pulling items lazily.
 
-Items are pulled lazily, results come back in input order, progress and logging are optional.
+Owns the pool (`amap`: outcomes in completion order) and what is built on it: `run_concurrent`
+(results in input order, progress, log lines), `run_concurrent_sync` and `iterate_concurrent`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import time
+from collections import deque
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
+    Collection,
     Iterable,
     Iterator,
     Sized,
 )
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, overload
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-__all__ = ["ProgressCallback", "iterate_concurrent", "run_concurrent", "run_concurrent_sync"]
+__all__ = [
+    "ProgressCallback",
+    "amap",
+    "iterate_concurrent",
+    "run_concurrent",
+    "run_concurrent_sync",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -54,6 +63,289 @@ class ProgressCallback(Protocol):
     def __call__(self, progress: float | tuple[int, None], /, *, desc: str) -> object: ...
 
 
+# --- the pool -------------------------------------------------------------------------------
+
+
+class _Pool(Generic[T, R]):
+    """One run of ``coro_fn`` over ``items``: a fixed pool of workers and their outcomes.
+
+    Used as ``async with pool: async for index, outcome in pool`` (or ``next_batch()``).
+    Finished outcomes wait in ``_buffer`` in completion order; a worker that leaves
+    ``pause_at`` (None: ``n_workers``) or more of them there pauses until the consumer has
+    taken enough. The first failure (``return_exceptions=False``) cancels the other workers
+    and is raised to the consumer after the outcomes finished before it. Leaving the block
+    cancels every worker.
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_exhausted",
+        "_fn",
+        "_items",
+        "_live",
+        "_lock",
+        "_pause_at",
+        "_paused",
+        "_pulled",
+        "_ready",
+        "_return_exceptions",
+        "_space",
+        "_tg",
+        "_workers",
+        "error",
+        "failed",
+        "n_workers",
+        "total",
+    )
+
+    def __init__(
+        self,
+        coro_fn: Callable[[T], Awaitable[R]],
+        items: Iterable[T] | AsyncIterable[T],
+        max_concurrent: int | None,
+        return_exceptions: bool,
+        pause_at: int | None,
+    ) -> None:
+        _check_pool_args(coro_fn, items, max_concurrent)
+        self._fn = coro_fn
+        self._items = items
+        self._return_exceptions = return_exceptions
+        self.total = len(items) if isinstance(items, Sized) else None
+        limit = DEFAULT_MAX_WORKERS if max_concurrent is None else max_concurrent
+        self.n_workers = limit if self.total is None else max(1, min(limit, self.total))
+        self._pause_at = self.n_workers if pause_at is None else pause_at
+        self._buffer: deque[tuple[int, R | BaseException]] = deque()
+        self._ready: asyncio.Future[None] | None = None  # the consumer waits on it
+        self._space = asyncio.Event()  # paused workers wait on it
+        self._paused = 0
+        self._live = 0  # workers not ended yet
+        self._lock = asyncio.Lock()  # an async iterator cannot be advanced by two workers
+        self._exhausted = False
+        self._pulled = 0  # items pulled from an async iterator
+        self._tg: asyncio.TaskGroup | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self.error: BaseException | None = None  # the first failure, once the run stops
+        self.failed: set[int] = set()  # indices whose outcome is an exception raised
+
+    @property
+    def errors(self) -> int:
+        """Calls failed so far (and the error that stopped the run, if any)."""
+        return len(self.failed) + (self.error is not None)
+
+    @property
+    def busy(self) -> int:
+        """Workers calling ``coro_fn`` or pulling an item (not paused, not ended)."""
+        return self._live - self._paused
+
+    async def __aenter__(self) -> _Pool[T, R]:
+        if self._tg is not None:
+            raise RuntimeError("a pool runs once: call amap() again for another run")
+        items = self._items
+        source = aiter(items) if isinstance(items, AsyncIterable) else enumerate(items)
+        self._tg = tg = asyncio.TaskGroup()
+        await tg.__aenter__()
+        for _ in range(self.n_workers):
+            task = tg.create_task(self._worker(source))
+            task.add_done_callback(self._worker_done)
+            self._workers.append(task)
+        self._live = self.n_workers
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Cancel the workers still running and wait for them; the body's error propagates."""
+        for task in self._workers:
+            task.cancel()
+        assert self._tg is not None
+        # Not given the body's error, which it would wrap in an ExceptionGroup.
+        await self._tg.__aexit__(None, None, None)
+
+    def __aiter__(self) -> _Pool[T, R]:
+        return self
+
+    async def __anext__(self) -> tuple[int, R | BaseException]:
+        if not self._buffer and not await self._wait():
+            raise StopAsyncIteration
+        pair = self._buffer.popleft()
+        self._unpause()
+        return pair
+
+    async def next_batch(self) -> deque[tuple[int, R | BaseException]]:
+        """Every outcome finished since the last call, waiting for one; empty at the end."""
+        if not self._buffer and not await self._wait():
+            return self._buffer
+        batch, self._buffer = self._buffer, deque()
+        self._unpause()
+        return batch
+
+    async def _wait(self) -> bool:
+        """Wait for an outcome: False once all are taken; the first failure is raised."""
+        while not self._buffer:
+            if self.error is not None:
+                raise self.error
+            if not self._live:
+                return False
+            self._ready = asyncio.get_running_loop().create_future()
+            await self._ready
+        return True
+
+    def _wake(self) -> None:
+        """Let the consumer run: an outcome arrived, the run failed or a worker ended."""
+        ready, self._ready = self._ready, None
+        if ready is not None and not ready.done():
+            ready.set_result(None)
+
+    def _unpause(self) -> None:
+        if self._paused and len(self._buffer) < self._pause_at:
+            self._space.set()
+            self._space.clear()
+
+    async def _pause(self) -> None:
+        """Wait until the consumer has taken enough outcomes (a slow consumer holds us back)."""
+        self._paused += 1
+        try:
+            while len(self._buffer) >= self._pause_at:
+                await self._space.wait()
+        finally:
+            self._paused -= 1
+
+    async def _worker(self, source: Iterator[tuple[int, T]] | AsyncIterator[T]) -> None:
+        """Call ``coro_fn`` on items from ``source`` until it is exhausted or the run stops.
+
+        Never raises to the task group (which would cancel the consumer's task and, on Python
+        3.11, leave its cancelling() count raised): a failure cancels the other workers.
+        """
+        me = asyncio.current_task()
+        assert me is not None
+        fn = self._fn
+        try:
+            if isinstance(source, AsyncIterator):
+                while (pulled := await self._pull(source)) is not None:
+                    if not await self._call(me, *pulled):
+                        return
+            else:
+                for i, item in source:  # the hot path: no coroutine of ours per item
+                    try:
+                        outcome: R | BaseException = await fn(item)
+                    except (Exception, asyncio.CancelledError) as exc:
+                        if not self._failure(me, i, exc):
+                            return
+                        outcome = exc
+                    if self._put(i, outcome):
+                        await self._pause()
+        except (Exception, asyncio.CancelledError) as exc:
+            self._ended(me, exc)
+
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        self._live -= 1
+        if not self._live:
+            self._wake()
+
+    async def _pull(self, source: AsyncIterator[T]) -> tuple[int, T] | None:
+        """The next item of an async iterator with its index, or None once it is exhausted."""
+        async with self._lock:
+            if self._exhausted:
+                return None
+            try:
+                item = await anext(source)
+            except StopAsyncIteration:
+                self._exhausted = True
+                return None
+            self._pulled += 1
+            return self._pulled - 1, item
+
+    async def _call(self, me: asyncio.Task[None], i: int, item: T) -> bool:
+        """Await one call and buffer its outcome; False when the run must stop."""
+        try:
+            outcome: R | BaseException = await self._fn(item)
+        except (Exception, asyncio.CancelledError) as exc:
+            if not self._failure(me, i, exc):
+                return False
+            outcome = exc
+        if self._put(i, outcome):
+            await self._pause()
+        return True
+
+    def _failure(self, me: asyncio.Task[None], i: int, exc: BaseException) -> bool:
+        """A call failed: True when its exception is the outcome, False when the run stops."""
+        if me.cancelling():  # this worker is being cancelled, not just the call
+            raise exc
+        if not self._return_exceptions:
+            self._stop(exc, me)
+            return False
+        self.failed.add(i)
+        return True
+
+    def _put(self, i: int, outcome: R | BaseException) -> bool:
+        """Buffer an outcome for the consumer; True when the worker must pause."""
+        buffer = self._buffer
+        buffer.append((i, outcome))
+        if self._ready is not None:
+            self._wake()
+        return len(buffer) >= self._pause_at
+
+    def _stop(self, exc: BaseException, me: asyncio.Task[None]) -> None:
+        """End the run on its first failure: keep the error, cancel the other workers."""
+        if self.error is None:
+            self.error = exc
+        for task in self._workers:
+            if task is not me:
+                task.cancel()
+        self._wake()
+
+    def _ended(self, me: asyncio.Task[None], exc: Exception | asyncio.CancelledError) -> None:
+        """Handle an error from the items, or the worker's own cancellation (re-raised)."""
+        if not me.cancelling():
+            self._stop(exc, me)
+        elif isinstance(exc, Exception):  # a call or the source failed while being cancelled
+            logger.debug("error while cancelling a worker: %r", exc)
+            raise asyncio.CancelledError() from exc
+        else:
+            raise exc
+
+
+def _check_pool_args(coro_fn: object, items: object, max_concurrent: object) -> None:
+    if not callable(coro_fn):
+        raise TypeError(f"coro_fn must be callable, got {coro_fn!r}")
+    if not isinstance(items, Iterable | AsyncIterable):
+        raise TypeError(f"items must be an iterable or async iterable, got {type(items).__name__}")
+    if max_concurrent is not None and (
+        isinstance(max_concurrent, bool)
+        or not isinstance(max_concurrent, int)
+        or max_concurrent < 1
+    ):
+        raise ValueError(f"max_concurrent must be an int >= 1 or None, got {max_concurrent!r}")
+
+
+def amap(
+    coro_fn: Callable[[T], Awaitable[R]],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    max_concurrent: int | None = None,
+    return_exceptions: bool = False,
+) -> AbstractAsyncContextManager[AsyncIterator[tuple[int, R | BaseException]]]:
+    """``(index, outcome)`` for every item as its call finishes, in completion order::
+
+        async with amap(fetch, urls, max_concurrent=8) as outcomes:
+            async for index, page in outcomes:
+                ...
+
+    A fixed pool of workers (``max_concurrent``, default ``DEFAULT_MAX_WORKERS``, no more
+    than ``len(items)`` for sized inputs) pulls items lazily from any iterable, generator or
+    async iterable. A worker whose outcome the consumer has not taken yet pulls nothing new,
+    so at most a pool's worth of finished outcomes wait for a slow consumer.
+
+    With ``return_exceptions=False`` the first failure cancels the calls in flight and is
+    raised by the iteration, after the outcomes finished before it; with True a failed item's
+    outcome is its exception. A CancelledError raised by ``coro_fn`` counts as that item's
+    failure; an error raised by ``items`` ends the run and is raised. Leaving the block,
+    early or on an error, cancels the calls still running and waits for them.
+    """
+    return _Pool(coro_fn, items, max_concurrent, return_exceptions, pause_at=1)
+
+
+# --- reporting ------------------------------------------------------------------------------
+
+
 class _Progress:
     """Sends progress to a tqdm bar or a ProgressCallback; throttled by the caller."""
 
@@ -64,12 +356,11 @@ class _Progress:
         desc: str,
         unit: str,
         desc_callback: Callable[[int, int | None, list[Any]], str] | None,
-        completed: list[Any] | None,
     ) -> None:
         self.total = total
         self.desc = desc
         self.desc_callback = desc_callback
-        self.completed = completed if completed is not None else []
+        self.completed: list[Any] = []  # successful results, for desc_callback
         self.callback: ProgressCallback | None = None
         self.bar: tqdm[Any] | None = None
         if callable(target):
@@ -103,6 +394,157 @@ class _Progress:
             self.bar.close()
 
 
+class _Tally:
+    """Counts a run's finished items: a log line every log_interval, throttled progress.
+
+    Per batch of outcomes only `done` moves; `_tick` runs when it reaches `_next_at`: a log
+    line every `log_interval`, and a clock check for the progress display every `stride`
+    completions, the stride aiming at one check per progress interval. As a context manager
+    it logs the run's summary and closes the progress bar.
+    """
+
+    __slots__ = (
+        "_completed",
+        "_desc",
+        "_interval",
+        "_last_d",
+        "_last_t",
+        "_log_interval",
+        "_next_at",
+        "_next_log",
+        "_next_prog",
+        "_pool",
+        "_progress",
+        "_t0",
+        "_unit",
+        "done",
+    )
+
+    def __init__(
+        self,
+        pool: _Pool[Any, Any],
+        desc: str,
+        unit: str,
+        log_interval: int,
+        progress: _Progress | None,
+    ) -> None:
+        self._pool = pool
+        self._desc = desc
+        self._unit = unit
+        self._log_interval = log_interval
+        self._progress = progress
+        self._completed = None  # successful results in completion order, for desc_callback
+        if progress is not None and progress.desc_callback is not None:
+            self._completed = progress.completed
+        self._interval = _PROGRESS_INTERVAL
+        self.done = 0
+        self._next_log = log_interval
+        self._next_prog = 1
+        self._next_at = 1 if progress is not None else log_interval
+        self._t0 = self._last_t = time.monotonic()
+        self._last_d = 0
+
+    def __enter__(self) -> _Tally:
+        return self
+
+    def start(self) -> None:
+        if self._progress is not None:
+            self._progress.emit(0)
+        if logger.isEnabledFor(logging.DEBUG):
+            total = self._pool.total
+            logger.debug(
+                "%s: starting %d workers, total %s", self._desc, self._pool.n_workers, total
+            )
+
+    def add(self, batch: Collection[tuple[int, Any]]) -> None:
+        """Count a batch of outcomes (keeping the successful ones when desc_callback wants them)."""
+        completed = self._completed
+        if completed is None:
+            self.count(len(batch))
+            return
+        failed = self._pool.failed
+        for i, outcome in batch:
+            if i not in failed:
+                completed.append(outcome)
+            self.count(1)
+
+    def count(self, n: int) -> None:
+        """Add ``n`` completions, ticking at every threshold crossed on the way."""
+        done = self.done + n
+        while done >= self._next_at:
+            self.done = self._next_at
+            self._tick()
+        self.done = done
+
+    def _tick(self) -> None:
+        d = self.done
+        if d >= self._next_log:
+            self._next_log = d + self._log_interval
+            if logger.isEnabledFor(logging.INFO):
+                self._log_progress(d)
+        if self._progress is None:
+            self._next_at = self._next_log
+            return
+        if d >= self._next_prog:
+            now = time.monotonic()
+            dt, interval, last_d = now - self._last_t, self._interval, self._last_d
+            if dt >= interval:
+                self._progress.emit(d)
+                stride = int((d - last_d) * interval / dt) if dt > 0 else 1
+                self._last_t, self._last_d = now, d
+            else:
+                stride = int((d - last_d) * (interval - dt) / dt) if dt > 0 else 2 * (d - last_d)
+            self._next_prog = d + max(1, stride)
+        self._next_at = min(self._next_log, self._next_prog)
+
+    def _log_progress(self, d: int) -> None:
+        elapsed = time.monotonic() - self._t0
+        logger.info(
+            "%s: %d/%s %s done, %d active, %.1f %s/s, %d errors",
+            self._desc,
+            d,
+            "?" if self._pool.total is None else self._pool.total,
+            self._unit,
+            self._pool.busy,
+            d / elapsed if elapsed > 0 else 0.0,
+            self._unit,
+            self._pool.errors,
+        )
+
+    def finish(self) -> None:
+        """The last progress update of a successful run."""
+        if self._progress is not None:
+            self._progress.emit(self.done, final=True)
+
+    def __exit__(self, et: object, exc: BaseException | None, tb: object) -> None:
+        if self._progress is not None:
+            self._progress.close()
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        pool = self._pool
+        errors = pool.errors
+        if exc is None:
+            outcome = "finished"
+        elif isinstance(exc, asyncio.CancelledError | GeneratorExit) and exc is not pool.error:
+            outcome = "cancelled"
+        else:
+            outcome = "failed"
+            errors += exc is not pool.error  # progress or desc_callback failed
+        elapsed = time.monotonic() - self._t0
+        logger.info(
+            "%s: %s, %d/%s %s done in %.2fs (%.1f %s/s), %d errors",
+            self._desc,
+            outcome,
+            self.done,
+            "?" if pool.total is None else pool.total,
+            self._unit,
+            elapsed,
+            self.done / elapsed if elapsed > 0 else 0.0,
+            self._unit,
+            errors,
+        )
+
+
 def _stderr_is_terminal() -> bool:
     try:
         return sys.stderr is not None and sys.stderr.isatty()
@@ -110,24 +552,7 @@ def _stderr_is_terminal() -> bool:
         return False
 
 
-def _validate(
-    coro_fn: object,
-    items: object,
-    progress_bar: object,
-    log_interval: object,
-    desc_callback: object,
-    max_concurrent: object,
-) -> None:
-    if not callable(coro_fn):
-        raise ValueError(f"coro_fn must be callable, got {coro_fn!r}")
-    if not isinstance(items, Iterable | AsyncIterable):
-        raise TypeError(f"items must be an iterable or async iterable, got {type(items).__name__}")
-    if max_concurrent is not None and (
-        isinstance(max_concurrent, bool)
-        or not isinstance(max_concurrent, int)
-        or max_concurrent < 1
-    ):
-        raise ValueError(f"max_concurrent must be an int >= 1 or None, got {max_concurrent!r}")
+def _check_report_args(progress_bar: object, log_interval: object, desc_callback: object) -> None:
     if isinstance(log_interval, bool) or not isinstance(log_interval, int) or log_interval < 1:
         raise ValueError(f"log_interval must be an int >= 1, got {log_interval!r}")
     if (
@@ -138,6 +563,19 @@ def _validate(
         raise ValueError(f"progress_bar must be a bool, None or a callable, got {progress_bar!r}")
     if desc_callback is not None and not callable(desc_callback):
         raise ValueError(f"desc_callback must be callable or None, got {desc_callback!r}")
+
+
+def _store(results: list[Any], batch: Iterable[tuple[int, Any]]) -> None:
+    """Put each outcome in its input slot, growing the list for inputs without a len()."""
+    for i, outcome in batch:
+        try:
+            results[i] = outcome
+        except IndexError:
+            results.extend([None] * (i + 1 - len(results) + len(results) // 8))
+            results[i] = outcome
+
+
+# --- on the pool ----------------------------------------------------------------------------
 
 
 @overload
@@ -199,15 +637,12 @@ async def run_concurrent(
 ) -> list[R] | list[R | BaseException]:
     """Await ``coro_fn(item)`` for every item, at most ``max_concurrent`` at a time.
 
-    A fixed pool of workers pulls items lazily from ``items`` (any iterable, generator or
-    async iterable); results are returned in input order. ``max_concurrent=None`` means
-    ``DEFAULT_MAX_WORKERS`` workers (the real bound is then whatever ``coro_fn`` enforces).
-
-    With ``return_exceptions=False`` the first failure cancels every in-flight call, stops
-    pulling items and is raised as is. With ``True`` a failed item's slot holds its exception.
-    A CancelledError raised by ``coro_fn`` itself counts as that item's failure; cancelling
-    the caller cancels all workers and re-raises CancelledError. An exception raised by
-    ``items`` itself, ``progress_bar`` or ``desc_callback`` ends the run and is raised.
+    The pool of :func:`amap` (same laziness, bound, failures and cancellation), with results
+    returned in input order. ``max_concurrent=None`` means ``DEFAULT_MAX_WORKERS`` workers
+    (the real bound is then whatever ``coro_fn`` enforces). With ``return_exceptions=True`` a
+    failed item's slot holds its exception. Cancelling the caller cancels all workers and
+    re-raises CancelledError. An exception raised by ``items`` itself, ``progress_bar`` or
+    ``desc_callback`` ends the run and is raised.
 
     ``progress_bar``: None shows a tqdm bar on stderr when it is a terminal, True always,
     False never; a ``ProgressCallback`` is called instead of drawing a bar. Updates happen
@@ -216,202 +651,22 @@ async def run_concurrent(
     ``len(items)`` for sized inputs, else None.
 
     Logs to ``llmclient.mapping``: DEBUG at start, INFO every ``log_interval`` completions
-    (done/total, in flight, rate, errors) and an INFO summary at the end.
+    (done/total, workers busy, rate, errors) and an INFO summary at the end.
     """
-    _validate(coro_fn, items, progress_bar, log_interval, desc_callback, max_concurrent)
-    total = len(items) if isinstance(items, Sized) else None
-    limit = DEFAULT_MAX_WORKERS if max_concurrent is None else max_concurrent
-    n_workers = limit if total is None else max(1, min(limit, total))
+    pool = _Pool(coro_fn, items, max_concurrent, return_exceptions, pause_at=None)
+    _check_report_args(progress_bar, log_interval, desc_callback)
     show = _stderr_is_terminal() if progress_bar is None else progress_bar
-
-    results: list[Any] = []  # one slot per pulled item, filled on completion
-    append = results.append
-    completed: list[Any] | None = [] if show and desc_callback is not None else None
-    prog = _Progress(show, total, desc, unit, desc_callback, completed) if show else None
-    done = 0
-    errors = 0
-    first_error: BaseException | None = None
-
-    # Per item the workers only bump `done`; everything else happens in tick(), called when
-    # `done` reaches `next_at`: a log line every `log_interval`, and a clock check for the
-    # progress display every `stride` completions, the stride aiming at one check per interval.
-    interval = _PROGRESS_INTERVAL
-    next_log = log_interval
-    next_prog = 1
-    next_at = 1 if prog is not None else next_log
-    t0 = last_t = time.monotonic()
-    last_d = 0
-
-    def tick() -> None:
-        nonlocal next_at, next_log, next_prog, last_t, last_d
-        d = done
-        if d >= next_log:
-            next_log = d + log_interval
-            if logger.isEnabledFor(logging.INFO):
-                elapsed = time.monotonic() - t0
-                logger.info(
-                    "%s: %d/%s %s done, %d active, %.1f %s/s, %d errors",
-                    desc,
-                    d,
-                    "?" if total is None else total,
-                    unit,
-                    len(results) - d,
-                    d / elapsed if elapsed > 0 else 0.0,
-                    unit,
-                    errors,
-                )
-        if prog is None:
-            next_at = next_log
-            return
-        if d >= next_prog:
-            now = time.monotonic()
-            dt = now - last_t
-            if dt >= interval:
-                prog.emit(d)
-                stride = int((d - last_d) * interval / dt) if dt > 0 else 1
-                last_t, last_d = now, d
-            else:
-                stride = int((d - last_d) * (interval - dt) / dt) if dt > 0 else 2 * (d - last_d)
-            next_prog = d + max(1, stride)
-        next_at = min(next_log, next_prog)
-
-    def store_failure(i: int, exc: BaseException) -> None:
-        """Put a failed item's exception in its slot (return_exceptions=True)."""
-        nonlocal done, errors
-        errors += 1
-        results[i] = exc
-        done += 1
-        if done >= next_at:
-            tick()
-
-    workers: list[asyncio.Task[None]] = []
-
-    def stop(exc: BaseException, me: asyncio.Task[Any]) -> None:
-        """End the run on its first failure: keep the error, cancel the other workers.
-
-        Workers never raise to the task group (which would cancel this function's task and,
-        on Python 3.11, leave its cancelling() count raised); they cancel each other instead.
-        """
-        nonlocal errors, first_error
-        if first_error is None:
-            errors += 1
-            first_error = exc
-        for task in workers:
-            if task is not me:
-                task.cancel()
-
-    def failed_while_cancelled(exc: Exception) -> asyncio.CancelledError:
-        """Swap an error raised by a call that was being cancelled for the cancellation."""
-        logger.debug("%s: error while cancelling: %r", desc, exc)
-        return asyncio.CancelledError()
-
-    async def run_one(me: asyncio.Task[Any], i: int, item: T) -> bool:
-        """Await one item and store its outcome; False when the run must stop."""
-        nonlocal done
-        try:
-            r = await coro_fn(item)
-        except (Exception, asyncio.CancelledError) as exc:
-            if me.cancelling():  # this worker is being cancelled, not just the call
-                raise
-            if not return_exceptions:
-                stop(exc, me)
-                return False
-            store_failure(i, exc)
-            return True
-        results[i] = r
-        done += 1
-        if completed is not None:
-            completed.append(r)
-        if done >= next_at:
-            tick()
-        return True
-
-    def worker_ended(me: asyncio.Task[Any], exc: Exception | asyncio.CancelledError) -> None:
-        """Handle an error from the items or a callback, or the worker's own cancellation."""
-        if not me.cancelling():
-            stop(exc, me)
-        elif isinstance(exc, Exception):  # a call or the source failed while being cancelled
-            raise failed_while_cancelled(exc) from exc
-        else:
-            raise exc
-
-    async def worker(source: Iterator[tuple[int, T]]) -> None:
-        me = asyncio.current_task()
-        assert me is not None
-        try:
-            for i, item in source:
-                append(None)
-                if not await run_one(me, i, item):
-                    return
-        except (Exception, asyncio.CancelledError) as exc:
-            worker_ended(me, exc)
-
-    lock = asyncio.Lock()  # an async generator cannot be advanced by two workers at once
-    exhausted = False
-
-    async def async_worker(source: AsyncIterator[T]) -> None:
-        nonlocal exhausted
-        me = asyncio.current_task()
-        assert me is not None
-        try:
-            while True:
-                async with lock:
-                    if exhausted:
-                        return
-                    try:
-                        item = await anext(source)
-                    except StopAsyncIteration:
-                        exhausted = True
-                        return
-                    i = len(results)
-                    append(None)
-                if not await run_one(me, i, item):
-                    return
-        except (Exception, asyncio.CancelledError) as exc:
-            worker_ended(me, exc)
-
-    outcome = "failed"
-    try:
-        if prog is not None:
-            prog.emit(0)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s: starting %d workers, total %s", desc, n_workers, total)
-        async with asyncio.TaskGroup() as tg:
-            if isinstance(items, AsyncIterable):
-                aiterator = aiter(items)
-                for _ in range(n_workers):
-                    workers.append(tg.create_task(async_worker(aiterator)))
-            else:
-                iterator = enumerate(items)
-                for _ in range(n_workers):
-                    workers.append(tg.create_task(worker(iterator)))
-        if first_error is not None:
-            raise first_error
-        if prog is not None:
-            prog.emit(done, final=True)
-        outcome = "finished"
-        return results
-    except asyncio.CancelledError as exc:
-        if exc is not first_error:
-            outcome = "cancelled"
-        raise
-    finally:
-        if prog is not None:
-            prog.close()
-        if logger.isEnabledFor(logging.INFO):
-            elapsed = time.monotonic() - t0
-            logger.info(
-                "%s: %s, %d/%s %s done in %.2fs (%.1f %s/s), %d errors",
-                desc,
-                outcome,
-                done,
-                "?" if total is None else total,
-                unit,
-                elapsed,
-                done / elapsed if elapsed > 0 else 0.0,
-                unit,
-                errors,
-            )
+    progress = _Progress(show, pool.total, desc, unit, desc_callback) if show else None
+    results: list[Any] = [None] * (pool.total or 0)
+    with _Tally(pool, desc, unit, log_interval, progress) as tally:
+        tally.start()
+        async with pool:
+            while batch := await pool.next_batch():
+                _store(results, batch)
+                tally.add(batch)
+        tally.finish()
+    del results[tally.done :]
+    return results
 
 
 @overload
@@ -508,49 +763,16 @@ async def iterate_concurrent(
 ) -> AsyncGenerator[tuple[int, R | BaseException], None]:
     """Yield `(index, result)` as each call finishes, in completion order.
 
-    Built on `run_concurrent` (same laziness, bound and cancellation); at most a pool's worth
-    of finished results wait for the consumer. With `return_exceptions=False` the first
-    failure ends the iteration and is raised; with True it is yielded in place of a result.
-    Leaving the loop early cancels the calls still running.
+    :func:`amap` as an async generator, with run_concurrent's log lines (desc "processing").
+    At most a pool's worth of finished results wait for the consumer. With
+    `return_exceptions=False` the first failure ends the iteration and is raised; with True
+    it is yielded in place of a result. Leaving the loop early (aclose) cancels the calls
+    still running.
     """
-    _validate(coro_fn, items, False, 1, None, max_concurrent)
-    finished: asyncio.Queue[tuple[int, R | BaseException]] = asyncio.Queue(
-        maxsize=max_concurrent or DEFAULT_MAX_WORKERS
-    )
-
-    async def call(pair: tuple[int, T]) -> None:
-        index, item = pair
-        try:
-            outcome: R | BaseException = await coro_fn(item)
-        except Exception as error:
-            if not return_exceptions:
-                raise
-            outcome = error
-        await finished.put((index, outcome))
-
-    indexed: Iterable[tuple[int, T]] | AsyncIterable[tuple[int, T]]
-    indexed = _aenumerate(items) if isinstance(items, AsyncIterable) else enumerate(items)
-    runner = asyncio.ensure_future(
-        run_concurrent(call, indexed, progress_bar=False, max_concurrent=max_concurrent)
-    )
-    try:
-        while not (runner.done() and finished.empty()):
-            getter = asyncio.ensure_future(finished.get())
-            await asyncio.wait({getter, runner}, return_when=asyncio.FIRST_COMPLETED)
-            if getter.done():
-                yield getter.result()
-            else:
-                getter.cancel()
-        runner.result()  # the first failure, when return_exceptions is False
-    finally:
-        if not runner.done():
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
-
-
-async def _aenumerate(items: AsyncIterable[T]) -> AsyncIterator[tuple[int, T]]:
-    index = 0
-    async for item in items:
-        yield index, item
-        index += 1
+    pool = _Pool(coro_fn, items, max_concurrent, return_exceptions, pause_at=1)
+    with _Tally(pool, "processing", "item", 50, None) as tally:
+        tally.start()
+        async with pool:
+            async for pair in pool:
+                tally.count(1)
+                yield pair

@@ -627,29 +627,29 @@ async def test_no_log_records_when_logging_disabled(caplog: pytest.LogCaptureFix
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"),
+    ("kwargs", "match", "error"),
     [
-        ({"coro_fn": None}, "coro_fn"),
-        ({"coro_fn": 42}, "coro_fn"),
-        ({"max_concurrent": 0}, "max_concurrent.*0"),
-        ({"max_concurrent": -3}, "max_concurrent.*-3"),
-        ({"max_concurrent": True}, "max_concurrent.*True"),
-        ({"max_concurrent": 2.5}, "max_concurrent.*2.5"),
-        ({"max_concurrent": "4"}, "max_concurrent.*'4'"),
-        ({"log_interval": 0}, "log_interval.*0"),
-        ({"log_interval": -1}, "log_interval"),
-        ({"progress_bar": "yes"}, "progress_bar"),
-        ({"desc_callback": "nope"}, "desc_callback"),
+        ({"coro_fn": None}, "coro_fn", TypeError),
+        ({"coro_fn": 42}, "coro_fn", TypeError),
+        ({"max_concurrent": 0}, "max_concurrent.*0", ValueError),
+        ({"max_concurrent": -3}, "max_concurrent.*-3", ValueError),
+        ({"max_concurrent": True}, "max_concurrent.*True", ValueError),
+        ({"max_concurrent": 2.5}, "max_concurrent.*2.5", ValueError),
+        ({"max_concurrent": "4"}, "max_concurrent.*'4'", ValueError),
+        ({"log_interval": 0}, "log_interval.*0", ValueError),
+        ({"log_interval": -1}, "log_interval", ValueError),
+        ({"progress_bar": "yes"}, "progress_bar", ValueError),
+        ({"desc_callback": "nope"}, "desc_callback", ValueError),
     ],
 )
 async def test_bad_arguments_raise_before_consuming_items(
-    kwargs: dict[str, Any], match: str
+    kwargs: dict[str, Any], match: str, error: type[Exception]
 ) -> None:
     source = Counting(100)
     args: dict[str, Any] = {"coro_fn": double, "progress_bar": False}
     args.update(kwargs)
     coro_fn = args.pop("coro_fn")
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(error, match=match):
         await run_concurrent(coro_fn, iter(source), **args)
     assert source.pulled == 0
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from llmclient import __version__
 from tests.cli.helpers import assert_one_line_error, run_cli_process
 
 
@@ -24,11 +23,9 @@ def console_script() -> list[str]:
 async def test_module_and_console_script_exit_codes() -> None:
     script = console_script()
     module = [sys.executable, "-m", "llmclient"]
-    version, usage, missing_key = await asyncio.gather(
-        run_cli_process("--version", program=module),
+    usage, missing_key = await asyncio.gather(
         run_cli_process("bogus", program=module),
         run_cli_process("config", "--provider", "openai", program=script),
     )
-    assert (version.code, version.out.strip()) == (0, f"llmclient {__version__}")
     assert assert_one_line_error(usage, 2).startswith("llmclient: error:")
     assert "OPENAI_API_KEY" in assert_one_line_error(missing_key, 2)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from llmclient import __version__
 from tests.cli.helpers import assert_one_line_error, closed_port, run_cli, write_jsonl
 
 COMMANDS = ["demo", "probe", "run", "config", "simulate"]
@@ -15,6 +16,8 @@ COMMANDS = ["demo", "probe", "run", "config", "simulate"]
 async def test_help_on_every_command() -> None:
     top = await run_cli("--help")
     assert top.code == 0 and all(name in top.out for name in COMMANDS)
+    version = await run_cli("--version")
+    assert (version.code, version.out) == (0, f"llmclient {__version__}\n")
     for command in COMMANDS:
         result = await run_cli(command, "--help")
         assert result.code == 0 and result.out.startswith(f"usage: llmclient {command}"), command

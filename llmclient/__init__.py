@@ -41,6 +41,9 @@ _EXPORTS: dict[str, str] = {
     "OPENAI_PROFILE": "llmclient.profiles",
     "OpenAIClient": "llmclient.clients.openai",
     "Outcome": "llmclient.limits",
+    "probe": "llmclient.probing",
+    "ProbeLevel": "llmclient.probing",
+    "ProbeReport": "llmclient.probing",
     "ProgressCallback": "llmclient.mapping",
     "QuotaExceededError": "llmclient.errors",
     "RateLimitError": "llmclient.errors",
@@ -99,6 +102,9 @@ if _typing.TYPE_CHECKING:
     from llmclient.mapping import iterate_concurrent as iterate_concurrent
     from llmclient.mapping import run_concurrent as run_concurrent
     from llmclient.mapping import run_concurrent_sync as run_concurrent_sync
+    from llmclient.probing import ProbeLevel as ProbeLevel
+    from llmclient.probing import ProbeReport as ProbeReport
+    from llmclient.probing import probe as probe
     from llmclient.profiles import LOCAL_PROFILE as LOCAL_PROFILE
     from llmclient.profiles import OLLAMA_PROFILE as OLLAMA_PROFILE
     from llmclient.profiles import OPENAI_PROFILE as OPENAI_PROFILE

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from typing import Any, TypedDict, get_type_hints
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -93,6 +94,19 @@ class ClientSettings(BaseModel):
     api_key: SecretStr | None
     profile: ConcurrencyProfile
     sources: dict[str, str]
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL for messages: scheme, host, port and path, never credentials.
+
+        >>> ClientSettings(provider="x", model=None, embed_model=None, api_key=None,
+        ...     base_url="http://user:pw@host:8080/v1", profile=ConcurrencyProfile(),
+        ...     sources={}).endpoint
+        'http://host:8080/v1'
+        """
+        parts = urlsplit(self.base_url)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
 
     @property
     def max_concurrent(self) -> MaxConcurrentSpec:

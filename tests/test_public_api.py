@@ -161,10 +161,17 @@ LAYERS: dict[tuple[str, ...], tuple[str, ...]] = {
         "llmclient.clients",
         "llmclient.mapping",
         "llmclient.batching",
+        "llmclient.probing",
         "llmclient.cli",
         "llmclient.testing",
     ),
-    ("llmclient.clients",): ("llmclient.mapping", "llmclient.cli", "llmclient.testing"),
+    ("llmclient.clients",): (
+        "llmclient.mapping",
+        "llmclient.batching",
+        "llmclient.probing",
+        "llmclient.cli",
+        "llmclient.testing",
+    ),
     ("llmclient.testing",): ("llmclient.clients",),
 }
 

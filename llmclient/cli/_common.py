@@ -15,7 +15,7 @@ from llmclient import ConfigurationError, ErrorKind, LLMError, client_for
 from llmclient.clients.registry import provider_class, provider_names
 
 if TYPE_CHECKING:
-    from llmclient import BaseLLMClient
+    from llmclient import BaseLLMClient, ClientSettings
 
 _N = TypeVar("_N", int, float)
 
@@ -84,11 +84,16 @@ def make_client(args: argparse.Namespace, **options: Any) -> BaseLLMClient:
     return client_for(args.provider, args.model, base_url=args.base_url, **options)
 
 
-def require_model(client: BaseLLMClient) -> str:
-    """The client's model, or a usage error saying where to set one."""
-    if client.model:
-        return client.model
-    variable = f"LLMCLIENT_{client.provider.upper()}_MODEL"
+def target_settings(args: argparse.Namespace) -> ClientSettings:
+    """The settings `--provider`, `--model` and `--base-url` resolve to (nothing connected)."""
+    return provider_class(args.provider).settings_for(args.model, base_url=args.base_url)
+
+
+def require_model(settings: ClientSettings) -> str:
+    """The model the settings name, or a usage error saying where to set one."""
+    if settings.model:
+        return settings.model
+    variable = f"LLMCLIENT_{settings.provider.upper()}_MODEL"
     raise UsageError(f"no model given: pass --model or set {variable}")
 
 

@@ -6,17 +6,15 @@ Reads `client.settings.rows()`: secrets are masked there; invalid environment va
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
-from llmclient.cli._common import add_target, add_verbose, make_client, table
+from llmclient.cli._common import add_target, add_verbose, table, target_settings
 
 HELP = "show the effective settings for a provider, each with its source"
 _PRECEDENCE = (
     "precedence: option > LLMCLIENT_{P}_<SETTING> > LLMCLIENT_<SETTING> > {native}"
     " > profile default"
 )
-_NATIVE = {"ollama": "OLLAMA_HOST, OLLAMA_NUM_PARALLEL, OLLAMA_API_KEY", "openai": "OPENAI_*"}
 
 
 def add_parser(commands: Any) -> None:
@@ -33,16 +31,15 @@ def add_parser(commands: Any) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Print one row per setting: name, value (masked if secret), source."""
-    client = make_client(args)
-    try:
-        rows = [
-            (name, value, _source(name, source)) for name, value, source in client.settings.rows()
-        ]
-        print(f"{client.provider} settings for {client.endpoint_name} ({type(client).__name__})")
-        print(table(("setting", "value", "source"), rows))
-        print(_PRECEDENCE.format(P=client.provider.upper(), native=_NATIVE[client.provider]))
-    finally:
-        asyncio.run(client.aclose())
+    from llmclient.clients.registry import provider_class
+
+    client_class = provider_class(args.provider)
+    settings = target_settings(args)
+    rows = [(name, value, _source(name, source)) for name, value, source in settings.rows()]
+    print(f"{settings.provider} settings for {settings.endpoint} ({client_class.__name__})")
+    print(table(("setting", "value", "source"), rows))
+    native = ", ".join(client_class.native_env.values())
+    print(_PRECEDENCE.format(P=settings.provider.upper(), native=native))
     return 0
 
 

@@ -138,7 +138,7 @@ def _client(args: argparse.Namespace) -> BaseLLMClient:
     client = make_client(
         args, max_concurrent=args.max_concurrent, rpm=args.rpm, tpm=args.tpm, max_attempts=attempts
     )
-    require_model(client)
+    require_model(client.settings)
     return client
 
 

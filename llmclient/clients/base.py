@@ -12,7 +12,6 @@ from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, Unpack
-from urllib.parse import urlsplit
 
 from llmclient._aclose import AsyncClosing
 from llmclient._loop_local import LoopLocal
@@ -62,27 +61,13 @@ class BaseLLMClient(AsyncClosing):
         profile: ConcurrencyProfile | None = None,
         **options: Unpack[ClientOptions],
     ) -> None:
-        if profile is not None and not isinstance(profile, ConcurrencyProfile):
-            raise TypeError(f"profile={profile!r}: must be a ConcurrencyProfile")
         if isinstance(topk_per_token, bool) or not isinstance(topk_per_token, int):
             raise TypeError(f"topk_per_token={topk_per_token!r}: must be an int")
         if not 1 <= topk_per_token <= 20:
             raise ConfigurationError(
                 f"invalid argument: topk_per_token={topk_per_token!r}: must be 1..20"
             )
-        if options.get("base_url"):
-            options["base_url"] = self._normalize_base_url(options["base_url"])
-        settings = resolve_settings(
-            self.provider,
-            {"model": model, **options},
-            native_env=self.native_env,
-            default_base_url=self.default_base_url,
-            default_profile=self.default_profile,
-            profile=profile,
-        )
-        self.settings: ClientSettings = settings.model_copy(
-            update={"base_url": self._normalize_base_url(settings.base_url)}
-        )
+        self.settings: ClientSettings = self.settings_for(model, profile=profile, **options)
         self.system_prompt = system_prompt
         self.default_params = validate_params(dict(params or {}))
         self.topk_per_token = topk_per_token
@@ -92,6 +77,38 @@ class BaseLLMClient(AsyncClosing):
         self._endpoints = LoopLocal(self._make_endpoint)
         self._coalescers = LoopLocal(self._make_coalescer)
         self._closed = False
+
+    @classmethod
+    def settings_for(
+        cls,
+        model: str | None = None,
+        *,
+        profile: ConcurrencyProfile | None = None,
+        **options: Unpack[ClientOptions],
+    ) -> ClientSettings:
+        """The settings a client of this class would run with, and their sources, without
+        making one (nothing is connected): arguments over environment over profile."""
+        if profile is not None and not isinstance(profile, ConcurrencyProfile):
+            raise TypeError(f"profile={profile!r}: must be a ConcurrencyProfile")
+        if options.get("base_url"):
+            options["base_url"] = cls._normalize_base_url(options["base_url"])
+        settings = resolve_settings(
+            cls.provider,
+            {"model": model, **options},
+            native_env=cls.native_env,
+            default_base_url=cls.default_base_url,
+            default_profile=cls.default_profile,
+            profile=profile,
+        )
+        settings = settings.model_copy(
+            update={"base_url": cls._normalize_base_url(settings.base_url)}
+        )
+        cls._check_settings(settings)
+        return settings
+
+    @classmethod
+    def _check_settings(cls, settings: ClientSettings) -> None:
+        """Refuse settings this provider cannot work with (e.g. a cloud without a key)."""
 
     # ----------------------------------------------------------- provider primitives
     @classmethod
@@ -143,10 +160,7 @@ class BaseLLMClient(AsyncClosing):
     @property
     def endpoint_name(self) -> str:
         """The endpoint for messages: scheme, host, port and path, never credentials."""
-        parts = urlsplit(self.settings.base_url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        return f"{parts.scheme}://{host}{port}{parts.path}"
+        return self.settings.endpoint
 
     @property
     def stats(self) -> Stats:

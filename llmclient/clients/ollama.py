@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from llmclient.clients.base import BaseLLMClient, token_from_logprob
 from llmclient.clients.params import ChatRequest
+from llmclient.config import ClientSettings
 from llmclient.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -47,6 +48,16 @@ _OPTION_NAMES = {
 }
 
 
+def _with_host(host: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` with `host` folded into `base_url` (Ollama calls it host; both are accepted)."""
+    base_url = options.get("base_url")
+    if host is not None and base_url is not None and host != base_url:
+        raise ConfigurationError(
+            f"invalid argument: host={host!r} and base_url={base_url!r} differ; pass one"
+        )
+    return {**options, "base_url": host or base_url}
+
+
 class OllamaClient(BaseLLMClient):
     """A client for Ollama's native API.
 
@@ -70,12 +81,7 @@ class OllamaClient(BaseLLMClient):
         keep_alive: float | str | None = None,
         **options: Any,
     ) -> None:
-        base_url = options.pop("base_url", None)
-        if host is not None and base_url is not None and host != base_url:
-            raise ConfigurationError(
-                f"invalid argument: host={host!r} and base_url={base_url!r} differ; pass one"
-            )
-        super().__init__(model, base_url=host or base_url, **options)
+        super().__init__(model, **_with_host(host, options))
         self.keep_alive = keep_alive
         key = self.settings.api_key
         self._sdk = ollama.AsyncClient(
@@ -83,6 +89,13 @@ class OllamaClient(BaseLLMClient):
             timeout=self.profile.timeout,
             headers={"authorization": f"Bearer {key.get_secret_value()}"} if key else None,
         )
+
+    @classmethod
+    def settings_for(
+        cls, model: str | None = None, *, host: str | None = None, **options: Any
+    ) -> ClientSettings:
+        """As `BaseLLMClient.settings_for`; `host` is another name for `base_url`."""
+        return super().settings_for(model, **_with_host(host, options))
 
     @classmethod
     def default_profile(cls, base_url: str) -> ConcurrencyProfile:

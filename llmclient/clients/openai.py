@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from llmclient.clients.base import BaseLLMClient, token_from_logprob
 from llmclient.clients.params import ChatRequest
+from llmclient.config import ClientSettings
 from llmclient.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -58,11 +59,6 @@ class OpenAIClient(BaseLLMClient):
         super().__init__(model, **options)
         local = is_local_endpoint(self.settings.base_url)
         key = self.settings.api_key
-        if key is None and not local:
-            raise ConfigurationError(
-                f"no API key for {self.endpoint_name}: pass api_key=..., or set "
-                "OPENAI_API_KEY or LLMCLIENT_OPENAI_API_KEY"
-            )
         self._max_tokens_field = "max_tokens" if local else "max_completion_tokens"
         self._sdk = openai.AsyncOpenAI(
             api_key=key.get_secret_value() if key else _LOCAL_PLACEHOLDER_KEY,
@@ -70,6 +66,15 @@ class OpenAIClient(BaseLLMClient):
             timeout=self.profile.timeout,
             max_retries=0,
         )
+
+    @classmethod
+    def _check_settings(cls, settings: ClientSettings) -> None:
+        """A cloud endpoint needs an API key; local servers need none."""
+        if settings.api_key is None and not is_local_endpoint(settings.base_url):
+            raise ConfigurationError(
+                f"no API key for {settings.endpoint}: pass api_key=..., or set "
+                "OPENAI_API_KEY or LLMCLIENT_OPENAI_API_KEY"
+            )
 
     @classmethod
     def default_profile(cls, base_url: str) -> ConcurrencyProfile:

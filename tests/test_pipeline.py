@@ -1,0 +1,175 @@
+"""The request pipeline driven directly with fake provider calls: no provider, no network."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+
+from llmclient import (
+    ConcurrencyProfile,
+    InvalidRequestError,
+    LLMError,
+    Outcome,
+    RateLimitError,
+    RetryPolicy,
+    ServerError,
+)
+from llmclient._pipeline import Pipeline
+from llmclient.errors import MalformedResponseError
+from llmclient.limits import Endpoint
+
+FAST = RetryPolicy(max_attempts=4, initial_wait=0, max_wait=0, jitter=0)
+
+
+class RecordingLimit:
+    """A fixed limit that remembers every sample it was given."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = self.max_limit = limit
+        self.samples: list[tuple[int, Outcome]] = []
+
+    def on_sample(self, rtt: float, in_flight: int, outcome: Outcome) -> int:
+        self.samples.append((in_flight, outcome))
+        return self.limit
+
+
+def classify(error: Exception) -> LLMError | None:
+    """Provider exceptions of this fake provider: KeyError is a malformed answer."""
+    if isinstance(error, KeyError):
+        return MalformedResponseError(f"missing {error}")
+    return None
+
+
+def pipeline(limit: RecordingLimit, retry: RetryPolicy = FAST, timeout: float = 5) -> Pipeline:
+    endpoint = Endpoint.local("fake://endpoint", limit)
+    profile = ConcurrencyProfile(retry=retry, timeout=timeout)
+    return Pipeline("fake", "fake://endpoint", profile, lambda: endpoint, classify)
+
+
+def failing_then(errors: list[BaseException], result: str) -> Callable[[], Awaitable[str]]:
+    queue: Iterator[BaseException] = iter(errors)
+
+    async def send() -> str:
+        error = next(queue, None)
+        if error is not None:
+            raise error
+        return result
+
+    return send
+
+
+async def test_first_attempt_success_counts_once() -> None:
+    limit = RecordingLimit(2)
+    pipe = pipeline(limit)
+    result, attempts, elapsed = await pipe.call("chat", failing_then([], "ok"), 10, len)
+    assert (result, attempts) == ("ok", 1)
+    assert elapsed >= 0
+    assert limit.samples == [(1, Outcome.SUCCESS)]
+    stats = pipe.recorder.stats(2)
+    assert (stats.completed, stats.failed, stats.retries, stats.in_flight) == (1, 0, 0, 0)
+
+
+async def test_transient_errors_are_retried_and_reported_to_the_limit() -> None:
+    limit = RecordingLimit(2)
+    pipe = pipeline(limit)
+    send = failing_then([ServerError("boom"), RateLimitError("slow down"), KeyError("x")], "ok")
+    result, attempts, _ = await pipe.call("chat", send, 10, len)
+    assert (result, attempts) == ("ok", 4)
+    assert [outcome for _, outcome in limit.samples] == [
+        Outcome.IGNORED,
+        Outcome.DROPPED,
+        Outcome.IGNORED,
+        Outcome.SUCCESS,
+    ]
+    assert pipe.recorder.retries == 3
+    assert pipe.recorder.rate_limited == 1
+
+
+async def test_exhausted_retries_raise_the_last_error_itself() -> None:
+    pipe = pipeline(RecordingLimit(1), RetryPolicy(max_attempts=3, initial_wait=0, jitter=0))
+    send = failing_then([ServerError("one"), ServerError("two"), RateLimitError("three")], "x")
+    with pytest.raises(RateLimitError, match="three") as caught:
+        await pipe.call("chat", send, 10, len)
+    assert caught.value.attempts == 3
+    assert caught.value.endpoint == "fake://endpoint"
+    assert pipe.recorder.failed == 1 and pipe.recorder.completed == 0
+
+
+async def test_rejected_errors_are_not_retried() -> None:
+    pipe = pipeline(RecordingLimit(1))
+    send = failing_then([InvalidRequestError("bad"), ServerError("never reached")], "x")
+    with pytest.raises(InvalidRequestError) as caught:
+        await pipe.call("chat", send, 10, len)
+    assert caught.value.attempts == 1
+    assert pipe.recorder.retries == 0
+
+
+async def test_untranslated_errors_pass_through_and_free_the_slot() -> None:
+    limit = RecordingLimit(1)
+    pipe = pipeline(limit)
+    with pytest.raises(ZeroDivisionError):
+        await pipe.call("chat", failing_then([ZeroDivisionError()], "x"), 10, len)
+    assert limit.samples == [(1, Outcome.IGNORED)]
+    assert pipe.recorder.in_flight == 0 and pipe.recorder.failed == 1
+
+
+async def test_timeout_is_an_overload_sample_and_retried() -> None:
+    limit = RecordingLimit(1)
+    pipe = pipeline(limit, RetryPolicy(max_attempts=2, initial_wait=0, jitter=0), timeout=0.05)
+    calls = 0
+
+    async def slow_then_fast() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(10)
+        return "ok"
+
+    result, attempts, _ = await pipe.call("chat", slow_then_fast, 10, len)
+    assert (result, attempts) == ("ok", 2)
+    assert [outcome for _, outcome in limit.samples] == [Outcome.DROPPED, Outcome.SUCCESS]
+
+
+async def test_cancellation_while_waiting_for_a_slot_takes_none() -> None:
+    limit = RecordingLimit(1)
+    pipe = pipeline(limit)
+    gate = asyncio.Event()
+
+    async def held() -> str:
+        await gate.wait()
+        return "held"
+
+    first = asyncio.create_task(pipe.call("chat", held, 1, len))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(pipe.call("chat", failing_then([], "late"), 1, len))
+    await asyncio.sleep(0.01)
+    assert pipe.recorder.waiting == 1
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    gate.set()
+    assert (await first)[0] == "held"
+    assert pipe.recorder.waiting == 0 and pipe.recorder.in_flight == 0
+    assert limit.samples == [(1, Outcome.SUCCESS)]
+
+
+async def test_stream_relays_deltas_and_retries_before_the_first() -> None:
+    limit = RecordingLimit(1)
+    pipe = pipeline(limit)
+    opened = 0
+
+    async def deltas() -> Iterator[str]:  # type: ignore[misc]
+        nonlocal opened
+        opened += 1
+        if opened == 1:
+            raise ServerError("not yet")
+        for part in ("a", "b", "c"):
+            yield part
+
+    received = [delta async for delta in pipe.stream(deltas, 5)]  # type: ignore[arg-type]
+    assert received == ["a", "b", "c"]
+    assert opened == 2
+    assert pipe.recorder.completed == 1 and pipe.recorder.retries == 1
+    assert [outcome for _, outcome in limit.samples] == [Outcome.IGNORED, Outcome.SUCCESS]

@@ -1,7 +1,9 @@
-"""`BatchRequestManager`: collect `generate_answer` requests and dispatch them in batches.
+"""`BatchRequestManager`: GraphGen's request collector, on the client's own limit.
 
-The server's limit stays the client's own: however many managers and helpers run at once,
-their requests share the client's endpoint slots. `max_concurrent` only narrows it further.
+Chat APIs take one conversation per request, so nothing is merged: requests are gathered into
+groups of `batch_size` (or whatever arrived within `max_wait_time`) and each is sent on its own,
+under the client's endpoint slots like every other call. Embeddings are different: concurrent
+`embed` calls really share provider requests (see `BaseLLMClient.embed`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llmclient._aclose import AsyncClosing
+from llmclient._checks import check_int, check_number
 from llmclient.coalesce import MicroBatcher
 
 if TYPE_CHECKING:
@@ -30,10 +33,12 @@ class _Request:
 
 
 class BatchRequestManager(AsyncClosing):
-    """Queue requests and send them in batches of `batch_size`, or after `max_wait_time` s.
+    """Collects `generate_answer` requests (GraphGen's interface) and sends each on its own.
 
-    `add_request` returns the answer; each request of a batch succeeds or fails on its own.
-    With `enable_batching=False` requests go straight to the client.
+    Requests are released in groups of `batch_size`, or `max_wait_time` s after the first of
+    a group arrived; every request is its own provider call under the client's limit, and
+    succeeds or fails on its own. `max_concurrent` only narrows the client's limit.
+    `add_request` returns the answer; with `enable_batching=False` requests go out at once.
     """
 
     def __init__(
@@ -44,16 +49,9 @@ class BatchRequestManager(AsyncClosing):
         enable_batching: bool = True,
         max_concurrent: int | None = None,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        if not isinstance(max_wait_time, int | float) or max_wait_time < 0:
-            raise ValueError(f"max_wait_time must be a number >= 0, got {max_wait_time!r}")
-        if max_concurrent is not None and (
-            isinstance(max_concurrent, bool)
-            or not isinstance(max_concurrent, int)
-            or max_concurrent < 1
-        ):
-            raise ValueError(f"max_concurrent must be an int >= 1 or None, got {max_concurrent!r}")
+        check_int("batch_size", batch_size, 1)
+        check_number("max_wait_time", max_wait_time, 0)
+        check_int("max_concurrent", max_concurrent, 1, optional=True)
         self.llm_client = llm_client
         self.batch_size = batch_size
         self.max_wait_time = float(max_wait_time)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from llmclient._checks import check_int
 from llmclient.clients.base import BaseLLMClient
 from llmclient.clients.registry import client_for
 from llmclient.errors import ConfigurationError, LLMError
@@ -120,14 +121,11 @@ def _kind(outcome: BaseException) -> str:
 
 
 def _check_levels(levels: Sequence[int], requests: int | None) -> None:
-    if not levels or any(isinstance(v, bool) or not isinstance(v, int) for v in levels):
+    if isinstance(levels, str) or not isinstance(levels, Sequence) or not levels:
         raise TypeError(f"levels={levels!r}: must be a non-empty sequence of ints")
-    if min(levels) < 1:
-        raise ConfigurationError(f"invalid argument: levels={list(levels)!r}: each must be >= 1")
-    if requests is not None and (isinstance(requests, bool) or not isinstance(requests, int)):
-        raise TypeError(f"requests={requests!r}: must be an int or None")
-    if requests is not None and requests < 1:
-        raise ConfigurationError(f"invalid argument: requests={requests!r}: must be >= 1")
+    for level in levels:
+        check_int("levels", level, 1)
+    check_int("requests", requests, 1, optional=True)
 
 
 def recommend(levels: Sequence[ProbeLevel]) -> int | None:

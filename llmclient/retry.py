@@ -21,6 +21,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base, wait_none
 
+from llmclient._checks import check_int
 from llmclient.errors import LLMError
 from llmclient.profiles import RetryPolicy
 
@@ -43,10 +44,7 @@ def set_testing(testing: bool, *, attempts: int | None = None) -> None:
     `attempts=None` keeps each policy's own `max_attempts`. Server-directed pauses of an
     endpoint (a 429's Retry-After) still apply: they are the server's limit, not backoff.
     """
-    if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int)):
-        raise TypeError(f"attempts={attempts!r}: must be an int or None")
-    if attempts is not None and attempts < 1:
-        raise ValueError(f"attempts={attempts!r}: must be at least 1")
+    check_int("attempts", attempts, 1, optional=True)
     global _testing
     _testing = (bool(testing), attempts)
 

@@ -115,15 +115,18 @@ async def test_closed_manager_refuses_requests(simulated_server_factory: Factory
 
 
 @pytest.mark.parametrize(
-    ("options", "name"),
+    ("options", "name", "error"),
     [
-        ({"batch_size": 0}, "batch_size"),
-        ({"batch_size": 2.5}, "batch_size"),
-        ({"max_wait_time": -1}, "max_wait_time"),
-        ({"max_concurrent": 0}, "max_concurrent"),
+        ({"batch_size": 0}, "batch_size=0", ValueError),
+        ({"batch_size": 2.5}, "batch_size=2.5", TypeError),
+        ({"max_wait_time": -1}, "max_wait_time=-1", ValueError),
+        ({"max_wait_time": "1"}, "max_wait_time='1'", TypeError),
+        ({"max_concurrent": 0}, "max_concurrent=0", ValueError),
     ],
 )
-def test_bad_arguments_are_refused(options: dict[str, object], name: str) -> None:
+def test_bad_arguments_are_refused(
+    options: dict[str, object], name: str, error: type[Exception]
+) -> None:
     llm = OllamaClient("sim-model")
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(error, match=name):
         BatchRequestManager(llm, **options)  # type: ignore[arg-type]

@@ -104,7 +104,7 @@ async def test_probe_measures_levels_and_recommends(simulated_server_factory: Fa
 
 
 async def test_probe_refuses_bad_levels_before_sending(simulated_server: SimulatedServer) -> None:
-    with pytest.raises(ConfigurationError, match=r"levels=\[0\]"):
+    with pytest.raises(ConfigurationError, match=r"levels=0"):
         await probe("ollama", "sim-model", base_url=simulated_server.url, levels=[0])
     with pytest.raises(TypeError, match="levels"):
         await probe("ollama", "sim-model", base_url=simulated_server.url, levels=["2"])  # type: ignore[list-item]

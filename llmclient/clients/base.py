@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any, ClassVar, Unpack
 
 from llmclient._aclose import AsyncClosing
+from llmclient._checks import check_int
 from llmclient._loop_local import LoopLocal
 from llmclient._pipeline import Pipeline
 from llmclient.clients.params import (
@@ -61,9 +62,8 @@ class BaseLLMClient(AsyncClosing):
         profile: ConcurrencyProfile | None = None,
         **options: Unpack[ClientOptions],
     ) -> None:
-        if isinstance(topk_per_token, bool) or not isinstance(topk_per_token, int):
-            raise TypeError(f"topk_per_token={topk_per_token!r}: must be an int")
-        if not 1 <= topk_per_token <= 20:
+        check_int("topk_per_token", topk_per_token, 1)
+        if topk_per_token > 20:
             raise ConfigurationError(
                 f"invalid argument: topk_per_token={topk_per_token!r}: must be 1..20"
             )

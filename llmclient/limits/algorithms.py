@@ -10,6 +10,8 @@ import math
 from enum import Enum
 from typing import Protocol, runtime_checkable
 
+from llmclient._checks import check_int
+
 __all__ = ["FixedLimit", "LatencyLimit", "Limit", "Outcome"]
 
 _MIN_ROUND = 8
@@ -53,10 +55,7 @@ class FixedLimit:
     __slots__ = ("limit",)
 
     def __init__(self, limit: int) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int):
-            raise TypeError(f"limit={limit!r}: must be an int")
-        if limit < 1:
-            raise ValueError(f"limit={limit!r}: must be at least 1")
+        check_int("limit", limit, 1)
         self.limit = limit
 
     @property

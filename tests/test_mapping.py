@@ -1,4 +1,4 @@
-"""Tests for llmclient.mapping: run_concurrent and run_concurrent_sync."""
+"""Tests for llmclient.mapping: amap, run_concurrent and run_concurrent_sync."""
 
 from __future__ import annotations
 
@@ -7,13 +7,20 @@ import gc
 import logging
 import random
 import warnings
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from llmclient import mapping
-from llmclient.mapping import DEFAULT_MAX_WORKERS, run_concurrent, run_concurrent_sync
+from llmclient.mapping import (
+    DEFAULT_MAX_WORKERS,
+    amap,
+    iterate_concurrent,
+    run_concurrent,
+    run_concurrent_sync,
+)
 
 
 async def double(x: int) -> int:
@@ -684,3 +691,213 @@ async def test_run_concurrent_sync_inside_a_loop_raises_clear_error() -> None:
         gc.collect()
     assert [str(w.message) for w in caught] == []
     assert source.pulled == 0
+
+
+# --- amap: the pool, in completion order ----------------------------------------------------
+
+
+async def test_amap_yields_outcomes_in_completion_order() -> None:
+    gates = [asyncio.Event() for _ in range(5)]
+
+    async def gated(x: int) -> int:
+        await gates[x].wait()
+        return x * 10
+
+    order = [3, 0, 4, 1, 2]
+    seen = []
+    async with amap(gated, range(5), max_concurrent=5) as outcomes:
+        for x in order:
+            gates[x].set()
+            seen.append(await anext(outcomes))
+        assert [pair async for pair in outcomes] == []
+    assert seen == [(x, x * 10) for x in order]
+
+
+async def test_amap_holds_at_most_a_pools_worth_for_a_slow_consumer() -> None:
+    source = Counting(200)
+    in_flight = 0
+    peak = 0
+
+    async def no_await(x: int) -> int:  # finishes without yielding to the loop
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        in_flight -= 1
+        return x
+
+    async def slow_square(x: int) -> int:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0)
+        in_flight -= 1
+        return x * x
+
+    for fn in (no_await, slow_square):
+        source, in_flight, peak = Counting(200), 0, 0
+        consumed = 0
+        async with amap(fn, iter(source), max_concurrent=4) as outcomes:
+            async for _ in outcomes:
+                consumed += 1
+                for _ in range(10):  # a slow consumer: the workers get many turns
+                    await asyncio.sleep(0)
+                # Each worker holds one item at most, from pulling it to its outcome taken.
+                assert source.pulled - consumed <= 4
+        assert consumed == 200
+        assert 1 <= peak <= 4
+
+
+async def test_leaving_amap_early_cancels_the_calls_still_running(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tracker = Tracker(delay=10)
+    source = Counting(1000)
+
+    async def fn(x: int) -> int:
+        if x == 0:
+            return -1
+        return await tracker(x)
+
+    async with amap(fn, iter(source), max_concurrent=4) as outcomes:
+        async for pair in outcomes:
+            assert pair == (0, -1)
+            break
+    assert sorted(tracker.started) == [1, 2, 3]
+    assert sorted(tracker.cancelled) == [1, 2, 3]
+    assert tracker.active == 0
+    assert other_tasks() == set()
+    await asyncio.sleep(0.01)
+    assert source.pulled == 4  # nothing pulled after the block was left
+    assert asyncio_errors(caplog) == []
+
+
+async def test_closing_iterate_concurrent_early_cancels_the_calls_still_running() -> None:
+    tracker = Tracker(delay=10, busy=3)
+    source = Counting(1000)
+
+    async def fn(x: int) -> int:
+        if x == 0:
+            await tracker.all_busy.wait()
+            return -1
+        return await tracker(x)
+
+    pairs = iterate_concurrent(fn, iter(source), max_concurrent=4)
+    assert await anext(pairs) == (0, -1)
+    await pairs.aclose()
+    assert sorted(tracker.cancelled) == [1, 2, 3]
+    assert other_tasks() == set()
+    assert source.pulled == 4
+
+
+@pytest.mark.parametrize("source_kind", ["list", "generator", "async"])
+async def test_amap_gives_every_item_exactly_one_outcome(source_kind: str) -> None:
+    rng = random.Random(source_kind)
+    n = 300
+    delays = [rng.choice([0, 0, 1, 3]) for _ in range(n)]
+    fails = {i for i in range(n) if rng.random() < 0.2}
+
+    async def fn(x: int) -> int:
+        for _ in range(delays[x]):
+            await asyncio.sleep(0)
+        if x in fails:
+            raise ValueError(x)
+        return -x
+
+    async def agen() -> AsyncIterator[int]:
+        for i in range(n):
+            if i % 7 == 0:
+                await asyncio.sleep(0)
+            yield i
+
+    items: Any = {"list": list(range(n)), "generator": iter(range(n)), "async": agen()}
+    seen: list[int] = []
+    async with amap(fn, items[source_kind], max_concurrent=7, return_exceptions=True) as out:
+        async for i, outcome in out:
+            seen.append(i)
+            if i in fails:
+                assert isinstance(outcome, ValueError)
+                assert outcome.args == (i,)
+            else:
+                assert outcome == -i
+            if rng.random() < 0.3:  # now and then a slow consumer
+                await asyncio.sleep(0)
+    assert Counter(seen) == Counter(range(n))
+    assert seen != sorted(seen)  # completion order, not input order
+
+
+async def test_amap_raises_the_first_failure_after_the_outcomes_before_it() -> None:
+    boom = ValueError("item 1")
+    tracker = Tracker(delay=10)
+
+    async def fn(x: int) -> int:
+        if x == 0:
+            return 0
+        if x == 1:
+            await asyncio.sleep(0)
+            raise boom
+        return await tracker(x)
+
+    seen = []
+    with pytest.raises(ValueError) as info:
+        async with amap(fn, range(10), max_concurrent=3) as outcomes:
+            async for pair in outcomes:
+                seen.append(pair)
+    assert info.value is boom
+    assert seen == [(0, 0)]
+    assert tracker.cancelled == tracker.started
+    assert other_tasks() == set()
+
+
+async def test_cancelling_an_amap_consumer_cancels_its_workers() -> None:
+    tracker = Tracker(delay=10, busy=3)
+
+    async def consume() -> None:
+        async with amap(tracker, range(10), max_concurrent=3) as outcomes:
+            async for _ in outcomes:
+                pass
+
+    task = asyncio.create_task(consume())
+    await tracker.all_busy.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sorted(tracker.cancelled) == [0, 1, 2]
+    assert other_tasks() == set()
+
+
+async def test_amap_checks_its_arguments_when_called_and_runs_once() -> None:
+    with pytest.raises(TypeError, match="coro_fn"):
+        amap(None, [1])  # type: ignore[call-overload, arg-type]
+    with pytest.raises(TypeError, match="items"):
+        amap(double, 3)  # type: ignore[call-overload, arg-type]
+    with pytest.raises(ValueError, match="max_concurrent"):
+        amap(double, [1], max_concurrent=0)
+    pool = amap(double, [1, 2])
+    async with pool as outcomes:
+        assert sorted([pair async for pair in outcomes]) == [(0, 2), (1, 4)]
+    with pytest.raises(RuntimeError, match="once"):
+        async with pool:
+            pass
+
+
+async def test_results_follow_the_items_not_their_len() -> None:
+    class Liar:
+        def __init__(self, length: int, actual: int) -> None:
+            self.length, self.actual = length, actual
+
+        def __len__(self) -> int:
+            return self.length
+
+        def __iter__(self) -> Iterator[int]:
+            return iter(range(self.actual))
+
+    assert await run_concurrent(double, Liar(3, 5), progress_bar=False) == [0, 2, 4, 6, 8]
+    assert await run_concurrent(double, Liar(9, 2), progress_bar=False) == [0, 2]
+
+
+async def test_run_concurrent_with_calls_that_never_yield() -> None:
+    async def at_once(x: int) -> int:
+        return x + 1
+
+    results = await run_concurrent(at_once, iter(range(10_000)), max_concurrent=3)
+    assert results == list(range(1, 10_001))

@@ -867,9 +867,9 @@ async def test_cancelling_an_amap_consumer_cancels_its_workers() -> None:
 
 async def test_amap_checks_its_arguments_when_called_and_runs_once() -> None:
     with pytest.raises(TypeError, match="coro_fn"):
-        amap(None, [1])  # type: ignore[call-overload, arg-type]
+        amap(None, [1])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="items"):
-        amap(double, 3)  # type: ignore[call-overload, arg-type]
+        amap(double, 3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_concurrent"):
         amap(double, [1], max_concurrent=0)
     pool = amap(double, [1, 2])

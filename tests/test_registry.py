@@ -41,7 +41,10 @@ class EchoClient(BaseLLMClient):
     def _classify(self, error: Exception) -> LLMError | None:
         return None
 
-    async def _close(self) -> None:
+    def _make_sdk(self) -> object:
+        return object()
+
+    async def _close_sdk(self, sdk: object) -> None:
         return None
 
 

@@ -2,7 +2,7 @@
 
 A client resolves its settings once, then sends every request through its `Pipeline`
 (limits, timeout, retries, stats). Subclasses implement `_chat`, `_stream`, `_embed`,
-`_classify` and `_close`; defining `provider` registers them for `client_for`.
+`_classify`, `_make_sdk` and `_close_sdk`; defining `provider` registers them for `client_for`.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ class BaseLLMClient(AsyncClosing):
         )
         self._endpoints = LoopLocal(self._make_endpoint)
         self._coalescers = LoopLocal(self._make_coalescer)
+        self._sdks: LoopLocal[Any] = LoopLocal(self._make_sdk, self._close_sdk)
         self._closed = False
 
     @classmethod
@@ -138,8 +139,17 @@ class BaseLLMClient(AsyncClosing):
         """Translate a provider exception into an llmclient error; None if it is not one."""
 
     @abstractmethod
-    async def _close(self) -> None:
-        """Close the provider SDK's client."""
+    def _make_sdk(self) -> Any:
+        """A provider SDK client for the running event loop (one is made per loop)."""
+
+    @abstractmethod
+    async def _close_sdk(self, sdk: Any) -> None:
+        """Close an SDK client made by `_make_sdk`, in its own loop."""
+
+    @property
+    def _sdk(self) -> Any:
+        """The provider SDK client of the running event loop."""
+        return self._sdks.get()
 
     # ----------------------------------------------------------------- public API
     @property
@@ -243,13 +253,17 @@ class BaseLLMClient(AsyncClosing):
         validate_params({k: v for k, v in params.items() if k != "model"})
 
     async def aclose(self) -> None:
-        """Finish pending embeddings, close the provider connection; no use afterwards."""
+        """Finish pending embeddings, close the provider connection; no use afterwards.
+
+        A client used from several event loops in turn (one `asyncio.run` after another) has
+        one connection pool per loop; each closes when its loop shuts down.
+        """
         if not self._closed:
             self._closed = True
             coalescer = self._coalescers.current()
             if coalescer is not None:
                 await coalescer.flush()
-            await self._close()
+            await self._sdks.aclose()
 
     def __repr__(self) -> str:
         return (

@@ -83,8 +83,15 @@ class OllamaClient(BaseLLMClient):
     ) -> None:
         super().__init__(model, **_with_host(host, options))
         self.keep_alive = keep_alive
+
+    @property
+    def _sdk(self) -> ollama.AsyncClient:
+        sdk: ollama.AsyncClient = self._sdks.get()
+        return sdk
+
+    def _make_sdk(self) -> ollama.AsyncClient:
         key = self.settings.api_key
-        self._sdk = ollama.AsyncClient(
+        return ollama.AsyncClient(
             host=self.settings.base_url,
             timeout=self.profile.timeout,
             headers={"authorization": f"Bearer {key.get_secret_value()}"} if key else None,
@@ -163,8 +170,8 @@ class OllamaClient(BaseLLMClient):
         response = await self._sdk.embed(model=model, input=texts, keep_alive=self.keep_alive)
         return [list(vector) for vector in response.embeddings], response.prompt_eval_count
 
-    async def _close(self) -> None:
-        await self._sdk._client.aclose()
+    async def _close_sdk(self, sdk: ollama.AsyncClient) -> None:
+        await sdk._client.aclose()
 
     def _classify(self, error: Exception) -> LLMError | None:
         if isinstance(error, ollama.ResponseError):

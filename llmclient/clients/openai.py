@@ -58,9 +58,16 @@ class OpenAIClient(BaseLLMClient):
     def __init__(self, model: str | None = None, **options: Any) -> None:
         super().__init__(model, **options)
         local = is_local_endpoint(self.settings.base_url)
-        key = self.settings.api_key
         self._max_tokens_field = "max_tokens" if local else "max_completion_tokens"
-        self._sdk = openai.AsyncOpenAI(
+
+    @property
+    def _sdk(self) -> openai.AsyncOpenAI:
+        sdk: openai.AsyncOpenAI = self._sdks.get()
+        return sdk
+
+    def _make_sdk(self) -> openai.AsyncOpenAI:
+        key = self.settings.api_key
+        return openai.AsyncOpenAI(
             api_key=key.get_secret_value() if key else _LOCAL_PLACEHOLDER_KEY,
             base_url=self.settings.base_url,
             timeout=self.profile.timeout,
@@ -146,8 +153,8 @@ class OpenAIClient(BaseLLMClient):
         used = response.usage.total_tokens if response.usage else None
         return [list(item.embedding) for item in data], used
 
-    async def _close(self) -> None:
-        await self._sdk.close()
+    async def _close_sdk(self, sdk: openai.AsyncOpenAI) -> None:
+        await sdk.close()
 
     def _classify(self, error: Exception) -> LLMError | None:
         if isinstance(error, openai.APITimeoutError | httpx2.TimeoutException):

@@ -96,6 +96,13 @@ def _sync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def encode(record: dict[str, Any]) -> bytes:
+    """`record` as one JSON line; TypeError or ValueError if JSON cannot hold a value in it."""
+    return (json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n").encode(
+        "utf-8", "backslashreplace"
+    )
+
+
 class RecordWriter:
     """Appends one record per `write`, as a single `os.write` of the whole line."""
 
@@ -105,9 +112,8 @@ class RecordWriter:
         self._synced_at = time.monotonic()
         self.written = 0
 
-    def write(self, record: dict[str, Any]) -> None:
-        """Append `record` as one JSON line; fsync at most every second."""
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
+    def write(self, line: bytes) -> None:
+        """Append one line made by `encode`; fsync at most every second."""
         try:
             if os.write(self._fd, line) != len(line):
                 raise OSError("short write")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import time
 from collections.abc import Iterator
@@ -33,7 +34,11 @@ if TYPE_CHECKING:
     from llmclient import BaseLLMClient
 
 HELP = "answer every line of a JSONL file into another, resumably"
+INTERNAL_ERROR = "internal_error"  # error.kind of a record whose item hit an unexpected exception
 _SHOWN_PROBLEMS = 20  # malformed lines reported one by one before a count
+_MESSAGE_LIMIT = 1000  # characters of an unexpected exception's text kept in its record
+
+logger = logging.getLogger("llmclient")
 
 
 def add_parser(commands: Any) -> None:
@@ -160,8 +165,8 @@ async def _answer_all(client: BaseLLMClient, pending: _Pending, output: Path) ->
     tally = Tally()
 
     async def answer(item: jobfile.Item) -> None:
-        record = await _record(client, item)
-        writer.write(record)
+        record, line = await _record(client, item)
+        writer.write(line)
         if "error" in record:
             tally.failed += 1
         else:
@@ -181,8 +186,14 @@ async def _answer_all(client: BaseLLMClient, pending: _Pending, output: Path) ->
     return tally
 
 
-async def _record(client: BaseLLMClient, item: jobfile.Item) -> dict[str, Any]:
-    """The output record for one item; errors that would fail every item (`fatal`) are raised.
+async def _record(client: BaseLLMClient, item: jobfile.Item) -> tuple[dict[str, Any], bytes]:
+    """The output record for one item and its line; errors that would fail every item (`fatal`)
+    are raised.
+
+    Any other exception becomes the item's error record: an `LLMError` with its kind, anything
+    else (an answer JSON cannot hold included) as `internal_error`, logged with its traceback:
+    one bad item must not end a job of 100,000. KeyboardInterrupt and CancelledError are not
+    `Exception`s and still stop it.
 
     As many workers run as the client lets on the wire, so items are read as slots free up
     and `latency_s` barely includes waiting for a slot.
@@ -190,11 +201,15 @@ async def _record(client: BaseLLMClient, item: jobfile.Item) -> dict[str, Any]:
     started = time.monotonic()
     try:
         completion = await client.generate(item.prompt, **item.params)
+        record = _answer_record(item, completion, time.monotonic() - started)
+        return record, resultfile.encode(record)
     except LLMError as error:
         if error.fatal:
             raise
-        return _error_record(item, error, time.monotonic() - started)
-    return _answer_record(item, completion, time.monotonic() - started)
+        record = _error_record(item, error, time.monotonic() - started)
+    except Exception as error:
+        record = _internal_error_record(item, error, time.monotonic() - started)
+    return record, resultfile.encode(record)
 
 
 def _answer_record(item: jobfile.Item, completion: Completion, latency: float) -> dict[str, Any]:
@@ -224,6 +239,34 @@ def _error_record(item: jobfile.Item, error: LLMError, latency: float) -> dict[s
         },
         "usage": None,
         "attempts": error.attempts,
+        "latency_s": round(latency, 3),
+    }
+
+
+def _internal_error_record(item: jobfile.Item, error: Exception, latency: float) -> dict[str, Any]:
+    """The record of an item that raised what llmclient does not expect: a bug to report."""
+    logger.error(
+        "id %s (line %d): unexpected %s, recorded as its error",
+        item.key,
+        item.line,
+        type(error).__name__,
+        exc_info=error,
+    )
+    try:
+        text = str(error)
+    except Exception:  # an exception that cannot even say what it is
+        text = ""
+    if len(text) > _MESSAGE_LIMIT:
+        text = text[:_MESSAGE_LIMIT] + "..."
+    return {
+        "id": item.id,
+        "error": {
+            "kind": INTERNAL_ERROR,
+            "message": f"{type(error).__name__}: {text}" if text else type(error).__name__,
+            "status_code": None,
+        },
+        "usage": None,
+        "attempts": None,
         "latency_s": round(latency, 3),
     }
 

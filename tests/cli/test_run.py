@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
-from llmclient.testing import SimulatedServer
+import pytest
+
+from llmclient import Completion, OllamaClient
+from llmclient.cli import run
+from llmclient.testing import Fault, SimulatedServer
 from tests.cli.helpers import (
     Result,
     assert_one_line_error,
@@ -214,3 +220,202 @@ async def test_output_line_not_written_by_run_is_refused(
     line = assert_one_line_error(result, 1)
     assert "out.jsonl:2" in line and "not a record" in line
     assert server.stats.requests == 0
+
+
+# --- one bad item never ends the job --------------------------------------------------------
+
+#: Faults answering 200 with a body that is not the API's answer; the simulator may add more.
+MALFORMED_FAULTS = [
+    fault.value
+    for fault in Fault
+    if fault.value in {"malformed", "html", "json_array", "missing_fields", "corrupt_gzip"}
+]
+
+
+def by_id(path: Path) -> dict[object, dict[str, Any]]:
+    """The output's records by id, checking there is exactly one per id."""
+    records = read_records(path)
+    found = {r["id"]: r for r in records}
+    assert len(found) == len(records), "an id has more than one record"
+    return found
+
+
+@pytest.mark.parametrize("fault", MALFORMED_FAULTS)
+async def test_a_malformed_answer_is_that_ids_error_record_and_the_run_goes_on(
+    tmp_path: Path, simulated_server_factory: Factory, fault: str
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    server.inject(fault, 1)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(10))
+    output = tmp_path / "out.jsonl"
+    args = run_args(server, source, output, "--retries", "0", "--max-concurrent", "1")
+
+    first = await run_cli(*args)
+
+    assert first.code == 1, first
+    assert "done 9, failed 1, skipped 0" in first.out
+    assert first.err_lines == [
+        "llmclient: error: 1 id(s) have an error record; rerun with --retry-failed to try them "
+        "again"
+    ]
+    records = by_id(output)
+    assert set(records) == {f"q{i}" for i in range(10)}
+    (failed,) = (r for r in records.values() if "error" in r)
+    assert failed["error"]["kind"] == "malformed_response"
+    assert failed["usage"] is None and failed["attempts"] == 1
+
+    again = await run_cli(*args, "--retry-failed")
+
+    assert again.code == 0, again
+    assert "done 1, failed 0, skipped 9" in again.out
+    records = by_id(output)
+    assert set(records) == {f"q{i}" for i in range(10)}
+    assert all("answer" in r for r in records.values())
+
+
+async def test_malformed_answers_at_random_leave_one_record_per_id(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    faulty = await simulated_server_factory(
+        latency=0.001, parallel=4, fault_rates={"malformed": 0.2}, seed=7
+    )
+    source = write_jsonl(tmp_path / "in.jsonl", questions(60))
+    output = tmp_path / "out.jsonl"
+
+    first = await run_cli(*run_args(faulty, source, output, "--retries", "0"))
+
+    assert first.code == 1, first
+    records = by_id(output)
+    assert set(records) == {f"q{i}" for i in range(60)}
+    errors = [r for r in records.values() if "error" in r]
+    assert 0 < len(errors) < 60
+    assert {r["error"]["kind"] for r in errors} == {"malformed_response"}
+    assert f"done {60 - len(errors)}, failed {len(errors)}, skipped 0" in first.out
+    assert "Traceback" not in first.err
+
+    healthy = await simulated_server_factory(latency=0.001)
+    retried = await run_cli(*run_args(healthy, source, output, "--retry-failed"))
+
+    assert retried.code == 0, retried
+    assert healthy.stats.requests == len(errors)
+    records = by_id(output)
+    assert set(records) == {f"q{i}" for i in range(60)}
+    assert all("answer" in r for r in records.values())
+
+
+async def test_an_unexpected_exception_is_that_ids_internal_error_logged_with_its_traceback(
+    tmp_path: Path, simulated_server_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    chat = OllamaClient._chat
+
+    async def breaks_on_q3(self: OllamaClient, request: Any) -> Completion:
+        if "question 3" in str(request.messages):  # e.g. a JSON array the SDK cannot unpack
+            raise TypeError("argument after ** must be a mapping, not list")
+        return await chat(self, request)
+
+    monkeypatch.setattr(OllamaClient, "_chat", breaks_on_q3)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(8))
+    output = tmp_path / "out.jsonl"
+
+    result = await run_cli(*run_args(server, source, output))
+
+    assert result.code == 1, result
+    assert "done 7, failed 1, skipped 0" in result.out
+    records = by_id(output)
+    assert set(records) == {f"q{i}" for i in range(8)}
+    assert records["q3"]["error"] == {
+        "kind": "internal_error",
+        "message": "TypeError: argument after ** must be a mapping, not list",
+        "status_code": None,
+    }
+    assert records["q3"]["attempts"] is None
+    logged = [line for line in result.err_lines if " ERROR llmclient: " in line]
+    assert len(logged) == 1 and '"q3" (line 4): unexpected TypeError' in logged[0]
+    assert "Traceback" in result.err and "breaks_on_q3" in result.err
+    assert result.err_lines[-1].startswith("llmclient: error: 1 id(s) have an error record")
+
+    monkeypatch.setattr(OllamaClient, "_chat", chat)
+    retried = await run_cli(*run_args(server, source, output, "--retry-failed"))
+    assert retried.code == 0, retried
+    assert all("answer" in r for r in by_id(output).values())
+
+
+async def test_an_answer_json_cannot_hold_is_that_ids_internal_error(
+    tmp_path: Path, simulated_server_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    answer_record = run._answer_record
+
+    def unwritable_q1(*args: Any) -> dict[str, Any]:
+        record = answer_record(*args)
+        if record["id"] == "q1":
+            record["latency_s"] = float("nan")  # not JSON
+        return record
+
+    monkeypatch.setattr(run, "_answer_record", unwritable_q1)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(4))
+    output = tmp_path / "out.jsonl"
+
+    result = await run_cli(*run_args(server, source, output))
+
+    assert result.code == 1, result
+    assert "done 3, failed 1, skipped 0" in result.out
+    records = by_id(output)
+    assert set(records) == {f"q{i}" for i in range(4)}
+    assert records["q1"]["error"]["kind"] == "internal_error"
+    assert records["q1"]["error"]["message"].startswith("ValueError: ")
+
+
+@pytest.mark.parametrize("fault", ["401", "insufficient_quota"])
+async def test_an_error_every_item_would_hit_stops_the_job_with_one_line(
+    tmp_path: Path, simulated_server_factory: Factory, fault: str
+) -> None:
+    server = await simulated_server_factory(latency=0.001, fault_rates={fault: 1.0})
+    source = write_jsonl(tmp_path / "in.jsonl", questions(10))
+    output = tmp_path / "out.jsonl"
+    result = await run_cli(*run_args(server, source, output))
+    line = assert_one_line_error(result, 1)
+    assert ("API key" in line) if fault == "401" else ("quota" in line)
+    assert read_records(output) == []
+
+
+async def test_an_interrupt_still_stops_the_job(
+    tmp_path: Path, simulated_server_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+
+    async def interrupted(self: OllamaClient, request: Any) -> Completion:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(OllamaClient, "_chat", interrupted)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(3))
+    output = tmp_path / "out.jsonl"
+    result = await run_cli(*run_args(server, source, output))
+    assert result.code == 130, result
+    assert result.err_lines == ["llmclient: interrupted"]
+    assert read_records(output) == []
+
+
+async def test_ctrl_c_stops_the_job_cleanly_and_the_rerun_finishes_it(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(parallel=4, latency=0.02)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(200))
+    output = tmp_path / "out.jsonl"
+    args = run_args(server, source, output)
+    process = await start_cli(*args)  # SIGINT: a process of its own
+    await wait_for_records(output, 20)
+    process.send_signal(signal.SIGINT)
+    _, err = await process.communicate()
+
+    assert process.returncode == 130, err
+    assert err.decode().splitlines() == ["llmclient: interrupted"]
+    saved = by_id(output)
+    assert 20 <= len(saved) < 200 and all("answer" in r for r in saved.values())
+
+    result = await run_cli(*args)
+
+    assert result.code == 0, result
+    assert f"skipped {len(saved)}" in result.out
+    assert set(by_id(output)) == {f"q{i}" for i in range(200)}

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, TypedDict, get_type_hints
+from typing import Annotated, Any, TypedDict, get_type_hints
 from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     PositiveFloat,
     PositiveInt,
     SecretStr,
@@ -26,6 +27,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from llmclient.errors import ConfigurationError
 from llmclient.profiles import ConcurrencyProfile, MaxConcurrent, MaxConcurrentSpec
 
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
 __all__ = ["SETTING_NAMES", "ClientOptions", "ClientSettings", "SettingRow", "resolve_settings"]
 
 
@@ -36,8 +39,8 @@ class ClientOptions(TypedDict, total=False):
     (`LLMCLIENT_<PROVIDER>_<NAME>`, `LLMCLIENT_<NAME>`) and `llmclient config`.
     """
 
-    embed_model: str
-    base_url: str
+    embed_model: NonEmptyStr
+    base_url: NonEmptyStr
     api_key: str
     max_concurrent: MaxConcurrent
     rpm: PositiveFloat
@@ -49,7 +52,7 @@ class ClientOptions(TypedDict, total=False):
 
 
 _FIELD_TYPES: dict[str, Any] = {
-    "model": str,  # the constructors' first positional argument
+    "model": NonEmptyStr,  # the constructors' first positional argument
     **{
         name: SecretStr if name == "api_key" else kind
         for name, kind in get_type_hints(ClientOptions, include_extras=True).items()
@@ -170,6 +173,27 @@ def _native_layer(native: Mapping[str, str]) -> dict[str, Any]:
     return {name: getattr(validated, name) for name in raw}
 
 
+def _checked_url(url: str, sources: Mapping[str, str], normalize: Callable[[str], str]) -> str:
+    """`url` in the provider's canonical form, or an error naming where it came from."""
+    source = sources["base_url"]
+    where = (
+        f"invalid environment: {source.removeprefix('env ')}"
+        if source.startswith("env ")
+        else "invalid argument: base_url"
+    )
+    problem = "must be an http:// or https:// URL with a host, like http://127.0.0.1:11434"
+    try:
+        normalized = normalize(url).rstrip("/")
+        parts = urlsplit(normalized)
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError as error:
+        raise ConfigurationError(f"{where}={url!r}: {problem} ({error})") from None
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in url):
+        raise ConfigurationError(f"{where}={url!r}: {problem}")
+    return normalized
+
+
 def resolve_settings(
     provider: str,
     arguments: Mapping[str, object],
@@ -178,6 +202,7 @@ def resolve_settings(
     default_base_url: str,
     default_profile: Callable[[str], ConcurrencyProfile],
     profile: ConcurrencyProfile | None = None,
+    normalize_url: Callable[[str], str] = str,
 ) -> ClientSettings:
     """Merge arguments, environment and profile defaults; raise `ConfigurationError` on bad values.
 
@@ -208,8 +233,8 @@ def resolve_settings(
                 values[name] = value
                 sources[name] = source(name)
 
-    base_url = values.get("base_url") or default_base_url
     sources.setdefault("base_url", "default")
+    base_url = _checked_url(values.get("base_url") or default_base_url, sources, normalize_url)
     if "embed_model" not in values and "model" in values:
         sources["embed_model"] = "same as model"
     if profile is None:
@@ -230,7 +255,7 @@ def resolve_settings(
         provider=provider,
         model=values.get("model"),
         embed_model=values.get("embed_model") or values.get("model"),
-        base_url=base_url.rstrip("/"),
+        base_url=base_url,
         api_key=values.get("api_key"),
         profile=effective,
         sources=sources,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -14,6 +15,7 @@ from llmclient import (
     RetryPolicy,
 )
 from llmclient.clients.params import conversation
+from llmclient.testing import SimulatedServer
 
 SECRET = "sk-test-SECRET-value-1234567890"
 
@@ -181,3 +183,39 @@ async def test_history_must_alternate() -> None:
             await client.generate_answer("hi", ["only a user turn"])
     roles = [m.role for m in conversation("q", ["u", "a"])]
     assert roles == ["user", "assistant", "user"]
+
+
+@pytest.mark.parametrize("host", ["not a url", "ftp://example.com", ":port", "http://a b:1"])
+def test_bad_ollama_host_in_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", host)
+    with pytest.raises(ConfigurationError, match=f"OLLAMA_HOST={host!r}"):
+        OllamaClient("m")
+
+
+@pytest.mark.parametrize("url", ["not a url", "localhost:8080/v1", "http://", "http://h:99999/v1"])
+def test_bad_base_url_argument_is_refused_at_construction(url: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"base_url=.*http:// or https://"):
+        OpenAIClient("m", base_url=url)
+
+
+def test_empty_model_is_refused_at_construction() -> None:
+    with pytest.raises(ConfigurationError, match="model=''"):
+        OllamaClient("")
+    with pytest.raises(ConfigurationError, match="embed_model=''"):
+        OllamaClient("m", embed_model="")
+
+
+async def test_rpm_below_one_a_minute_is_a_real_setting(
+    simulated_server: SimulatedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMCLIENT_OLLAMA_RPM", "0.5")
+    async with OllamaClient("sim-model", host=simulated_server.url) as client:
+        assert client.profile.rpm == 0.5
+        assert await client.generate_answer("first") == "Simulated reply to: first"
+        second = asyncio.ensure_future(client.generate_answer("second"))
+        await asyncio.sleep(0.2)
+        assert not second.done()  # the next one is two minutes away
+        second.cancel()
+    assert simulated_server.stats.requests == 1

@@ -91,8 +91,6 @@ class BaseLLMClient(AsyncClosing):
         making one (nothing is connected): arguments over environment over profile."""
         if profile is not None and not isinstance(profile, ConcurrencyProfile):
             raise TypeError(f"profile={profile!r}: must be a ConcurrencyProfile")
-        if options.get("base_url"):
-            options["base_url"] = cls._normalize_base_url(options["base_url"])
         settings = resolve_settings(
             cls.provider,
             {"model": model, **options},
@@ -100,9 +98,7 @@ class BaseLLMClient(AsyncClosing):
             default_base_url=cls.default_base_url,
             default_profile=cls.default_profile,
             profile=profile,
-        )
-        settings = settings.model_copy(
-            update={"base_url": cls._normalize_base_url(settings.base_url)}
+            normalize_url=cls._normalize_base_url,
         )
         cls._check_settings(settings)
         return settings
@@ -119,7 +115,7 @@ class BaseLLMClient(AsyncClosing):
 
     @staticmethod
     def _normalize_base_url(url: str) -> str:
-        """The provider's canonical form of a user-given base URL."""
+        """The provider's canonical form of a user-given base URL (ValueError if it has none)."""
         return url.rstrip("/")
 
     @abstractmethod

@@ -29,13 +29,22 @@ class TokenBucket(AsyncLimiter):
         self._wake_next()
 
 
+def _per_minute(rpm: float) -> AsyncLimiter:
+    """A bucket for `rpm` requests a minute; below one a minute, one per `60 / rpm` seconds.
+
+    >>> _per_minute(0.5).time_period
+    120.0
+    """
+    return AsyncLimiter(rpm, 60) if rpm >= 1 else AsyncLimiter(1, 60 / rpm)
+
+
 class RateLimits:
     """Optional rpm and tpm buckets for one endpoint."""
 
     __slots__ = ("rpm", "tpm")
 
     def __init__(self, rpm: float | None, tpm: int | None) -> None:
-        self.rpm = AsyncLimiter(rpm, 60) if rpm else None
+        self.rpm = _per_minute(rpm) if rpm else None
         self.tpm = TokenBucket(tpm, 60) if tpm else None
 
     @property

@@ -7,6 +7,7 @@ Owns the pool (`amap`: outcomes in completion order) and what is built on it: `r
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 import time
@@ -24,6 +25,8 @@ from collections.abc import (
 )
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
+
+from llmclient._checks import check_int
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -111,7 +114,9 @@ class _Pool(Generic[T, R]):
         self._items = items
         self._return_exceptions = return_exceptions
         self.total = len(items) if isinstance(items, Sized) else None
-        limit = DEFAULT_MAX_WORKERS if max_concurrent is None else max_concurrent
+        if max_concurrent is None:
+            max_concurrent = client_workers(coro_fn) or DEFAULT_MAX_WORKERS
+        limit = max_concurrent
         self.n_workers = limit if self.total is None else max(1, min(limit, self.total))
         self._pause_at = self.n_workers if pause_at is None else pause_at
         self._buffer: deque[tuple[int, R | BaseException]] = deque()
@@ -303,17 +308,23 @@ class _Pool(Generic[T, R]):
             raise exc
 
 
+def client_workers(coro_fn: Callable[..., object]) -> int | None:
+    """The `max_workers` of the client a bound method (or a partial of one) belongs to.
+
+    `run_concurrent(client.generate_answer, prompts)` then runs as many workers as the client
+    can put on the wire, not `DEFAULT_MAX_WORKERS` mostly waiting for its slots.
+    """
+    target = coro_fn.func if isinstance(coro_fn, functools.partial) else coro_fn
+    workers = getattr(getattr(target, "__self__", None), "max_workers", None)
+    return workers if isinstance(workers, int) and not isinstance(workers, bool) else None
+
+
 def _check_pool_args(coro_fn: object, items: object, max_concurrent: object) -> None:
     if not callable(coro_fn):
         raise TypeError(f"coro_fn must be callable, got {coro_fn!r}")
     if not isinstance(items, Iterable | AsyncIterable):
         raise TypeError(f"items must be an iterable or async iterable, got {type(items).__name__}")
-    if max_concurrent is not None and (
-        isinstance(max_concurrent, bool)
-        or not isinstance(max_concurrent, int)
-        or max_concurrent < 1
-    ):
-        raise ValueError(f"max_concurrent must be an int >= 1 or None, got {max_concurrent!r}")
+    check_int("max_concurrent", max_concurrent, 1, optional=True)
 
 
 def amap(
@@ -329,8 +340,9 @@ def amap(
             async for index, page in outcomes:
                 ...
 
-    A fixed pool of workers (``max_concurrent``, default ``DEFAULT_MAX_WORKERS``, no more
-    than ``len(items)`` for sized inputs) pulls items lazily from any iterable, generator or
+    A fixed pool of workers (``max_concurrent``; by default the client's ``max_workers`` when
+    ``coro_fn`` is a client's method, else ``DEFAULT_MAX_WORKERS``; no more than
+    ``len(items)`` for sized inputs) pulls items lazily from any iterable, generator or
     async iterable. A worker whose outcome the consumer has not taken yet pulls nothing new,
     so at most a pool's worth of finished outcomes wait for a slow consumer.
 
@@ -553,16 +565,15 @@ def _stderr_is_terminal() -> bool:
 
 
 def _check_report_args(progress_bar: object, log_interval: object, desc_callback: object) -> None:
-    if isinstance(log_interval, bool) or not isinstance(log_interval, int) or log_interval < 1:
-        raise ValueError(f"log_interval must be an int >= 1, got {log_interval!r}")
+    check_int("log_interval", log_interval, 1)
     if (
         progress_bar is not None
         and not isinstance(progress_bar, bool)
         and not callable(progress_bar)
     ):
-        raise ValueError(f"progress_bar must be a bool, None or a callable, got {progress_bar!r}")
+        raise TypeError(f"progress_bar={progress_bar!r}: must be a bool, None or a callable")
     if desc_callback is not None and not callable(desc_callback):
-        raise ValueError(f"desc_callback must be callable or None, got {desc_callback!r}")
+        raise TypeError(f"desc_callback={desc_callback!r}: must be callable or None")
 
 
 def _store(results: list[Any], batch: Iterable[tuple[int, Any]]) -> None:
@@ -638,11 +649,12 @@ async def run_concurrent(
     """Await ``coro_fn(item)`` for every item, at most ``max_concurrent`` at a time.
 
     The pool of :func:`amap` (same laziness, bound, failures and cancellation), with results
-    returned in input order. ``max_concurrent=None`` means ``DEFAULT_MAX_WORKERS`` workers
-    (the real bound is then whatever ``coro_fn`` enforces). With ``return_exceptions=True`` a
-    failed item's slot holds its exception. Cancelling the caller cancels all workers and
-    re-raises CancelledError. An exception raised by ``items`` itself, ``progress_bar`` or
-    ``desc_callback`` ends the run and is raised.
+    returned in input order. ``max_concurrent=None`` sizes the pool to the client when
+    ``coro_fn`` is a client's method (``client.generate_answer``, or a ``functools.partial`` of
+    one), else ``DEFAULT_MAX_WORKERS`` workers; the real bound is the client's own limit.
+    With ``return_exceptions=True`` a failed item's slot holds its exception. Cancelling the
+    caller cancels all workers and re-raises CancelledError. An exception raised by
+    ``items`` itself, ``progress_bar`` or ``desc_callback`` ends the run and is raised.
 
     ``progress_bar``: None shows a tqdm bar on stderr when it is a terminal, True always,
     False never; a ``ProgressCallback`` is called instead of drawing a bar. Updates happen

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Iterator
 import pytest
 
 from llmclient import ConcurrencyProfile, ConfigurationError, OllamaClient
-from llmclient.mapping import iterate_concurrent, run_concurrent
+from llmclient.mapping import client_workers, iterate_concurrent, run_concurrent
 from llmclient.testing import SimulatedServer
 from tests.conftest import FAST_RETRY
 
@@ -29,7 +29,7 @@ async def test_run_concurrent_keeps_order_and_the_client_limit(
     server = await simulated_server_factory(parallel=16, latency=0.005, token_latency=0.002)
     prompts = [" ".join(["w"] * (i % 7 + 1)) + f" #{i}" for i in range(100)]
     async with client(server, max_concurrent=3) as llm:
-        answers = await run_concurrent(llm.generate_answer, prompts, max_concurrent=llm.max_workers)
+        answers = await run_concurrent(llm.generate_answer, prompts)
     assert answers == [f"Simulated reply to: {p}" for p in prompts]
     assert server.stats.peak_in_flight == 3
 
@@ -56,7 +56,7 @@ async def test_iterate_concurrent_yields_each_index_once_in_completion_order(
     server = await simulated_server_factory(parallel=8, latency=0.001, token_latency=0.01)
     prompts = [" ".join(["w"] * (12 - i)) for i in range(12)]  # later prompts answer faster
     async with client(server, max_concurrent=8) as llm:
-        pairs = iterate_concurrent(llm.generate_answer, prompts, max_concurrent=llm.max_workers)
+        pairs = iterate_concurrent(llm.generate_answer, prompts)
         seen = [(i, answer) async for i, answer in pairs]
     assert sorted(i for i, _ in seen) == list(range(12))
     assert all(answer == f"Simulated reply to: {prompts[i]}" for i, answer in seen)
@@ -76,7 +76,7 @@ async def test_leaving_iterate_concurrent_early_cancels_the_rest(
                 pulled += 1
                 yield f"q{i}"
 
-        pairs = iterate_concurrent(llm.generate_answer, prompts(), max_concurrent=llm.max_workers)
+        pairs = iterate_concurrent(llm.generate_answer, prompts())
         async with contextlib.aclosing(pairs) as answers:
             async for _index, _answer in answers:
                 break
@@ -111,3 +111,27 @@ async def test_iterate_concurrent_over_an_async_iterable() -> None:
 
     pairs = [pair async for pair in iterate_concurrent(square, source())]  # type: ignore[arg-type]
     assert sorted(pairs) == [(i, i * i) for i in range(5)]
+
+
+async def test_a_client_method_sizes_the_pool_to_the_client(
+    simulated_server_factory: Factory,
+) -> None:
+    server = await simulated_server_factory(parallel=8, latency=0.05)
+    async with client(server, max_concurrent=3) as llm:
+        pulled = 0
+
+        def prompts() -> Iterator[str]:
+            nonlocal pulled
+            for i in range(1000):
+                pulled += 1
+                yield f"q{i}"
+
+        short = functools.partial(llm.generate_answer, max_tokens=1)
+        async with contextlib.aclosing(iterate_concurrent(short, prompts())) as pairs:
+            async for _ in pairs:
+                break
+        # 3 workers pulled their items (plus one each after the first answers), not 256.
+        assert pulled <= 3 * 2
+    assert client_workers(llm.generate_answer) == 3
+    assert client_workers(short) == 3
+    assert client_workers(len) is None

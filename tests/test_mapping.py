@@ -640,13 +640,13 @@ async def test_no_log_records_when_logging_disabled(caplog: pytest.LogCaptureFix
         ({"coro_fn": 42}, "coro_fn", TypeError),
         ({"max_concurrent": 0}, "max_concurrent.*0", ValueError),
         ({"max_concurrent": -3}, "max_concurrent.*-3", ValueError),
-        ({"max_concurrent": True}, "max_concurrent.*True", ValueError),
-        ({"max_concurrent": 2.5}, "max_concurrent.*2.5", ValueError),
-        ({"max_concurrent": "4"}, "max_concurrent.*'4'", ValueError),
+        ({"max_concurrent": True}, "max_concurrent.*True", TypeError),
+        ({"max_concurrent": 2.5}, "max_concurrent.*2.5", TypeError),
+        ({"max_concurrent": "4"}, "max_concurrent.*'4'", TypeError),
         ({"log_interval": 0}, "log_interval.*0", ValueError),
         ({"log_interval": -1}, "log_interval", ValueError),
-        ({"progress_bar": "yes"}, "progress_bar", ValueError),
-        ({"desc_callback": "nope"}, "desc_callback", ValueError),
+        ({"progress_bar": "yes"}, "progress_bar", TypeError),
+        ({"desc_callback": "nope"}, "desc_callback", TypeError),
     ],
 )
 async def test_bad_arguments_raise_before_consuming_items(

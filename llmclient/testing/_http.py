@@ -23,11 +23,17 @@ HeaderList = Iterable[tuple[str, str]]
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One received request; `path` is the target without its query string."""
+    """One received request; `path` is the target without its query string, `headers` the
+    header fields with lower-case names."""
 
     method: str
     path: str
     body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def header(self, name: str) -> str | None:
+        """The first value of header `name` (lower case), None when absent."""
+        return next((value for key, value in self.headers if key == name), None)
 
 
 class DropConnection(Exception):
@@ -53,10 +59,13 @@ class Responder:
         self._writer.write(out)
         await self._writer.drain()
 
-    async def start(self, status: int, headers: HeaderList) -> None:
-        """Send the head of a chunked response."""
+    async def start(self, status: int, headers: HeaderList, *, length: int | None = None) -> None:
+        """Send the head of a streamed response: chunked, or announcing `length` bytes."""
         self.started = True
-        head = [*headers, ("transfer-encoding", "chunked")]
+        framing = (
+            ("transfer-encoding", "chunked") if length is None else ("content-length", str(length))
+        )
+        head = [*headers, framing]
         self._writer.write(self._conn.send(h11.Response(status_code=status, headers=head)) or b"")
         await self._writer.drain()
 
@@ -138,8 +147,11 @@ class _Connection:
                 body.append(event.data)
             elif isinstance(event, h11.EndOfMessage) and head is not None:
                 target = head.target.decode("ascii", "replace")
+                headers = tuple(
+                    (name.decode("ascii"), value.decode("latin-1")) for name, value in head.headers
+                )
                 return Request(
-                    head.method.decode("ascii"), target.partition("?")[0], b"".join(body)
+                    head.method.decode("ascii"), target.partition("?")[0], b"".join(body), headers
                 )
             else:  # ConnectionClosed
                 return None

@@ -498,6 +498,19 @@ def openai_models(models: tuple[str, ...]) -> JSONObject:
     return {"object": "list", "data": [openai_model(name) for name in models]}
 
 
+def listing(path: str, models: tuple[str, ...]) -> JSONObject:
+    """The answer to a GET of `/api/tags`, `/api/ps`, `/api/version`, `/v1/models[/ID]`."""
+    if path == "/api/tags":
+        return ollama_tags(models)
+    if path == "/api/ps":
+        return ollama_ps(models)
+    if path == "/api/version":
+        return {"version": OLLAMA_VERSION}
+    if path == "/v1/models":
+        return openai_models(models)
+    return openai_model(path.removeprefix("/v1/models/"))
+
+
 # --- errors and headers -----------------------------------------------------------------------
 
 
@@ -509,6 +522,15 @@ def ollama_error(message: str) -> JSONObject:
 def openai_error(message: str, type_: str, code: str | None = None) -> JSONObject:
     """OpenAI's error body."""
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+def limit_headers(limit: int, remaining: int, reset: float) -> list[tuple[str, str]]:
+    """OpenAI's x-ratelimit-*-requests headers."""
+    return [
+        ("x-ratelimit-limit-requests", str(limit)),
+        ("x-ratelimit-remaining-requests", str(remaining)),
+        ("x-ratelimit-reset-requests", go_duration(reset)),
+    ]
 
 
 def go_duration(seconds: float) -> str:

@@ -1,7 +1,8 @@
 """The simulated LLM server: routing, slots and wait queue, rate limit, faults and statistics.
 
 `SimulatedServer` answers Ollama-native (`/api/*`) and OpenAI (`/v1/*`) requests on loopback; the
-wire payloads come from `_protocols`, the HTTP/1.1 plumbing from `_http`.
+wire payloads come from `_protocols`, the fault answers from `_faults`, the HTTP/1.1 plumbing from
+`_http`.
 """
 
 from __future__ import annotations
@@ -12,68 +13,24 @@ import json
 import math
 import random
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
-from enum import StrEnum
+from dataclasses import dataclass, fields
 from types import TracebackType
 from typing import Self
 
+from . import _faults
 from . import _protocols as proto
-from ._http import DropConnection, HTTPServer, Request, Responder
+from ._faults import Fault
+from ._http import HTTPServer, Request, Responder
+from ._reply import Reply, ServerStats, ndjson, sse
 
-_JSON = ("content-type", "application/json; charset=utf-8")
+__all__ = ["Fault", "ServerStats", "SimulatedServer"]
+
 _INFERENCE_PATHS = frozenset(
     {"/api/chat", "/api/generate", "/api/embed", "/v1/chat/completions", "/v1/embeddings"}
 )
 _WINDOW = 60.0  # seconds of the rpm sliding window
-_QUOTA_MESSAGE = "You exceeded your current quota, please check your plan and billing details."
-
-
-class Fault(StrEnum):
-    """Failure kinds the server can answer with instead of serving a request."""
-
-    INTERNAL_ERROR = "500"
-    BUSY = "503"  # Ollama's "server busy" answer
-    RATE_LIMIT = "429"
-    INSUFFICIENT_QUOTA = "insufficient_quota"
-    INVALID_API_KEY = "401"
-    DROP = "drop"  # close the connection without answering
-    HANG = "hang"  # never answer (holds no slot)
-    MALFORMED = "malformed"  # 200, application/json, invalid JSON body
-
-
-@dataclass
-class ServerStats:
-    """Counters of a `SimulatedServer`.
-
-    `server.stats` is the live object, updated as requests come and go; `snapshot()` returns an
-    independent copy. `statuses` counts the status of every answer sent (a stream at its head),
-    plus "drop" and "hang" for those faults; `completed` counts valid 200 answers fully sent
-    (a malformed 200 counts in `statuses` only); `disconnected` counts requests cancelled before
-    their answer was complete (the client left, or the server stopped).
-    """
-
-    requests: int = 0
-    completed: int = 0
-    in_flight: int = 0
-    waiting: int = 0
-    peak_in_flight: int = 0
-    peak_waiting: int = 0
-    disconnected: int = 0
-    embed_inputs: int = 0
-    statuses: Counter[int | str] = field(default_factory=Counter)
-    by_path: Counter[str] = field(default_factory=Counter)
-    arrivals: list[tuple[float, str]] = field(default_factory=list)  # (time.monotonic(), path)
-
-    def snapshot(self) -> ServerStats:
-        """An independent copy of the current values."""
-        return replace(
-            self,
-            statuses=Counter(self.statuses),
-            by_path=Counter(self.by_path),
-            arrivals=list(self.arrivals),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,56 +38,6 @@ class _Injected:
     fault: Fault
     retry_after: float | None
     path: str | None
-
-
-class _Reply:
-    """Answers one request in the style of its protocol and counts what is sent."""
-
-    __slots__ = ("headers", "openai", "responder", "stats")
-
-    def __init__(self, responder: Responder, stats: ServerStats, openai: bool) -> None:
-        self.responder = responder
-        self.stats = stats
-        self.openai = openai
-        self.headers: list[tuple[str, str]] = []  # extra headers of successful answers
-
-    async def json(
-        self, payload: object, status: int = 200, headers: list[tuple[str, str]] | None = None
-    ) -> None:
-        self.stats.statuses[status] += 1
-        extra = self.headers if headers is None else headers
-        await self.responder.send(status, [_JSON, *extra], _dumps(payload))
-        if status == 200:
-            self.stats.completed += 1
-
-    async def error(
-        self,
-        status: int,
-        message: str,
-        *,
-        type_: str,
-        code: str | None = None,
-        headers: list[tuple[str, str]] | None = None,
-    ) -> None:
-        payload = (
-            proto.openai_error(message, type_, code) if self.openai else proto.ollama_error(message)
-        )
-        await self.json(payload, status, headers or [])
-
-    async def start(self, content_type: str) -> None:
-        self.stats.statuses[200] += 1
-        await self.responder.start(200, [("content-type", content_type), *self.headers])
-
-    async def write(self, data: bytes) -> None:
-        await self.responder.write(data)
-
-    async def end(self, data: bytes) -> None:
-        await self.responder.end(data)
-        self.stats.completed += 1
-
-
-def _dumps(payload: object) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 async def _sleep(seconds: float) -> None:
@@ -141,11 +48,18 @@ async def _sleep(seconds: float) -> None:
 class SimulatedServer:
     """An Ollama- and OpenAI-compatible LLM server on loopback with deterministic answers.
 
-    At most `parallel` requests are served at once; the others wait in FIFO order (`max_queue`
-    bounds how many may wait: beyond it Ollama's 503 "server busy" answer). Service time is
-    `latency + token_latency * tokens`, spent holding a slot. `rpm` limits accepted inference
-    requests over a sliding minute. Faults come from `inject()` (first, in order) or at random
-    from `fault_rates`; the rpm limit and random faults apply to inference paths only.
+    At most `parallel` requests are served at once (Ollama's `OLLAMA_NUM_PARALLEL` slots); the
+    others wait in FIFO order. By default (`max_queue=None`) they wait without bound, as Ollama
+    since 0.11.5 makes requests for an already-loaded model wait for a slot: the warm-model
+    default, where overload shows as latency growing with the backlog (and client timeouts),
+    never as a refusal. `max_queue=N` is the bounded queue (`OLLAMA_MAX_QUEUE`) that Ollama
+    applies while a model loads, and older servers always: beyond N waiting requests the answer
+    is 503 `{"error": "server busy, please try again.  maximum pending requests exceeded"}`.
+
+    Service time is `latency + token_latency * tokens`, spent holding a slot. `rpm` limits
+    accepted inference requests over a sliding minute. Faults (see `Fault`) come from `inject()`
+    (first, in order) or at random from `fault_rates`; the rpm limit and random faults apply to
+    inference paths only. A fault answer is sent at once and holds no slot.
     """
 
     def __init__(
@@ -193,7 +107,7 @@ class SimulatedServer:
         self._injected: list[_Injected] = []
         self._window: deque[float] = deque()
         self._ids = itertools.count(1)
-        self._routes: dict[tuple[str, str], Callable[[Request, _Reply, float], Awaitable[None]]] = {
+        self._routes: dict[tuple[str, str], Callable[[Request, Reply, float], Awaitable[None]]] = {
             ("POST", "/api/chat"): self._ollama_generate,
             ("POST", "/api/generate"): self._ollama_generate,
             ("POST", "/api/embed"): self._embed,
@@ -281,8 +195,10 @@ class SimulatedServer:
     ) -> None:
         """Answer the next `count` requests whose path starts with `path` (None: any) with `fault`.
 
-        Injected faults are used in the order injected, before the rpm limit and random faults.
+        Injected faults are used in the order injected, before the rpm limit and random faults;
+        listings (`/api/tags`, `/v1/models`, ...) take them too when `path` lets them.
         `retry_after` (seconds, fractions allowed) sets the 429's retry-after; default 1.
+        What each fault sends, per protocol and for streamed and whole answers: see `Fault`.
         """
         kind = Fault(fault)
         if count < 0:
@@ -298,7 +214,7 @@ class SimulatedServer:
         st.requests += 1
         st.by_path[path] += 1
         st.arrivals.append((now, path))
-        reply = _Reply(responder, st, openai=path == "/v1" or path.startswith("/v1/"))
+        reply = Reply(responder, st, openai=path == "/v1" or path.startswith("/v1/"))
         route = self._routes.get((request.method, path))
         if route is None and request.method == "GET" and path.startswith("/v1/models/"):
             route = self._listing
@@ -316,7 +232,7 @@ class SimulatedServer:
             fault = self._random_fault()
         try:
             if fault is not None:
-                await self._fault(reply, fault, retry_after)
+                await self._fault(request, reply, fault, retry_after)
             else:
                 await route(request, reply, now)
         except asyncio.CancelledError:  # the client left, or the server is stopping
@@ -335,7 +251,7 @@ class SimulatedServer:
         r = self._rng.random()
         return next((fault for bound, fault in self._fault_table if r < bound), None)
 
-    async def _admit(self, reply: _Reply, now: float, rpm: int) -> bool:
+    async def _admit(self, reply: Reply, now: float, rpm: int) -> bool:
         """Apply the rpm window: record the request, or answer 429 and return False."""
         window = self._window
         while window and window[0] <= now - _WINDOW:
@@ -350,75 +266,33 @@ class SimulatedServer:
                 code="rate_limit_exceeded",
                 headers=[
                     ("retry-after", str(max(1, math.ceil(wait)))),
-                    *self._limit_headers(rpm, 0, wait),
+                    *proto.limit_headers(rpm, 0, wait),
                 ],
             )
             return False
         window.append(now)
         if reply.openai:
-            reply.headers = self._limit_headers(rpm, rpm - len(window), window[0] + _WINDOW - now)
+            reply.headers = proto.limit_headers(rpm, rpm - len(window), window[0] + _WINDOW - now)
         return True
 
-    @staticmethod
-    def _limit_headers(limit: int, remaining: int, reset: float) -> list[tuple[str, str]]:
-        return [
-            ("x-ratelimit-limit-requests", str(limit)),
-            ("x-ratelimit-remaining-requests", str(remaining)),
-            ("x-ratelimit-reset-requests", proto.go_duration(reset)),
-        ]
+    async def _fault(
+        self, request: Request, reply: Reply, fault: Fault, retry_after: float | None
+    ) -> None:
+        target = _faults.describe(
+            request,
+            openai=reply.openai,
+            models=self._models,
+            embedding_dim=self._embedding_dim,
+            request_id=self._request_id(),
+        )
+        await _faults.answer(fault, target, reply, retry_after=retry_after, rpm=self._rpm)
 
-    async def _fault(self, reply: _Reply, fault: Fault, retry_after: float | None) -> None:
-        match fault:
-            case Fault.INTERNAL_ERROR:
-                message = (
-                    "The server had an error while processing your request. Sorry about that!"
-                    if reply.openai
-                    else "internal server error"
-                )
-                await reply.error(500, message, type_="server_error")
-            case Fault.BUSY:
-                await reply.error(503, proto.BUSY_MESSAGE, type_="api_error")
-            case Fault.RATE_LIMIT:
-                wait = 1.0 if retry_after is None else retry_after
-                await reply.error(
-                    429,
-                    "Rate limit reached for requests per min (RPM). "
-                    f"Please try again in {proto.go_duration(wait)}.",
-                    type_="requests",
-                    code="rate_limit_exceeded",
-                    headers=[
-                        ("retry-after", f"{wait:g}"),
-                        ("retry-after-ms", str(round(wait * 1000))),
-                        *self._limit_headers(self._rpm or 60, 0, wait),
-                    ],
-                )
-            case Fault.INSUFFICIENT_QUOTA:
-                await reply.error(
-                    429, _QUOTA_MESSAGE, type_="insufficient_quota", code="insufficient_quota"
-                )
-            case Fault.INVALID_API_KEY:
-                message = (
-                    "Incorrect API key provided. You can find your API key at "
-                    "https://platform.openai.com/account/api-keys."
-                    if reply.openai
-                    else "unauthorized"
-                )
-                await reply.error(
-                    401, message, type_="invalid_request_error", code="invalid_api_key"
-                )
-            case Fault.DROP:
-                reply.stats.statuses["drop"] += 1
-                raise DropConnection
-            case Fault.HANG:
-                reply.stats.statuses["hang"] += 1
-                await asyncio.get_running_loop().create_future()
-            case Fault.MALFORMED:
-                reply.stats.statuses[200] += 1
-                await reply.responder.send(200, [_JSON], b'{"model": "sim-model", "message": {"con')
+    def _request_id(self) -> str:
+        return f"chatcmpl-sim{next(self._ids):08d}"
 
     # --- slots -------------------------------------------------------------------------------
 
-    async def _acquire(self, reply: _Reply) -> float | None:
+    async def _acquire(self, reply: Reply) -> float | None:
         """Take a slot, waiting in FIFO order; returns the seconds waited, None if answered busy."""
         st = self._stats
         if self._free and not self._waiters:
@@ -473,7 +347,7 @@ class SimulatedServer:
             raise proto.BadRequest("request body must be a JSON object")
         return body
 
-    async def _ollama_generate(self, request: Request, reply: _Reply, arrival: float) -> None:
+    async def _ollama_generate(self, request: Request, reply: Reply, arrival: float) -> None:
         chat = request.path == "/api/chat"
         try:
             body = self._body(request)
@@ -491,19 +365,19 @@ class SimulatedServer:
                 await reply.start("application/x-ndjson")
                 for token in gen.tokens:
                     await _sleep(self._token_latency)
-                    await reply.write(_dumps(proto.ollama_chunk(gen, [token], chat=chat)) + b"\n")
+                    await reply.write(ndjson(proto.ollama_chunk(gen, [token], chat=chat)))
             else:
                 await _sleep(self._latency + eval_time)
             timing = proto.Timing(time.monotonic() - arrival, waited, self._latency, eval_time)
             final = proto.ollama_final(gen, timing, chat=chat, streamed=gen.stream)
             if gen.stream:
-                await reply.end(_dumps(final) + b"\n")
+                await reply.end(ndjson(final))
             else:
                 await reply.json(final)
         finally:
             self._release()
 
-    async def _openai_chat(self, request: Request, reply: _Reply, arrival: float) -> None:
+    async def _openai_chat(self, request: Request, reply: Reply, arrival: float) -> None:
         try:
             gen = proto.parse_openai_chat(self._body(request))
         except proto.BadRequest as exc:
@@ -511,7 +385,7 @@ class SimulatedServer:
             return
         if await self._acquire(reply) is None:
             return
-        request_id = f"chatcmpl-sim{next(self._ids):08d}"
+        request_id = self._request_id()
         try:
             if not gen.stream:
                 await _sleep(self._latency + self._token_latency * len(gen.tokens))
@@ -520,18 +394,18 @@ class SimulatedServer:
             await _sleep(self._latency)
             await reply.start("text/event-stream; charset=utf-8")
             role = {"role": "assistant", "content": ""}
-            await reply.write(_sse(proto.openai_chunk(gen, request_id, delta=role)))
+            await reply.write(sse(proto.openai_chunk(gen, request_id, delta=role)))
             for token in gen.tokens:
                 await _sleep(self._token_latency)
-                await reply.write(_sse(proto.openai_chunk(gen, request_id, token=token)))
-            tail = _sse(proto.openai_chunk(gen, request_id, finish=True))
+                await reply.write(sse(proto.openai_chunk(gen, request_id, token=token)))
+            tail = sse(proto.openai_chunk(gen, request_id, finish=True))
             if gen.include_usage:
-                tail += _sse(proto.openai_chunk(gen, request_id, usage=True))
+                tail += sse(proto.openai_chunk(gen, request_id, usage=True))
             await reply.end(tail + b"data: [DONE]\n\n")
         finally:
             self._release()
 
-    async def _embed(self, request: Request, reply: _Reply, arrival: float) -> None:
+    async def _embed(self, request: Request, reply: Reply, arrival: float) -> None:
         try:
             req = proto.parse_embed(self._body(request), openai=reply.openai)
         except proto.BadRequest as exc:
@@ -553,19 +427,5 @@ class SimulatedServer:
         finally:
             self._release()
 
-    async def _listing(self, request: Request, reply: _Reply, arrival: float) -> None:
-        path = request.path
-        if path == "/api/tags":
-            await reply.json(proto.ollama_tags(self._models))
-        elif path == "/api/ps":
-            await reply.json(proto.ollama_ps(self._models))
-        elif path == "/api/version":
-            await reply.json({"version": proto.OLLAMA_VERSION})
-        elif path == "/v1/models":
-            await reply.json(proto.openai_models(self._models))
-        else:
-            await reply.json(proto.openai_model(path.removeprefix("/v1/models/")))
-
-
-def _sse(payload: object) -> bytes:
-    return b"data: " + _dumps(payload) + b"\n\n"
+    async def _listing(self, request: Request, reply: Reply, arrival: float) -> None:
+        await reply.json(proto.listing(request.path, self._models))

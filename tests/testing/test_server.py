@@ -232,6 +232,18 @@ async def test_token_latency_adds_service_time(simulated_server_factory: ServerF
         assert time.monotonic() - start >= 0.03
 
 
+async def test_default_is_the_warm_model_unbounded_wait(
+    simulated_server_factory: ServerFactory,
+) -> None:
+    # Ollama >= 0.11.5 on a loaded model: requests beyond the slots wait, none is refused
+    server = await simulated_server_factory(parallel=1, latency=0.01)
+    async with ollama_client(server) as oc:
+        results = await asyncio.gather(*(oc.chat(model="m", messages=USER) for _ in range(40)))
+    assert all(r.message.content == REPLY for r in results)
+    assert server.stats.statuses == {200: 40} and server.stats.peak_in_flight == 1
+    assert server.stats.peak_waiting > 1  # they queued; how many at once depends on arrival
+
+
 async def test_max_queue_answers_ollama_busy(simulated_server_factory: ServerFactory) -> None:
     server = await simulated_server_factory(parallel=1, max_queue=1, latency=0.05)
     async with ollama_client(server) as oc:

@@ -29,18 +29,20 @@ from tests.cli.helpers import (
 Factory = Callable[..., Awaitable[SimulatedServer]]
 
 
-def run_args(server: SimulatedServer, source: Path, output: Path, *extra: str) -> list[str]:
+def run_args(
+    server: SimulatedServer, source: Path, output: Path, *extra: str, provider: str = "ollama"
+) -> list[str]:
     return [
         "run",
         str(source),
         "-o",
         str(output),
         "--provider",
-        "ollama",
+        provider,
         "--model",
         "sim-model",
         "--base-url",
-        server.url,
+        server.url if provider == "ollama" else server.openai_base_url,
         *extra,
     ]
 
@@ -240,29 +242,31 @@ def by_id(path: Path) -> dict[object, dict[str, Any]]:
     return found
 
 
+@pytest.mark.parametrize("provider", ["ollama", "openai"])
 @pytest.mark.parametrize("fault", MALFORMED_FAULTS)
 async def test_a_malformed_answer_is_that_ids_error_record_and_the_run_goes_on(
-    tmp_path: Path, simulated_server_factory: Factory, fault: str
+    tmp_path: Path, simulated_server_factory: Factory, fault: str, provider: str
 ) -> None:
     server = await simulated_server_factory(latency=0.001)
     server.inject(fault, 1)
     source = write_jsonl(tmp_path / "in.jsonl", questions(10))
     output = tmp_path / "out.jsonl"
-    args = run_args(server, source, output, "--retries", "0", "--max-concurrent", "1")
+    retries = ("--retries", "0", "--max-concurrent", "1")
+    args = run_args(server, source, output, *retries, provider=provider)
 
     first = await run_cli(*args)
 
     assert first.code == 1, first
     assert "done 9, failed 1, skipped 0" in first.out
+    records = by_id(output)
+    assert set(records) == {f"q{i}" for i in range(10)}
+    (failed,) = (r for r in records.values() if "error" in r)
+    assert failed["error"]["kind"] == "malformed_response", failed  # the client's translation
+    assert failed["usage"] is None and failed["attempts"] == 1
     assert first.err_lines == [
         "llmclient: error: 1 id(s) have an error record; rerun with --retry-failed to try them "
         "again"
     ]
-    records = by_id(output)
-    assert set(records) == {f"q{i}" for i in range(10)}
-    (failed,) = (r for r in records.values() if "error" in r)
-    assert failed["error"]["kind"] == "malformed_response"
-    assert failed["usage"] is None and failed["attempts"] == 1
 
     again = await run_cli(*args, "--retry-failed")
 

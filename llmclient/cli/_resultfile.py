@@ -7,6 +7,8 @@ most one torn last line; `load()` cuts it off. Rewrites go through a temporary f
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import time
@@ -15,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from llmclient.cli._common import CommandError
+from llmclient.cli._common import CommandError, UsageError
 from llmclient.cli._jobfile import id_key
 
 _SYNC_INTERVAL = 1.0  # seconds between two fsyncs while writing
@@ -31,23 +33,46 @@ class Existing:
 
 
 def load(path: Path) -> Existing:
-    """Read the records in `path`; cut off a torn last line left by an interrupted run."""
+    """Read the records in `path`, creating it if missing; cut off a torn last line left by an
+    interrupted run.
+
+    An output that cannot be written (its directory is missing, it is a directory, no
+    permission) is a `UsageError` naming the path and what to do, raised before anything is sent.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise _unwritable(path, error) from None
     found = Existing()
-    if not path.exists():
-        return found
     good_end = 0
-    with path.open("rb") as lines:
+    with os.fdopen(fd, "r+b") as lines:
         for number, raw in enumerate(lines, start=1):
             if not raw.endswith(b"\n"):
                 break  # a record is written whole or it is the torn last line
             key, answered = _parse_record(raw, path, number)
             (found.answered if answered else found.failed).add(key)
             good_end += len(raw)
+        found.repaired_bytes = os.fstat(fd).st_size - good_end
+        if found.repaired_bytes:
+            lines.truncate(good_end)
     found.failed -= found.answered
-    found.repaired_bytes = path.stat().st_size - good_end
-    if found.repaired_bytes:
-        os.truncate(path, good_end)
     return found
+
+
+def _unwritable(path: Path, error: OSError) -> UsageError:
+    """The one-line usage error for an output path that cannot be opened for writing."""
+    match error.errno:
+        case errno.ENOENT:
+            check = f"create the directory {path.parent} first, or choose another output path"
+        case errno.EISDIR:
+            check = f"give the path of a file, e.g. {path / 'output.jsonl'}"
+        case errno.ENOTDIR:
+            check = "a part of the path is a file, not a directory; choose another output path"
+        case errno.EACCES | errno.EPERM | errno.EROFS:
+            check = "make it writable, or choose another output path"
+        case _:
+            check = "choose another output path"
+    return UsageError(f"cannot write {path}: {error.strerror or error} — {check}")
 
 
 def _parse_record(raw: bytes, path: Path, number: int) -> tuple[str, bool]:
@@ -70,15 +95,29 @@ def _parse_record(raw: bytes, path: Path, number: int) -> tuple[str, bool]:
 
 
 def drop_failed(path: Path) -> None:
-    """Rewrite `path` without its error records, atomically (temporary file + os.replace)."""
+    """Rewrite `path` without its error records, atomically (temporary file + os.replace).
+
+    On failure (no room, a directory that cannot hold a new file) `path` is left as it was and
+    a `CommandError` says so.
+    """
     temporary = path.with_name(f".{path.name}.rewrite")
-    with path.open("rb") as source, temporary.open("wb") as target:
-        for raw in source:
-            if "answer" in json.loads(raw):
-                target.write(raw)
-        target.flush()
-        os.fsync(target.fileno())
-    os.replace(temporary, path)
+    try:
+        with path.open("rb") as source, temporary.open("wb") as target:
+            for raw in source:
+                if "answer" in json.loads(raw):
+                    target.write(raw)
+            target.flush()
+            os.fsync(target.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise CommandError(
+            str(path),
+            f"could not rewrite it without its error records ({error.strerror or error}); "
+            "it is unchanged",
+            f"make room in or write access to {path.parent}, or rerun without --retry-failed",
+        ) from None
     _sync_directory(path.parent)
 
 
@@ -108,7 +147,10 @@ class RecordWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise _unwritable(path, error) from None
         self._synced_at = time.monotonic()
         self.written = 0
 

@@ -5,7 +5,9 @@ In-process, but for the runs killed with SIGKILL."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -423,3 +425,74 @@ async def test_ctrl_c_stops_the_job_cleanly_and_the_rerun_finishes_it(
     assert result.code == 0, result
     assert f"skipped {len(saved)}" in result.out
     assert set(by_id(output)) == {f"q{i}" for i in range(200)}
+
+
+# --- paths that cannot be read or written: one line, before anything is sent ---------------
+
+
+def refuse_writes_to(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make opening `path` for writing fail as it does for a user without the permission (root
+    ignores file modes)."""
+    real_open = os.open
+
+    def guarded(name: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if Path(name) == path and flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(errno.EACCES, "Permission denied", str(name))
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", guarded)
+
+
+@pytest.mark.parametrize(
+    ("output_name", "expected"),
+    [
+        ("missing/dir/out.jsonl", "No such file or directory — create the directory"),
+        ("a_dir", "Is a directory — give the path of a file"),
+        ("a_file/out.jsonl", "Not a directory — a part of the path is a file"),
+        ("read_only.jsonl", "Permission denied — make it writable, or choose another output path"),
+    ],
+)
+async def test_an_output_that_cannot_be_written_is_one_line_before_anything_is_sent(
+    tmp_path: Path,
+    simulated_server_factory: Factory,
+    monkeypatch: pytest.MonkeyPatch,
+    output_name: str,
+    expected: str,
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(3))
+    (tmp_path / "a_dir").mkdir()
+    (tmp_path / "a_file").write_text("")
+    read_only = write_jsonl(tmp_path / "read_only.jsonl", [{"id": "q0", "error": {}}])
+    read_only.chmod(0o444)
+    if os.geteuid() == 0:
+        refuse_writes_to(read_only, monkeypatch)
+    output = tmp_path / output_name
+
+    result = await run_cli(*run_args(server, source, output, "--retry-failed"))
+
+    line = assert_one_line_error(result, 2)
+    assert line.startswith(f"llmclient: error: cannot write {output}: {expected}"), line
+    assert server.stats.requests == 0
+    assert not (tmp_path / "missing").exists()
+    assert read_only.read_text() == '{"id": "q0", "error": {}}\n'  # not rewritten either
+
+
+async def test_an_input_that_is_a_directory_is_one_line(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    (tmp_path / "in").mkdir()
+    result = await run_cli(*run_args(server, tmp_path / "in", tmp_path / "out.jsonl"))
+    line = assert_one_line_error(result, 2)
+    assert line == f"llmclient: error: cannot read {tmp_path / 'in'}: Is a directory"
+    assert server.stats.requests == 0
+
+
+async def test_a_missing_input_is_one_line(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    result = await run_cli(*run_args(server, tmp_path / "nope.jsonl", tmp_path / "out.jsonl"))
+    line = assert_one_line_error(result, 2)
+    assert line.endswith("nope.jsonl: No such file or directory")

@@ -1,7 +1,7 @@
 """Input of `llmclient run`: JSONL lines with an id and a prompt or messages, read lazily.
 
 `scan()` makes one pass keeping only ids (duplicates, malformed lines); `items()` re-reads the
-file and yields the requests still to do, one line at a time.
+file and yields the requests still to do, one line at a time, each id at most once.
 """
 
 from __future__ import annotations
@@ -119,12 +119,14 @@ def scan(path: Path) -> Scan:
     return found
 
 
-def items(path: Path, skip: set[str]) -> Iterator[Item]:
-    """The well-formed requests whose ids are not in `skip`, read one line at a time."""
+def items(path: Path, todo: set[str]) -> Iterator[Item]:
+    """The well-formed requests whose ids are in `todo`, read one line at a time, each id once:
+    it leaves `todo` as it is yielded."""
     for number, text in _numbered_lines(path):
         try:
             item = parse_line(text, number)
         except MalformedLine:
             continue
-        if item.key not in skip:
+        if item.key in todo:
+            todo.discard(item.key)
             yield item

@@ -170,8 +170,16 @@ class RecordWriter:
             self.sync()
 
     def sync(self) -> None:
-        """Flush the records written so far to disk."""
-        os.fsync(self._fd)
+        """Flush the records written so far to disk (a no-op for /dev/null and the like)."""
+        try:
+            os.fsync(self._fd)
+        except OSError as error:
+            if error.errno != errno.EINVAL:  # EINVAL: a special file, nothing to flush
+                raise CommandError(
+                    str(self.path),
+                    f"could not flush the records to disk ({error.strerror or error})",
+                    "check the disk, then rerun the same command to continue",
+                ) from None
         self._synced_at = time.monotonic()
 
     def close(self) -> None:
@@ -190,4 +198,8 @@ class RecordWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        if exc is None:
+            self.close()
+            return
+        with contextlib.suppress(CommandError):  # the error on its way out says more
+            self.close()

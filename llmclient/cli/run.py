@@ -21,6 +21,7 @@ from llmclient.cli import _jobfile as jobfile
 from llmclient.cli import _resultfile as resultfile
 from llmclient.cli._common import (
     PROG,
+    CommandError,
     UsageError,
     add_target,
     add_verbose,
@@ -89,7 +90,7 @@ def command(args: argparse.Namespace) -> int:
     client = _client(args)
     existing = _resume(args.output, args.retry_failed)
     recorded = existing.answered | existing.failed
-    pending = _Pending(args.input, recorded, sum(key not in recorded for key in scan.lines))
+    pending = _Pending(args.input, {key for key in scan.lines if key not in recorded})
     started = time.monotonic()
     tally = asyncio.run(_answer_all(client, pending, args.output))
     skipped = len(scan.lines) - len(pending)
@@ -148,16 +149,28 @@ def _client(args: argparse.Namespace) -> BaseLLMClient:
 
 
 class _Pending:
-    """The requests still to do: sized (for the progress bar's ETA), read lazily."""
+    """The requests still to do: sized (for the progress bar's ETA), read lazily.
 
-    def __init__(self, path: Path, skip: set[str], count: int) -> None:
-        self.path, self.skip, self.count = path, skip, count
+    Only the ids the check saw are sent, each once: lines added to the input while the job runs
+    wait for the next run (which checks them), and an id repeated by such an edit cannot get a
+    second record.
+    """
+
+    def __init__(self, path: Path, todo: set[str]) -> None:
+        self.path, self.todo, self.count = path, todo, len(todo)
 
     def __len__(self) -> int:
         return self.count
 
     def __iter__(self) -> Iterator[jobfile.Item]:
-        return jobfile.items(self.path, self.skip)
+        try:
+            yield from jobfile.items(self.path, self.todo)
+        except OSError as error:
+            raise CommandError(
+                str(self.path),
+                f"could not read it any more ({error.strerror or error})",
+                "put it back, then rerun the same command to continue",
+            ) from None
 
 
 async def _answer_all(client: BaseLLMClient, pending: _Pending, output: Path) -> Tally:
@@ -180,7 +193,7 @@ async def _answer_all(client: BaseLLMClient, pending: _Pending, output: Path) ->
                     await run_concurrent(
                         answer, pending, desc="run", unit="req", max_concurrent=client.max_workers
                     )
-            except LLMError:
+            except Exception:  # fatal LLMError, unwritable output, unreadable input, a bug
                 _stopped(tally, output)
                 raise
     return tally

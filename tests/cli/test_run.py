@@ -9,13 +9,14 @@ import errno
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from llmclient import Completion, OllamaClient
+from llmclient.cli import _jobfile as jobfile
 from llmclient.cli import run
 from llmclient.testing import Fault, SimulatedServer
 from tests.cli.helpers import (
@@ -496,3 +497,110 @@ async def test_a_missing_input_is_one_line(
     result = await run_cli(*run_args(server, tmp_path / "nope.jsonl", tmp_path / "out.jsonl"))
     line = assert_one_line_error(result, 2)
     assert line.endswith("nope.jsonl: No such file or directory")
+
+
+# --- the output fails while the job runs -----------------------------------------------------
+
+
+async def test_a_full_disk_stops_the_job_saying_what_was_saved_and_the_rerun_finishes_it(
+    tmp_path: Path, simulated_server_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(20))
+    output = tmp_path / "out.jsonl"
+    real_write = os.write
+    records = 0
+
+    def fills_up(fd: int, data: Any) -> int:
+        nonlocal records
+        if bytes(data).startswith(b'{"id": '):
+            records += 1
+            if records > 5:
+                return real_write(fd, bytes(data)[:7])  # a short write, then no room at all
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", fills_up)
+    args = run_args(server, source, output, "--max-concurrent", "1")
+    full = await run_cli(*args)
+    monkeypatch.setattr(os, "write", real_write)
+
+    assert full.code == 1, full
+    assert "Traceback" not in full.err
+    assert full.err_lines[0] == (
+        f"llmclient: stopped after 5 answered and 0 failed, saved in {output}; rerun the same "
+        "command to continue"
+    )
+    assert full.err_lines[1].startswith(f"llmclient: error: {output}: could not write a whole")
+    assert len(full.err_lines) == 2
+
+    result = await run_cli(*args)
+
+    assert result.code == 0, result
+    assert "torn last record" in result.err and "skipped 5" in result.out
+    assert set(by_id(output)) == {f"q{i}" for i in range(20)}
+
+
+async def test_a_failing_flush_is_one_line(
+    tmp_path: Path, simulated_server_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(3))
+    output = tmp_path / "out.jsonl"
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    result = await run_cli(*run_args(server, source, output))
+    line = assert_one_line_error(result, 1)
+    assert "could not flush the records to disk (Input/output error)" in line
+
+
+async def test_an_input_that_cannot_be_read_any_more_stops_the_job_with_one_line(
+    tmp_path: Path, simulated_server_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(3))
+    output = tmp_path / "out.jsonl"
+
+    def unplugged(path: Path, todo: set[str]) -> Iterator[object]:
+        raise OSError(errno.EIO, "Input/output error")
+        yield  # a generator, as the real one
+
+    monkeypatch.setattr(jobfile, "items", unplugged)
+    result = await run_cli(*run_args(server, source, output))
+    line = assert_one_line_error(result, 1)
+    assert line == (
+        f"llmclient: error: {source}: could not read it any more (Input/output error) — put it "
+        "back, then rerun the same command to continue"
+    )
+
+
+async def test_dev_null_as_output_runs_the_job(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(3))
+    result = await run_cli(*run_args(server, source, Path(os.devnull)))
+    assert result.code == 0, result
+    assert "done 3, failed 0" in result.out
+
+
+async def test_lines_added_to_the_input_during_the_run_wait_for_the_next_run(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(parallel=4, latency=0.005)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(400))  # more than one read buffer
+    output = tmp_path / "out.jsonl"
+    job = asyncio.create_task(run_cli(*run_args(server, source, output)))
+    await wait_for_records(output, 10)
+    with source.open("a") as more:  # an id again, and a new one
+        more.write('{"id": "q399", "prompt": "again"}\n{"id": "new", "prompt": "late"}\n')
+
+    result = await job
+
+    assert result.code == 0, result
+    assert "done 400, failed 0" in result.out
+    records = by_id(output)
+    assert set(records) == {f"q{i}" for i in range(400)}
+    assert records["q399"]["answer"] == "Simulated reply to: question"

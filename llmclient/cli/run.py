@@ -11,6 +11,7 @@ import asyncio
 import logging
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,7 +222,9 @@ async def _record(client: BaseLLMClient, item: jobfile.Item) -> tuple[dict[str, 
             raise
         record = _error_record(item, error, time.monotonic() - started)
     except Exception as error:
-        record = _internal_error_record(item, error, time.monotonic() - started)
+        key = client.settings.api_key
+        secret = key.get_secret_value() if key is not None else ""
+        record = _internal_error_record(item, error, time.monotonic() - started, secret)
     return record, resultfile.encode(record)
 
 
@@ -256,26 +259,35 @@ def _error_record(item: jobfile.Item, error: LLMError, latency: float) -> dict[s
     }
 
 
-def _internal_error_record(item: jobfile.Item, error: Exception, latency: float) -> dict[str, Any]:
-    """The record of an item that raised what llmclient does not expect: a bug to report."""
+def _internal_error_record(
+    item: jobfile.Item, error: Exception, latency: float, secret: str
+) -> dict[str, Any]:
+    """The record of an item that raised what llmclient does not expect (a bug to report), and
+    its traceback logged at ERROR; neither holds the API key (`secret`)."""
+
+    def scrubbed(text: str) -> str:
+        return text.replace(secret, "***") if secret else text
+
+    try:
+        text = str(error)
+        trace = "".join(traceback.format_exception(error)).rstrip()
+    except Exception:  # an exception that cannot even say what it is
+        text, trace = "", type(error).__name__
     logger.error(
-        "id %s (line %d): unexpected %s, recorded as its error",
+        "id %s (line %d): unexpected %s, recorded as its error\n%s",
         item.key,
         item.line,
         type(error).__name__,
-        exc_info=error,
+        scrubbed(trace),
     )
-    try:
-        text = str(error)
-    except Exception:  # an exception that cannot even say what it is
-        text = ""
     if len(text) > _MESSAGE_LIMIT:
         text = text[:_MESSAGE_LIMIT] + "..."
+    name = type(error).__name__
     return {
         "id": item.id,
         "error": {
             "kind": INTERNAL_ERROR,
-            "message": f"{type(error).__name__}: {text}" if text else type(error).__name__,
+            "message": scrubbed(f"{name}: {text}" if text else name),
             "status_code": None,
         },
         "usage": None,

@@ -348,6 +348,30 @@ async def test_an_unexpected_exception_is_that_ids_internal_error_logged_with_it
     assert all("answer" in r for r in by_id(output).values())
 
 
+async def test_an_unexpected_exception_keeps_the_api_key_out_of_the_record_and_the_log(
+    tmp_path: Path, simulated_server_factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    key = "sk-secret-key-1234567890"
+
+    async def echoes_the_key(self: OllamaClient, request: Any) -> Completion:
+        raise RuntimeError(f"refused the headers {{'authorization': 'Bearer {key}'}}")
+
+    monkeypatch.setattr(OllamaClient, "_chat", echoes_the_key)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(1))
+    output = tmp_path / "out.jsonl"
+
+    result = await run_cli(*run_args(server, source, output), env={"OLLAMA_API_KEY": key})
+
+    assert result.code == 1, result
+    (record,) = read_records(output)
+    assert record["error"]["message"] == (
+        "RuntimeError: refused the headers {'authorization': 'Bearer ***'}"
+    )
+    assert "Bearer ***" in result.err and "echoes_the_key" in result.err
+    assert key not in result.err and key not in output.read_text()
+
+
 async def test_an_answer_json_cannot_hold_is_that_ids_internal_error(
     tmp_path: Path, simulated_server_factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,7 +24,7 @@ from llmclient.errors import (
 )
 from llmclient.limits import Endpoint, Outcome
 from llmclient.profiles import ConcurrencyProfile
-from llmclient.retry import build_retrying
+from llmclient.retry import build_retrying, gave_up_waiting
 from llmclient.types import Stats, percentile
 
 __all__ = ["Attempt", "Pipeline", "Recorder"]
@@ -86,7 +86,16 @@ def outcome_of(error: LLMError | None) -> Outcome:
 class Attempt:
     """One attempt's hold on the endpoint: admitted, on the wire, then finished exactly once."""
 
-    __slots__ = ("charge", "endpoint", "finished", "lease", "recorder", "started", "waited")
+    __slots__ = (
+        "charge",
+        "endpoint",
+        "finished",
+        "lease",
+        "max_pause",
+        "recorder",
+        "started",
+        "waited",
+    )
 
     def __init__(
         self,
@@ -94,9 +103,11 @@ class Attempt:
         recorder: Recorder,
         admitted: tuple[object, float],
         waited: float,
+        max_pause: float,
     ) -> None:
         self.endpoint = endpoint
         self.recorder = recorder
+        self.max_pause = max_pause
         self.lease, self.charge = admitted
         self.waited = waited
         self.started = time.monotonic()
@@ -112,15 +123,24 @@ class Attempt:
             return latency
         self.finished = True
         self.recorder.in_flight -= 1
+        endpoint = self.endpoint
+        if isinstance(error, RequestTimeoutError):  # back-pressure only if every slot was taken
+            error.overload = endpoint.state.in_flight >= endpoint.concurrency_limit
         outcome = Outcome.IGNORED if cancelled else outcome_of(error)
-        self.endpoint.release(self.lease, latency, outcome)
+        endpoint.release(self.lease, latency, outcome)
         if outcome is Outcome.SUCCESS:
             self.recorder.latencies.append(latency)
-            self.endpoint.settle(self.charge, used_tokens)
-        elif isinstance(error, RateLimitError | ServerBusyError):
-            self.recorder.rate_limited += 1
+            endpoint.settle(self.charge, used_tokens)
+            endpoint.budget.on_success()
+        elif error is None:
+            pass
+        elif error.overload:
+            if isinstance(error, RateLimitError | ServerBusyError):
+                self.recorder.rate_limited += 1
             if isinstance(error, RateLimitError) and error.retry_after:
-                self.endpoint.pause(error.retry_after)
+                endpoint.pause(min(error.retry_after, self.max_pause))
+        elif error.retryable:
+            endpoint.budget.on_failure()
         return latency
 
 
@@ -194,7 +214,7 @@ class Pipeline:
             recorder.waiting -= 1
         waited = time.monotonic() - asked
         recorder.waits.append(waited)
-        return Attempt(endpoint, recorder, admitted, waited)
+        return Attempt(endpoint, recorder, admitted, waited, self.profile.retry.max_server_wait)
 
     async def _with_retries(self, attempt: Callable[[], Awaitable[T]]) -> tuple[T, int, float]:
         """The first attempt runs bare (the common case); tenacity takes over on a retryable
@@ -221,10 +241,13 @@ class Pipeline:
             attempts += 1
             return await attempt()
 
-        retrying = build_retrying(self.profile.retry, started, self._log_retry)
+        policy = self.profile.retry
+        budget = self._endpoint().budget
+        retrying = build_retrying(policy, started, self._log_retry, budget)
         try:
             result: T = await retrying(replay_then_attempt)
         except LLMError as error:
+            gave_up_waiting(error, policy, started)
             self._failed(error, attempts, started)
             raise
         except BaseException:

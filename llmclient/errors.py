@@ -6,8 +6,8 @@ When retries run out the last error itself is raised, with `attempts` and `elaps
     LLMError
     ├── ConfigurationError (ValueError)   bad argument or environment value; nothing was sent
     ├── TransientError                     the server may answer next time: retried
-    │   ├── RateLimitError                 429: too many requests or tokens
-    │   ├── ServerBusyError                503: the server's queue is full
+    │   ├── RateLimitError                 429: too many requests or tokens (overload)
+    │   ├── ServerBusyError                503: the server's queue is full (overload)
     │   ├── ServerError                    5xx, 408, 409
     │   ├── RequestTimeoutError (TimeoutError)
     │   ├── LLMConnectionError (ConnectionError)   (fatal once retries ran out)
@@ -18,8 +18,10 @@ When retries run out the last error itself is raised, with `attempts` and `elaps
         ├── InvalidRequestError            400, 404, 422
         └── UnsupportedFeatureError        the provider cannot do what was asked
 
-`fatal` marks errors that every other request to the same endpoint would hit too (bad key,
-empty account, bad settings): a bulk job stops on them instead of failing item after item.
+`overload` marks back-pressure (retried until the policy's deadline, not counted as faults);
+a timeout is overload when every slot of the endpoint was taken. `fatal` marks errors that
+every other request to the same endpoint would hit too (bad key, empty account, bad
+settings): a bulk job stops on them instead of failing item after item.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class LLMError(Exception):
 
     kind: ErrorKind = ErrorKind.SERVER_ERROR
     retryable: bool = False
+    overload: bool = False
     fatal: bool = False
     hint: str = ""
     attempts: int | None = None  # attempts made when the client raised it; None if none ran
@@ -127,6 +130,7 @@ class RateLimitError(TransientError):
     """The provider answered 429 for too many requests or tokens; retried after a wait."""
 
     kind = ErrorKind.RATE_LIMITED
+    overload = True
     hint = "Lower rpm, tpm or max_concurrent for this endpoint"
 
 
@@ -142,6 +146,7 @@ class ServerBusyError(TransientError):
     """The server's queue is full (Ollama's 503 "server busy"); retried with backoff."""
 
     kind = ErrorKind.SERVER_BUSY
+    overload = True
     hint = "Lower max_concurrent to the server's parallel slots (e.g. OLLAMA_NUM_PARALLEL)"
 
 

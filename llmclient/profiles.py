@@ -16,8 +16,10 @@ Every default below is chosen for the kind of server behind the endpoint, and sa
   private, link-local or single-label host is a vLLM, llama.cpp, LM Studio or Ollama box,
   not a cloud: 4 concurrent (llama.cpp's `-np` and Ollama's slots are small), timeout 600 s.
 
-Retries (all profiles): up to 5 attempts, exponential backoff from 0.5 s to 30 s with up to
-1 s of jitter, unless the server says when to come back (Retry-After).
+Retries (all profiles): faults get up to 5 attempts while the endpoint's retry budget lasts;
+back-pressure (429, 503, saturated timeouts) is retried for up to 300 s. Exponential backoff
+from 0.5 s to 30 s with up to 1 s of jitter, unless the server says when to come back
+(Retry-After, honoured up to 60 s).
 """
 
 from __future__ import annotations
@@ -71,15 +73,25 @@ MaxConcurrent: TypeAlias = Annotated[MaxConcurrentSpec, PlainValidator(_parse_ma
 
 
 class RetryPolicy(BaseModel):
-    """When and how long to retry a request that failed with a retryable error."""
+    """When and how long to retry a request that failed with a retryable error.
+
+    Faults (500, a dropped connection, a malformed answer) get `max_attempts` attempts, while
+    the endpoint's retry budget lasts. Back-pressure (429, 503 busy, a timeout while every slot
+    was taken) is retried until `max_elapsed` from the call, however many attempts that takes.
+    `max_attempts=1` turns retries off. A server-directed wait (Retry-After) longer than
+    `max_server_wait`, or than what is left of `max_elapsed`, fails the call at once.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_attempts: PositiveInt = 5
-    max_elapsed: PositiveFloat | None = None  # seconds from the first attempt; None: no bound
+    max_elapsed: PositiveFloat = 300.0
+    max_server_wait: PositiveFloat = 60.0
     initial_wait: float = Field(0.5, ge=0)
     max_wait: float = Field(30.0, ge=0)
     jitter: float = Field(1.0, ge=0)
+    budget_tokens: PositiveFloat = 20.0
+    budget_refund: float = Field(0.2, ge=0)  # Finagle's default: retries up to 20% of load
 
 
 class ConcurrencyProfile(BaseModel):

@@ -15,7 +15,6 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception,
-    stop_after_attempt,
     wait_exponential_jitter,
 )
 from tenacity.stop import stop_base
@@ -23,15 +22,17 @@ from tenacity.wait import wait_base, wait_none
 
 from llmclient._checks import check_int
 from llmclient.errors import LLMError
+from llmclient.limits.budget import RetryBudget
 from llmclient.profiles import RetryPolicy
 
 __all__ = [
     "build_retrying",
+    "gave_up_waiting",
     "is_retryable",
     "is_testing",
     "parse_retry_after",
     "set_testing",
-    "stop_before_deadline",
+    "stop_by_kind",
     "wait_retry_after",
 ]
 
@@ -41,8 +42,10 @@ _testing: tuple[bool, int | None] = (False, None)
 def set_testing(testing: bool, *, attempts: int | None = None) -> None:
     """Test mode: retries happen without waiting, and at most `attempts` are made.
 
-    `attempts=None` keeps each policy's own `max_attempts`. Server-directed pauses of an
-    endpoint (a 429's Retry-After) still apply: they are the server's limit, not backoff.
+    `attempts=None` keeps each policy's own `max_attempts`, which then bounds back-pressure
+    retries too (they would otherwise repeat without a pause until `max_elapsed`).
+    Server-directed pauses of an endpoint (a 429's Retry-After) still apply: they are the
+    server's limit, not backoff.
     """
     check_int("attempts", attempts, 1, optional=True)
     global _testing
@@ -104,34 +107,53 @@ class wait_retry_after(wait_base):
         return self.fallback(retry_state)
 
 
-class stop_before_deadline(stop_base):
-    """Stop when the next wait would end past `deadline` (a `time.monotonic()` value)."""
+class stop_by_kind(stop_base):
+    """When to give up, by what failed.
 
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
+    Back-pressure (`error.overload`) is retried until `deadline`; faults until
+    `policy.max_attempts` attempts or until the endpoint's retry budget runs low. A wait that
+    would end past the deadline, or a server-directed one longer than `max_server_wait`,
+    stops at once. In test mode every attempt counts against the attempt limit.
+    """
+
+    def __init__(self, policy: RetryPolicy, started: float, budget: RetryBudget | None) -> None:
+        self.policy = policy
+        self.deadline = started + policy.max_elapsed
+        self.budget = budget
+        self.faults = 0
 
     def __call__(self, retry_state: RetryCallState) -> bool:
-        return time.monotonic() + (retry_state.upcoming_sleep or 0.0) >= self.deadline
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None and retry_after > self.policy.max_server_wait:
+            return True
+        if time.monotonic() + (retry_state.upcoming_sleep or 0.0) >= self.deadline:
+            return True
+        testing, test_attempts = _testing
+        attempts = retry_state.attempt_number
+        if testing and attempts >= min(test_attempts or attempts + 1, self.policy.max_attempts):
+            return True
+        if getattr(error, "overload", False):
+            return False
+        self.faults += 1
+        if self.faults >= self.policy.max_attempts:
+            return True
+        return self.budget is not None and not self.budget.allows_retry()
 
 
 def build_retrying(
     policy: RetryPolicy,
     started: float,
     before_sleep: Callable[[RetryCallState], None] | None = None,
+    budget: RetryBudget | None = None,
 ) -> AsyncRetrying:
     """A fresh tenacity controller for one call under `policy`, begun at `started`.
 
-    When attempts run out, the last error itself is raised (`reraise=True`).
+    When it stops, the last error itself is raised (`reraise=True`).
     """
-    testing, test_attempts = _testing
-    attempts = policy.max_attempts
-    if testing and test_attempts is not None:
-        attempts = min(attempts, test_attempts)
-    stop: stop_base = stop_after_attempt(attempts)
-    if policy.max_elapsed is not None:
-        stop = stop | stop_before_deadline(started + policy.max_elapsed)
     wait: wait_base = wait_none()
-    if not testing:
+    if not _testing[0]:
         wait = wait_retry_after(
             wait_exponential_jitter(
                 multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter
@@ -139,8 +161,29 @@ def build_retrying(
         )
     return AsyncRetrying(
         retry=retry_if_exception(is_retryable),
-        stop=stop,
+        stop=stop_by_kind(policy, started, budget),
         wait=wait,
         before_sleep=before_sleep,
         reraise=True,
     )
+
+
+def gave_up_waiting(error: LLMError, policy: RetryPolicy, started: float) -> None:
+    """Say in `error` when to come back, if the server asked for a wait llmclient would not make.
+
+    A wait longer than `max_server_wait`, or than what was left of `max_elapsed`, ends the call
+    at once (an account's daily quota is not a pacing hint).
+    """
+    wait = error.retry_after
+    if wait is None:
+        return
+    left = started + policy.max_elapsed - time.monotonic()
+    if wait <= policy.max_server_wait and wait <= left:
+        return
+    limit = policy.max_server_wait if wait > policy.max_server_wait else max(left, 0.0)
+    resume = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(time.time() + wait))
+    error.message = (
+        f"{error.message.rstrip('.')}. The server asked to wait {wait:g}s, longer than the "
+        f"{limit:.0f}s llmclient would wait; try again after {resume}"
+    )
+    error.args = (error._render(),)

@@ -14,11 +14,12 @@ from llmclient import (
     Outcome,
     RateLimitError,
     RetryPolicy,
+    ServerBusyError,
     ServerError,
 )
 from llmclient._pipeline import Pipeline
 from llmclient.errors import MalformedResponseError
-from llmclient.limits import Endpoint
+from llmclient.limits import Endpoint, RetryBudget
 
 FAST = RetryPolicy(max_attempts=4, initial_wait=0, max_wait=0, jitter=0)
 
@@ -43,7 +44,8 @@ def classify(error: Exception) -> LLMError | None:
 
 
 def pipeline(limit: RecordingLimit, retry: RetryPolicy = FAST, timeout: float = 5) -> Pipeline:
-    endpoint = Endpoint.local("fake://endpoint", limit)
+    budget = RetryBudget(retry.budget_tokens, retry.budget_refund)
+    endpoint = Endpoint.local("fake://endpoint", limit, budget=budget)
     profile = ConcurrencyProfile(retry=retry, timeout=timeout)
     return Pipeline("fake", "fake://endpoint", profile, lambda: endpoint, classify)
 
@@ -89,8 +91,8 @@ async def test_transient_errors_are_retried_and_reported_to_the_limit() -> None:
 
 async def test_exhausted_retries_raise_the_last_error_itself() -> None:
     pipe = pipeline(RecordingLimit(1), RetryPolicy(max_attempts=3, initial_wait=0, jitter=0))
-    send = failing_then([ServerError("one"), ServerError("two"), RateLimitError("three")], "x")
-    with pytest.raises(RateLimitError, match="three") as caught:
+    send = failing_then([ServerError("one"), KeyError("two"), ServerError("three")], "x")
+    with pytest.raises(ServerError, match="three") as caught:
         await pipe.call("chat", send, 10, len)
     assert caught.value.attempts == 3
     assert caught.value.endpoint == "fake://endpoint"
@@ -173,3 +175,55 @@ async def test_stream_relays_deltas_and_retries_before_the_first() -> None:
     assert opened == 2
     assert pipe.recorder.completed == 1 and pipe.recorder.retries == 1
     assert [outcome for _, outcome in limit.samples] == [Outcome.IGNORED, Outcome.SUCCESS]
+
+
+async def test_back_pressure_is_retried_past_the_attempt_limit() -> None:
+    pipe = pipeline(RecordingLimit(1), RetryPolicy(max_attempts=2, initial_wait=0, jitter=0))
+    busy = [ServerBusyError("busy") for _ in range(6)]
+    result, attempts, _ = await pipe.call("chat", failing_then([*busy], "ok"), 10, len)
+    assert (result, attempts) == ("ok", 7)  # six 503s did not use up two attempts
+
+
+async def test_back_pressure_stops_at_the_deadline() -> None:
+    policy = RetryPolicy(
+        max_attempts=2, max_elapsed=0.3, initial_wait=0.05, max_wait=0.05, jitter=0
+    )
+    pipe = pipeline(RecordingLimit(1), policy)
+
+    async def always_busy() -> str:
+        raise ServerBusyError("busy")
+
+    with pytest.raises(ServerBusyError) as caught:
+        await pipe.call("chat", always_busy, 10, len)
+    assert caught.value.attempts is not None and 3 <= caught.value.attempts <= 7
+    assert caught.value.elapsed is not None and caught.value.elapsed <= 0.3
+
+
+async def test_the_retry_budget_stops_retrying_a_dead_server() -> None:
+    policy = RetryPolicy(max_attempts=5, initial_wait=0, jitter=0, budget_tokens=4)
+    pipe = pipeline(RecordingLimit(4), policy)
+    sent = 0
+
+    async def dead() -> str:
+        nonlocal sent
+        sent += 1
+        raise ServerError("down")
+
+    for _ in range(20):
+        with pytest.raises(ServerError):
+            await pipe.call("chat", dead, 10, len)
+    # Budget 4: the first failure leaves 3 tokens (more than half: one retry), the second 2;
+    # from then on no retries, so 20 calls make 21 requests instead of 100.
+    assert sent == 21
+
+
+async def test_a_retry_after_beyond_the_cap_fails_at_once_and_says_when() -> None:
+    policy = RetryPolicy(max_attempts=5, max_server_wait=60)
+    limit = RecordingLimit(1)
+    pipe = pipeline(limit, policy)
+    send = failing_then([RateLimitError("daily quota", retry_after=86400)], "never")
+    with pytest.raises(RateLimitError, match=r"asked to wait 86400s.*try again after") as caught:
+        await pipe.call("chat", send, 10, len)
+    assert caught.value.attempts == 1
+    endpoint = pipe._endpoint()
+    assert 59 <= await endpoint.state.paused_for() <= 60  # paused for the cap, not a day

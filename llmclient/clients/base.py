@@ -27,7 +27,7 @@ from llmclient.clients.registry import register_provider
 from llmclient.coalesce import MicroBatcher, send_together
 from llmclient.config import ClientOptions, ClientSettings, resolve_settings
 from llmclient.errors import ConfigurationError, LLMError, UnsupportedFeatureError
-from llmclient.limits import Endpoint, endpoint_key, shared_endpoint
+from llmclient.limits import Endpoint, RetryBudget, endpoint_key, shared_endpoint
 from llmclient.profiles import LOCAL_PROFILE, ConcurrencyProfile, is_local_endpoint
 from llmclient.types import Completion, Message, MessageInput, Stats, TextStream, Token
 
@@ -307,15 +307,18 @@ class BaseLLMClient(AsyncClosing):
 
     def _make_endpoint(self) -> Endpoint:
         p = self.profile
+        budget = RetryBudget(p.retry.budget_tokens, p.retry.budget_refund)
         if not p.share_limits:
-            return Endpoint.local(self.endpoint_name, p.new_limit(), p.rpm, p.tpm)
+            return Endpoint.local(self.endpoint_name, p.new_limit(), p.rpm, p.tpm, budget)
         key = self.settings.api_key
         shared_key = endpoint_key(
             self.settings.base_url,
             key.get_secret_value() if key else None,
             is_local_endpoint(self.settings.base_url),
         )
-        return shared_endpoint(shared_key, self.endpoint_name, p.new_limit(), p.rpm, p.tpm)
+        return shared_endpoint(
+            shared_key, self.endpoint_name, p.new_limit(), p.rpm, p.tpm, budget=budget
+        )
 
     def _make_coalescer(self) -> MicroBatcher[str, list[float]]:
         p = self.profile

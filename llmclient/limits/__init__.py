@@ -3,6 +3,7 @@ backends that store their state (in this process, or shared)."""
 
 from llmclient.limits.algorithms import FixedLimit, LatencyLimit, Limit, Outcome
 from llmclient.limits.backends import EndpointState, LimitBackend, LocalBackend
+from llmclient.limits.budget import RetryBudget
 from llmclient.limits.concurrency import ConcurrencyLimiter
 from llmclient.limits.endpoint import Endpoint, endpoint_key, shared_endpoint
 from llmclient.limits.rate import RateLimits, TokenBucket
@@ -18,6 +19,7 @@ __all__ = [
     "LocalBackend",
     "Outcome",
     "RateLimits",
+    "RetryBudget",
     "TokenBucket",
     "endpoint_key",
     "shared_endpoint",

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from llmclient.limits.algorithms import FixedLimit, Limit, Outcome
 from llmclient.limits.backends import EndpointState, LimitBackend, LocalBackend
+from llmclient.limits.budget import RetryBudget
 
 __all__ = ["Endpoint", "endpoint_key", "shared_endpoint"]
 
@@ -30,7 +31,7 @@ LOCAL = LocalBackend()
 class Endpoint:
     """Admission control for one server: pause gate, then rate buckets, then a slot."""
 
-    __slots__ = ("_cap", "_rpm", "_tpm", "limit", "name", "state")
+    __slots__ = ("_cap", "_rpm", "_tpm", "budget", "limit", "name", "state")
 
     def __init__(
         self,
@@ -39,19 +40,26 @@ class Endpoint:
         state: EndpointState,
         rpm: float | None = None,
         tpm: int | None = None,
+        budget: RetryBudget | None = None,
     ) -> None:
         self.name = name
         self.limit = limit
         self.state = state
+        self.budget = budget if budget is not None else RetryBudget()
         self._cap = limit.max_limit
         self._rpm, self._tpm = rpm, tpm
 
     @classmethod
     def local(
-        cls, name: str, limit: Limit, rpm: float | None = None, tpm: int | None = None
+        cls,
+        name: str,
+        limit: Limit,
+        rpm: float | None = None,
+        tpm: int | None = None,
+        budget: RetryBudget | None = None,
     ) -> Endpoint:
         """An endpoint whose state lives in this process only."""
-        return cls(name, limit, LOCAL.state(name, limit.limit, rpm, tpm), rpm, tpm)
+        return cls(name, limit, LOCAL.state(name, limit.limit, rpm, tpm), rpm, tpm, budget)
 
     @property
     def concurrency_limit(self) -> int:
@@ -152,6 +160,7 @@ def shared_endpoint(
     rpm: float | None,
     tpm: int | None,
     backend: LimitBackend = LOCAL,
+    budget: RetryBudget | None = None,
 ) -> Endpoint:
     """The running loop's `Endpoint` for `key`, created with `new_limit` on first use.
 
@@ -161,7 +170,8 @@ def shared_endpoint(
     endpoint = endpoints.get((backend, key))
     if endpoint is None:
         state = backend.state(key, new_limit.limit, rpm, tpm)
-        endpoint = endpoints[(backend, key)] = Endpoint(name, new_limit, state, rpm, tpm)
+        endpoint = Endpoint(name, new_limit, state, rpm, tpm, budget)
+        endpoints[(backend, key)] = endpoint
     else:
         fixed = new_limit.limit if isinstance(new_limit, FixedLimit) else None
         endpoint.tighten(fixed, rpm, tpm)

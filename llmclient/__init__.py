@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "ConcurrencyProfile": "llmclient.profiles",
     "ConfigurationError": "llmclient.errors",
     "ErrorKind": "llmclient.errors",
+    "IncompleteStreamError": "llmclient.errors",
     "InvalidRequestError": "llmclient.errors",
     "FixedLimit": "llmclient.limits",
     "iterate_concurrent": "llmclient.mapping",
@@ -57,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "ServerBusyError": "llmclient.errors",
     "ServerError": "llmclient.errors",
     "Stats": "llmclient.types",
+    "StreamEnd": "llmclient.types",
     "TextStream": "llmclient.types",
     "Token": "llmclient.types",
     "TransientError": "llmclient.errors",
@@ -81,6 +83,7 @@ if _typing.TYPE_CHECKING:
     from llmclient.errors import AuthenticationError as AuthenticationError
     from llmclient.errors import ConfigurationError as ConfigurationError
     from llmclient.errors import ErrorKind as ErrorKind
+    from llmclient.errors import IncompleteStreamError as IncompleteStreamError
     from llmclient.errors import InvalidRequestError as InvalidRequestError
     from llmclient.errors import LLMConnectionError as LLMConnectionError
     from llmclient.errors import LLMError as LLMError
@@ -113,6 +116,7 @@ if _typing.TYPE_CHECKING:
     from llmclient.types import Completion as Completion
     from llmclient.types import Message as Message
     from llmclient.types import Stats as Stats
+    from llmclient.types import StreamEnd as StreamEnd
     from llmclient.types import TextStream as TextStream
     from llmclient.types import Token as Token
     from llmclient.types import Usage as Usage

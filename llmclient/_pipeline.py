@@ -11,11 +11,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tenacity import RetryCallState
 
 from llmclient.errors import (
+    IncompleteStreamError,
     LLMError,
     MalformedResponseError,
     RateLimitError,
@@ -25,7 +26,7 @@ from llmclient.errors import (
 from llmclient.limits import Endpoint, Outcome
 from llmclient.profiles import ConcurrencyProfile
 from llmclient.retry import build_retrying, gave_up_waiting
-from llmclient.types import Stats, percentile
+from llmclient.types import Stats, StreamEnd, percentile
 
 __all__ = ["Attempt", "Pipeline", "Recorder"]
 
@@ -147,7 +148,7 @@ class Attempt:
 class Pipeline:
     """Runs one client's provider calls under its endpoint's limits and its retry policy."""
 
-    __slots__ = ("_classify", "_endpoint", "name", "profile", "provider", "recorder")
+    __slots__ = ("_classify", "_endpoint", "_secret", "name", "profile", "provider", "recorder")
 
     def __init__(
         self,
@@ -156,6 +157,7 @@ class Pipeline:
         profile: ConcurrencyProfile,
         endpoint: Callable[[], Endpoint],
         classify: Classify,
+        secret: str | None = None,
     ) -> None:
         self.provider = provider
         self.name = name
@@ -163,6 +165,7 @@ class Pipeline:
         self.recorder = Recorder()
         self._endpoint = endpoint
         self._classify = classify
+        self._secret = secret  # the API key: scrubbed from every error raised
 
     # ------------------------------------------------------------------ one call
     async def call(
@@ -198,7 +201,7 @@ class Pipeline:
             if error is None:
                 raise
             self._log_attempt(operation, attempt, latency, error)
-            raise error from exc
+            raise error from self.safe_cause(exc)
         latency = attempt.finish(None, used_tokens(result))
         self._log_attempt(operation, attempt, latency, None)
         return result
@@ -262,59 +265,91 @@ class Pipeline:
 
     # ------------------------------------------------------------------ streams
     async def stream(
-        self, open_deltas: Callable[[], AsyncIterator[str]], estimated_tokens: int
+        self,
+        open_parts: Callable[[], AsyncIterator[str | StreamEnd]],
+        estimated_tokens: int,
+        on_end: Callable[[StreamEnd], None],
     ) -> AsyncIterator[str]:
-        """Open the stream with retries until its first delta; then relay deltas as they come."""
-        timeout = self.profile.timeout
+        """Relay a stream's text deltas; it must end with the provider's `StreamEnd`.
 
-        async def open_stream() -> tuple[Attempt, AsyncIterator[str], str | None]:
+        Opening is retried until the first part arrives; after that an error ends the stream.
+        A stream that stops without its end marker raises `IncompleteStreamError`.
+        """
+
+        async def open_stream() -> tuple[Attempt, AsyncIterator[str | StreamEnd], str | StreamEnd]:
             attempt = await self._admit(estimated_tokens)
-            deltas = open_deltas()
+            parts = open_parts()
             try:
-                async with asyncio.timeout(timeout):
-                    first: str | None = await anext(deltas, None)
+                first = await self._next_part(parts)
             except BaseException as exc:
-                error = self.translate(exc)
+                error = exc if isinstance(exc, LLMError) else None
                 attempt.finish(error, cancelled=error is None)
-                await _close_quietly(deltas)
-                if error is None:
-                    raise
-                raise error from exc
-            return attempt, deltas, first
+                await _close_quietly(parts)
+                raise
+            return attempt, parts, first
 
-        (attempt, deltas, first), _, _ = await self._with_retries(open_stream)
+        (attempt, parts, part), _, _ = await self._with_retries(open_stream)
         error: LLMError | None = None
-        cancelled = False
+        broken = False  # cancelled, or an exception that is not an llmclient error
         try:
-            if first is None:
-                return
-            yield first
-            while True:
-                try:
-                    async with asyncio.timeout(timeout):
-                        delta = await anext(deltas)
-                except StopAsyncIteration:
-                    return
-                except Exception as exc:
-                    error = self.translate(exc)
-                    if error is None:
-                        raise
-                    raise error from exc
-                yield delta
-        except asyncio.CancelledError:
-            cancelled = True
+            while not isinstance(part, StreamEnd):
+                yield part
+                part = await self._next_part(parts)
+            on_end(part)
+        except LLMError as exc:
+            error = exc
+            raise
+        except GeneratorExit:  # the consumer stopped early: the answer was not wrong
+            raise
+        except BaseException:
+            broken = True
             raise
         finally:
-            attempt.finish(error, cancelled=cancelled)
-            await _close_quietly(deltas)
-            if error is None and not cancelled:
+            attempt.finish(error, cancelled=broken)
+            await _close_quietly(parts)
+            if error is None and not broken:
                 self.recorder.completed += 1
             else:
                 self.recorder.failed += 1
 
+    async def _next_part(self, parts: AsyncIterator[T]) -> T:
+        """The stream's next part within the timeout; provider errors translated."""
+        try:
+            async with asyncio.timeout(self.profile.timeout):
+                return await anext(parts)
+        except StopAsyncIteration:
+            raise IncompleteStreamError(
+                "the stream ended without its end marker (cut off, or not a stream)",
+                provider=self.provider,
+                endpoint=self.name,
+            ) from None
+        except Exception as exc:
+            error = self.translate(exc)
+            if error is None:
+                raise
+            raise error from self.safe_cause(exc)
+
     # ------------------------------------------------------------------ errors
+    def safe_cause(self, exc: BaseException) -> BaseException | None:
+        """`exc` as the cause to chain, or None when it (or its chain) shows the API key."""
+        secret = self._secret
+        if not secret:
+            return exc
+        seen: BaseException | None = exc
+        visited: set[int] = set()
+        while seen is not None and id(seen) not in visited:  # a chain can loop
+            visited.add(id(seen))
+            texts = (str(seen), repr(seen.args), repr(getattr(seen, "body", None)))
+            if any(secret in text for text in texts):
+                return None
+            seen = seen.__cause__ or seen.__context__
+        return exc
+
     def translate(self, error: BaseException) -> LLMError | None:
-        """The llmclient error for a provider exception; None for cancellation and bugs."""
+        """The llmclient error for a provider exception; None for cancellation and bugs.
+
+        Its message never holds the API key, and it names the endpoint.
+        """
         if isinstance(error, LLMError):
             translated: LLMError | None = error
         elif not isinstance(error, Exception):
@@ -325,9 +360,13 @@ class Pipeline:
             )
         else:
             translated = self._classify(error)
-        if translated is not None and translated.endpoint is None:
+        if translated is None:
+            return None
+        if translated.endpoint is None:
             translated.endpoint = self.name
-            translated.args = (translated._render(),)
+        if self._secret and self._secret in translated.message:
+            translated.message = translated.message.replace(self._secret, "***")
+        translated.args = (translated._render(),)
         return translated
 
     def check_count(self, asked: int, got: int) -> None:
@@ -370,7 +409,7 @@ class Pipeline:
         )
 
 
-async def _close_quietly(iterator: AsyncIterator[str]) -> None:
+async def _close_quietly(iterator: AsyncIterator[Any]) -> None:
     close = getattr(iterator, "aclose", None)
     if close is not None:
         try:

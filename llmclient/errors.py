@@ -10,8 +10,9 @@ When retries run out the last error itself is raised, with `attempts` and `elaps
     │   ├── ServerBusyError                503: the server's queue is full (overload)
     │   ├── ServerError                    5xx, 408, 409
     │   ├── RequestTimeoutError (TimeoutError)
-    │   ├── LLMConnectionError (ConnectionError)   (fatal once retries ran out)
+    │   ├── LLMConnectionError (ConnectionError)   fatal when refused
     │   └── MalformedResponseError         an answer that is not what the API promises
+    │       └── IncompleteStreamError      a stream that ended without its end marker
     └── RejectedError                      the server refused this request: never retried
         ├── AuthenticationError            401, 403 (fatal)
         ├── QuotaExceededError             no quota or credit left (fatal)
@@ -27,11 +28,13 @@ settings): a bulk job stops on them instead of failing item after item.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
     "AuthenticationError",
     "ConfigurationError",
     "ErrorKind",
+    "IncompleteStreamError",
     "InvalidRequestError",
     "LLMConnectionError",
     "LLMError",
@@ -57,6 +60,7 @@ class ErrorKind(StrEnum):
     TIMEOUT = "timeout"
     CONNECTION = "connection"
     MALFORMED_RESPONSE = "malformed_response"
+    INCOMPLETE_STREAM = "incomplete_stream"
     AUTHENTICATION = "authentication"
     INVALID_REQUEST = "invalid_request"
     UNSUPPORTED_FEATURE = "unsupported_feature"
@@ -164,10 +168,18 @@ class RequestTimeoutError(TransientError, TimeoutError):
 
 
 class LLMConnectionError(TransientError, ConnectionError):
-    """The server could not be reached or dropped the connection; retried."""
+    """The server could not be reached, or dropped the connection; retried.
+
+    `fatal` when the connection was refused (nothing listens there), not when an answer
+    was cut off (one request's problem).
+    """
 
     kind = ErrorKind.CONNECTION
-    fatal = True  # raised only once retries ran out: the server is not there
+
+    def __init__(self, message: str, *, refused: bool = False, **facts: Any) -> None:
+        super().__init__(message, **facts)
+        self.fatal = refused
+
     hint = "Check that the server is running and the base URL or host is right"
 
 
@@ -175,6 +187,12 @@ class MalformedResponseError(TransientError):
     """The server's answer could not be parsed; retried."""
 
     kind = ErrorKind.MALFORMED_RESPONSE
+
+
+class IncompleteStreamError(MalformedResponseError):
+    """A stream ended without its end marker; retried only if no text had been relayed."""
+
+    kind = ErrorKind.INCOMPLETE_STREAM
 
 
 class AuthenticationError(RejectedError):

@@ -5,8 +5,9 @@ Plain frozen dataclasses: they are built once per request, so they stay cheap.
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Self, TypeAlias
 
@@ -18,6 +19,7 @@ __all__ = [
     "MessageInput",
     "Role",
     "Stats",
+    "StreamEnd",
     "TextStream",
     "Token",
     "Usage",
@@ -127,29 +129,58 @@ class Stats:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-class TextStream(AsyncIterator[str], AsyncClosing):
-    """Text deltas of one streamed completion; holds its slot until exhausted or closed.
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """What a provider reports when a stream reaches its end marker."""
 
-    Iterate it with `async for`, or use `async with client.stream(...) as deltas:` to be sure
-    the slot is released when leaving early.
+    finish_reason: str | None
+    usage: Usage | None = None
+
+
+class TextStream(AsyncIterator[str], AsyncClosing):
+    """Text deltas of one streamed completion; holds its endpoint slot until it ends or closes.
+
+    Use `async with client.stream(...) as deltas: async for delta in deltas: ...`: leaving the
+    block early (break, an exception) gives the slot back at once. A stream left half-read
+    and still referenced keeps its slot until it is closed or collected (a warning is logged
+    then). After the last delta, `finish_reason` and `usage` hold what the server reported.
     """
 
-    __slots__ = ("_deltas",)
+    __slots__ = ("_deltas", "_open", "finish_reason", "usage")
 
-    def __init__(self, deltas: AsyncIterator[str]) -> None:
-        self._deltas = deltas
+    def __init__(self, relay: Callable[[Callable[[StreamEnd], None]], AsyncIterator[str]]) -> None:
+        self._open = False  # started and not yet ended: holding a slot
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self._deltas = relay(self._ended)
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> str:
-        return await anext(self._deltas)
+        self._open = True
+        try:
+            return await anext(self._deltas)
+        except BaseException:
+            self._open = False
+            raise
+
+    def _ended(self, end: StreamEnd) -> None:
+        self.finish_reason, self.usage = end.finish_reason, end.usage
 
     async def aclose(self) -> None:
         """Stop the stream and release its slot."""
+        self._open = False
         close = getattr(self._deltas, "aclose", None)
         if close is not None:
             await close()
+
+    def __del__(self) -> None:
+        if self._open:
+            logging.getLogger("llmclient").warning(
+                "a stream was garbage-collected before it ended or was closed: it held its "
+                "endpoint slot until now; use `async with client.stream(...)`"
+            )
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:

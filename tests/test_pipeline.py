@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
@@ -18,8 +18,9 @@ from llmclient import (
     ServerError,
 )
 from llmclient._pipeline import Pipeline
-from llmclient.errors import MalformedResponseError
+from llmclient.errors import IncompleteStreamError, MalformedResponseError
 from llmclient.limits import Endpoint, RetryBudget
+from llmclient.types import StreamEnd, Usage
 
 FAST = RetryPolicy(max_attempts=4, initial_wait=0, max_wait=0, jitter=0)
 
@@ -162,19 +163,76 @@ async def test_stream_relays_deltas_and_retries_before_the_first() -> None:
     pipe = pipeline(limit)
     opened = 0
 
-    async def deltas() -> Iterator[str]:  # type: ignore[misc]
+    async def parts() -> AsyncIterator[str | StreamEnd]:
         nonlocal opened
         opened += 1
         if opened == 1:
             raise ServerError("not yet")
         for part in ("a", "b", "c"):
             yield part
+        yield StreamEnd("stop", Usage(3, 3))
 
-    received = [delta async for delta in pipe.stream(deltas, 5)]  # type: ignore[arg-type]
+    ends: list[StreamEnd] = []
+    received = [delta async for delta in pipe.stream(parts, 5, ends.append)]
     assert received == ["a", "b", "c"]
+    assert ends == [StreamEnd("stop", Usage(3, 3))]
     assert opened == 2
     assert pipe.recorder.completed == 1 and pipe.recorder.retries == 1
     assert [outcome for _, outcome in limit.samples] == [Outcome.IGNORED, Outcome.SUCCESS]
+
+
+async def test_a_stream_without_its_end_marker_is_incomplete() -> None:
+    limit = RecordingLimit(1)
+    pipe = pipeline(limit, RetryPolicy(max_attempts=2, initial_wait=0, jitter=0))
+    opened = 0
+
+    async def cut_off() -> AsyncIterator[str | StreamEnd]:
+        nonlocal opened
+        opened += 1
+        yield "partial"
+
+    received: list[str] = []
+    with pytest.raises(IncompleteStreamError):
+        async for delta in pipe.stream(cut_off, 5, lambda end: None):
+            received.append(delta)
+    assert received == ["partial"]  # text was relayed, so it was not retried
+    assert opened == 1
+    assert pipe.recorder.failed == 1 and pipe.recorder.completed == 0
+
+
+async def test_an_empty_stream_is_retried_then_incomplete() -> None:
+    pipe = pipeline(RecordingLimit(1), RetryPolicy(max_attempts=3, initial_wait=0, jitter=0))
+    opened = 0
+
+    async def nothing() -> AsyncIterator[str | StreamEnd]:
+        nonlocal opened
+        opened += 1
+        return
+        yield ""
+
+    with pytest.raises(IncompleteStreamError) as caught:
+        async for _ in pipe.stream(nothing, 5, lambda end: None):
+            pass
+    assert opened == 3 and caught.value.attempts == 3
+
+
+async def test_errors_never_show_the_api_key_nor_chain_to_one_that_does() -> None:
+    secret = "sk-very-secret-123"
+    endpoint = Endpoint.local("fake://endpoint", RecordingLimit(1))
+
+    def classify(error: Exception) -> LLMError | None:
+        return InvalidRequestError(str(error))
+
+    profile = ConcurrencyProfile(retry=FAST)
+    pipe = Pipeline("fake", "fake://endpoint", profile, lambda: endpoint, classify, secret)
+
+    async def echoes_the_key() -> str:
+        raise RuntimeError(f"bad key {secret}")
+
+    with pytest.raises(InvalidRequestError) as caught:
+        await pipe.call("chat", echoes_the_key, 1, len)
+    assert secret not in str(caught.value) and "***" in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
 async def test_back_pressure_is_retried_past_the_attempt_limit() -> None:

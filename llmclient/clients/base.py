@@ -29,7 +29,15 @@ from llmclient.config import ClientOptions, ClientSettings, resolve_settings
 from llmclient.errors import ConfigurationError, LLMError, UnsupportedFeatureError
 from llmclient.limits import Endpoint, RetryBudget, endpoint_key, shared_endpoint
 from llmclient.profiles import LOCAL_PROFILE, ConcurrencyProfile, is_local_endpoint
-from llmclient.types import Completion, Message, MessageInput, Stats, TextStream, Token
+from llmclient.types import (
+    Completion,
+    Message,
+    MessageInput,
+    Stats,
+    StreamEnd,
+    TextStream,
+    Token,
+)
 
 __all__ = ["BaseLLMClient", "ChatRequest", "TextStream", "token_from_logprob"]
 
@@ -71,8 +79,14 @@ class BaseLLMClient(AsyncClosing):
         self.system_prompt = system_prompt
         self.default_params = validate_params(dict(params or {}))
         self.topk_per_token = topk_per_token
+        key = self.settings.api_key
         self._pipeline = Pipeline(
-            self.provider, self.endpoint_name, self.profile, self._endpoint, self._classify
+            self.provider,
+            self.endpoint_name,
+            self.profile,
+            self._endpoint,
+            self._classify,
+            secret=key.get_secret_value() if key else None,
         )
         self._endpoints = LoopLocal(self._make_endpoint)
         self._coalescers = LoopLocal(self._make_coalescer)
@@ -123,8 +137,11 @@ class BaseLLMClient(AsyncClosing):
         """Send one chat request to the provider and translate the answer."""
 
     @abstractmethod
-    def _stream(self, request: ChatRequest) -> AsyncIterator[str]:
-        """Stream one chat request's text deltas from the provider."""
+    def _stream(self, request: ChatRequest) -> AsyncIterator[str | StreamEnd]:
+        """Stream one chat request's text deltas, then a `StreamEnd` at the end marker.
+
+        A stream that stops without yielding its `StreamEnd` is treated as cut off.
+        """
 
     @abstractmethod
     async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int | None]:
@@ -225,8 +242,10 @@ class BaseLLMClient(AsyncClosing):
     def stream(self, prompt_or_messages: str | Sequence[MessageInput], **params: Any) -> TextStream:
         """Text deltas of one completion; the request holds its slot until the stream ends."""
         request = self._request(messages_from(prompt_or_messages), params)
-        deltas = self._pipeline.stream(lambda: self._stream(request), request.estimated_tokens())
-        return TextStream(deltas)
+        estimate = request.estimated_tokens()
+        return TextStream(
+            lambda on_end: self._pipeline.stream(lambda: self._stream(request), estimate, on_end)
+        )
 
     async def embed(self, texts: str | Sequence[str]) -> list[list[float]]:
         """One vector per text, in order.
@@ -291,12 +310,6 @@ class BaseLLMClient(AsyncClosing):
             messages=[m.to_dict() for m in messages],
             params=merged,
         )
-
-    def _scrub(self, text: str) -> str:
-        """Remove the API key from server-provided text before it reaches an error or a log."""
-        key = self.settings.api_key
-        secret = key.get_secret_value() if key else ""
-        return text.replace(secret, "***") if secret else text
 
     def _check_open(self) -> None:
         if self._closed:

@@ -15,6 +15,7 @@ import ollama
 from ollama._client import _parse_host
 from pydantic import ValidationError
 
+from llmclient.clients._http import answer_shape, not_json_object, transport_error
 from llmclient.clients.base import BaseLLMClient, token_from_logprob
 from llmclient.clients.params import ChatRequest
 from llmclient.config import ClientSettings
@@ -27,12 +28,12 @@ from llmclient.errors import (
     MalformedResponseError,
     QuotaExceededError,
     RateLimitError,
-    RequestTimeoutError,
     ServerBusyError,
     ServerError,
 )
 from llmclient.profiles import OLLAMA_PROFILE, ConcurrencyProfile
-from llmclient.types import Completion, Usage
+from llmclient.retry import parse_retry_after
+from llmclient.types import Completion, StreamEnd, Usage
 
 __all__ = ["OllamaClient"]
 
@@ -95,7 +96,29 @@ class OllamaClient(BaseLLMClient):
             host=self.settings.base_url,
             timeout=self.profile.timeout,
             headers={"authorization": f"Bearer {key.get_secret_value()}"} if key else None,
+            event_hooks={"response": [self._check_response]},
         )
+
+    async def _check_response(self, response: httpx.Response) -> None:
+        """Read what the SDK drops or cannot parse before it sees the answer.
+
+        The SDK keeps no headers on its errors (so no Retry-After), and turns a proxy's HTML
+        page or a JSON array into decoding or type errors; streams are checked line by line.
+        """
+        content_type = response.headers.get("content-type", "")
+        if response.status_code >= 400:
+            await response.aread()
+            raise self._status_error(
+                response.status_code,
+                _error_text(response),
+                parse_retry_after(response.headers),
+            )
+        if content_type.startswith("application/x-ndjson"):
+            return
+        await response.aread()
+        problem = not_json_object(content_type, response.content)
+        if problem is not None:
+            raise MalformedResponseError(problem, provider=self.provider)
 
     @classmethod
     def settings_for(
@@ -139,6 +162,10 @@ class OllamaClient(BaseLLMClient):
 
     async def _chat(self, request: ChatRequest) -> Completion:
         response = await self._sdk.chat(**self._chat_arguments(request), stream=False)
+        with answer_shape("chat answer", self.provider):
+            return self._completion(response)
+
+    def _completion(self, response: ollama.ChatResponse) -> Completion:
         tokens = None
         if response.logprobs:
             tokens = [
@@ -157,12 +184,16 @@ class OllamaClient(BaseLLMClient):
             model=response.model,
         )
 
-    async def _stream(self, request: ChatRequest) -> AsyncIterator[str]:
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[str | StreamEnd]:
         parts = await self._sdk.chat(**self._chat_arguments(request), stream=True)
         try:
             async for part in parts:
                 if part.message.content:
                     yield part.message.content
+                if part.done:
+                    usage = Usage(part.prompt_eval_count or 0, part.eval_count or 0)
+                    yield StreamEnd(part.done_reason, usage)
+                    return
         finally:
             await parts.aclose()  # type: ignore[attr-defined]
 
@@ -174,37 +205,45 @@ class OllamaClient(BaseLLMClient):
         await sdk._client.aclose()
 
     def _classify(self, error: Exception) -> LLMError | None:
-        if isinstance(error, ollama.ResponseError):
-            return self._classify_status(error)
-        if isinstance(error, httpx.TimeoutException):
-            return RequestTimeoutError("the request timed out", provider=self.provider)
-        if isinstance(error, ConnectionError | httpx.TransportError):
+        if isinstance(error, ollama.ResponseError):  # an error line inside a stream
+            return self._status_error(error.status_code, str(error.error))
+        if isinstance(error, ConnectionError):  # the SDK's own "could not connect"
             return LLMConnectionError(
-                f"could not reach Ollama ({type(error).__name__})", provider=self.provider
+                f"could not reach Ollama ({error})", provider=self.provider, refused=True
             )
         if isinstance(error, json.JSONDecodeError | ValidationError):
             return MalformedResponseError(
-                self._scrub(f"could not parse the answer: {error}"), provider=self.provider
+                f"could not parse the answer: {error}", provider=self.provider
             )
-        return None
+        return transport_error(error, httpx, self.provider)
 
-    def _classify_status(self, error: ollama.ResponseError) -> LLMError:
-        status = error.status_code
-        message = self._scrub(str(error.error))
+    def _status_error(
+        self, status: int, message: str, retry_after: float | None = None
+    ) -> LLMError:
         common: dict[str, Any] = {
             "provider": self.provider,
             "status_code": status if status > 0 else None,
         }
         if status == 503 or "server busy" in message:
-            return ServerBusyError(message, **common)
+            return ServerBusyError(message, retry_after=retry_after, **common)
         if status == 429 and "quota" in message.lower():
             return QuotaExceededError(message, **common)
         if status == 429:
-            return RateLimitError(message, **common)
+            return RateLimitError(message, retry_after=retry_after, **common)
         if status in (401, 403):
             return AuthenticationError(message, **common)
         if status in (408, 409) or status >= 500 or status < 0:
-            return ServerError(message, **common)  # status < 0: an error inside a stream
+            return ServerError(message, retry_after=retry_after, **common)  # < 0: mid-stream
         if status == 404:
             message += f" (is the model pulled? try `ollama pull {self.model}`)"
         return InvalidRequestError(message, **common)
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The message of an error answer: Ollama's `{"error": ...}`, else the body's text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip() or response.reason_phrase
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error) if error else response.text.strip()

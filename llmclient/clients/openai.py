@@ -12,8 +12,10 @@ from typing import Any, ClassVar
 
 import httpx2
 import openai
+from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
+from llmclient.clients._http import answer_shape, not_json_object, transport_error
 from llmclient.clients.base import BaseLLMClient, token_from_logprob
 from llmclient.clients.params import ChatRequest
 from llmclient.config import ClientSettings
@@ -32,7 +34,7 @@ from llmclient.errors import (
 )
 from llmclient.profiles import LOCAL_PROFILE, OPENAI_PROFILE, ConcurrencyProfile, is_local_endpoint
 from llmclient.retry import parse_retry_after
-from llmclient.types import Completion, Token, Usage
+from llmclient.types import Completion, StreamEnd, Token, Usage
 
 __all__ = ["OpenAIClient"]
 
@@ -115,7 +117,17 @@ class OpenAIClient(BaseLLMClient):
         return arguments
 
     async def _chat(self, request: ChatRequest) -> Completion:
-        response = await self._sdk.chat.completions.create(**self._arguments(request))
+        raw = await self._sdk.chat.completions.with_raw_response.create(**self._arguments(request))
+        with answer_shape("chat completion", self.provider):
+            self._check_answer(raw.http_response)
+            return self._completion(raw.parse())
+
+    def _check_answer(self, response: httpx2.Response) -> None:
+        problem = not_json_object(response.headers.get("content-type", ""), response.content)
+        if problem is not None:
+            raise MalformedResponseError(problem, provider=self.provider)
+
+    def _completion(self, response: ChatCompletion) -> Completion:
         if not response.choices:
             raise MalformedResponseError("the answer has no choices", provider=self.provider)
         choice = response.choices[0]
@@ -138,46 +150,66 @@ class OpenAIClient(BaseLLMClient):
             model=response.model,
         )
 
-    async def _stream(self, request: ChatRequest) -> AsyncIterator[str]:
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[str | StreamEnd]:
         chunks = await self._sdk.chat.completions.create(**self._arguments(request), stream=True)
+        finish: str | None = None
+        usage: Usage | None = None
         try:
             async for chunk in chunks:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    yield chunk.choices[0].delta.content
+                with answer_shape("chat completion chunk", self.provider):
+                    if chunk.usage is not None:
+                        usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    if not chunk.choices:
+                        continue
+                    choice = chunk.choices[0]
+                    finish = choice.finish_reason or finish
+                    text = choice.delta.content if choice.delta is not None else None
+                if text:
+                    yield text
         finally:
             await chunks.close()
+        if finish is not None:  # no finish_reason: the stream was cut off
+            yield StreamEnd(finish, usage)
 
     async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int | None]:
-        response = await self._sdk.embeddings.create(model=model, input=texts)
-        data = sorted(response.data, key=lambda item: item.index)
-        used = response.usage.total_tokens if response.usage else None
-        return [list(item.embedding) for item in data], used
+        raw = await self._sdk.embeddings.with_raw_response.create(model=model, input=texts)
+        with answer_shape("list of embeddings", self.provider):
+            self._check_answer(raw.http_response)
+            response = raw.parse()
+            data = sorted(response.data, key=lambda item: item.index)
+            used = response.usage.total_tokens if response.usage else None
+            return [list(item.embedding) for item in data], used
 
     async def _close_sdk(self, sdk: openai.AsyncOpenAI) -> None:
         await sdk.close()
 
     def _classify(self, error: Exception) -> LLMError | None:
-        if isinstance(error, openai.APITimeoutError | httpx2.TimeoutException):
+        if isinstance(error, openai.APITimeoutError):
             return RequestTimeoutError("the request timed out", provider=self.provider)
-        if isinstance(error, openai.APIConnectionError | httpx2.TransportError):
-            return LLMConnectionError(
-                self._scrub(f"connection failed: {error}"), provider=self.provider
+        if isinstance(error, openai.APIConnectionError):
+            # The SDK wraps every transport failure; its cause says which one it was.
+            cause = error.__cause__
+            found = transport_error(cause, httpx2, self.provider) if cause is not None else None
+            return found or LLMConnectionError(
+                f"connection failed: {error}", provider=self.provider
             )
         if isinstance(error, openai.APIStatusError):
             return self._classify_status(error)
-        if isinstance(
-            error, openai.APIResponseValidationError | json.JSONDecodeError | ValidationError
-        ):
-            return MalformedResponseError(
-                self._scrub(f"could not parse the answer: {error}"), provider=self.provider
+        if isinstance(error, openai.APIError):  # an error event inside a stream
+            return ServerError(
+                f"the server reported an error mid-stream: {error.message}", provider=self.provider
             )
-        return None
+        if isinstance(error, json.JSONDecodeError | ValidationError):
+            return MalformedResponseError(
+                f"could not parse the answer: {error}", provider=self.provider
+            )
+        return transport_error(error, httpx2, self.provider)
 
     def _classify_status(self, error: openai.APIStatusError) -> LLMError:
         status = error.status_code
         body = error.body if isinstance(error.body, dict) else {}
         detail = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
-        message = self._scrub(str(detail.get("message") or error.message))
+        message = str(detail.get("message") or error.message)
         codes = {str(detail.get("type")), str(detail.get("code")), str(error.type), str(error.code)}
         retry_after = parse_retry_after(error.response.headers)
         common: dict[str, Any] = {"provider": self.provider, "status_code": status}

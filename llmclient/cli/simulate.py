@@ -1,6 +1,7 @@
 """`llmclient simulate`: the simulated Ollama/OpenAI server in the foreground, until Ctrl-C.
 
-Lets users try a pipeline without a GPU: slots, a bounded queue, latency, rpm and random faults.
+Lets users try a pipeline without a GPU: slots, a queue (unbounded, as Ollama for a loaded
+model, or bounded with 503s), latency, rpm and random faults.
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--max-queue",
         type=non_negative_int,
-        default=512,
-        help="requests that may wait for a slot, beyond which the answer is 503 server busy "
-        "(default: %(default)s, as Ollama)",
+        default=None,
+        help="requests that may wait for a slot, beyond which the answer is 503 server busy, "
+        "as Ollama while a model loads (OLLAMA_MAX_QUEUE, 512 there) or before 0.11.5 "
+        "(default: no bound, as Ollama for a loaded model)",
     )
     parser.add_argument(
         "--latency",
@@ -122,7 +124,8 @@ def _announce(server: SimulatedServer, args: argparse.Namespace) -> None:
     faults = ", ".join(f"{kind}={rate:g}" for kind, rate in args.fault) or "none"
     print(
         f"simulated LLM server (no real model) listening on {server.url}\n"
-        f"  {args.parallel} slots, queue {args.max_queue}, {args.latency:g}s per request "
+        f"  {args.parallel} slots, queue {args.max_queue or 'unbounded'}, "
+        f"{args.latency:g}s per request "
         f"+ {args.token_latency:g}s per token, rpm {args.rpm or 'unlimited'}, faults: {faults}\n"
         f"point your code at it with:\n"
         f"  export OLLAMA_HOST={server.url}\n"

@@ -224,3 +224,27 @@ async def test_a_stream_dropped_half_read_warns_and_frees_its_slot(
 def test_every_error_kind_is_an_llm_error() -> None:
     assert issubclass(IncompleteStreamError, MalformedResponseError)
     assert issubclass(MalformedResponseError, LLMError)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_back_pressure_outlasts_the_attempt_limit(
+    provider: str, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    async with make(provider, server, max_attempts=2) as client:
+        server.inject("503", count=5)
+        completion = await client.generate("busy server")
+    assert completion.attempts == 6
+    assert server.stats.statuses[503] == 5
+
+
+async def test_the_retry_budget_spares_a_dead_server(simulated_server_factory: Factory) -> None:
+    server = await simulated_server_factory(latency=0.001, fault_rates={"500": 1.0})
+    policy = RETRY.model_copy(update={"max_attempts": 5, "budget_tokens": 6})
+    async with make("ollama", server, profile=ConcurrencyProfile(retry=policy)) as client:
+        for _ in range(30):
+            with pytest.raises(ServerError):
+                await client.generate("anyone there?")
+    # 6 tokens, retries while more than 3 are left: the first call fails three times (5, 4, 3
+    # left), every later call once: 32 requests, where 30 calls x 5 attempts would be 150.
+    assert server.stats.by_path["/api/chat"] == 32

@@ -1,7 +1,7 @@
 """Integration tier: fixtures that run a real llama.cpp ``llama-server`` on 127.0.0.1.
 
 Every test under ``tests/integration`` is marked ``integration`` (deselected by default; run with
-``pytest -m integration``).  The server binary and the tiny random-weight model are built and
+``pytest -m integration -n 0``).  The server binary and the tiny random-weight model are built and
 generated on first use by ``tests/integration/real_server.py`` (also a command:
 ``python scripts/real_server.py all``; ~4 min on 2 cores, once; then cached); the servers are
 shared by the whole session.  Load probes and ``LLAMA_PARALLEL`` are in ``helpers.py``.

@@ -1,6 +1,6 @@
 """Build, provision and run a real llama.cpp ``llama-server`` on loopback for integration tests.
 
-The integration tier (``pytest -m integration``) talks to a real OpenAI-compatible server with
+The integration tier (``pytest -m integration -n 0``) talks to a real OpenAI-compatible server with
 real parallel slots, real tokenisation and real logprobs.  No model can be downloaded, so this
 script:
 

@@ -26,7 +26,7 @@ from llmclient.errors import (
 from llmclient.limits import Endpoint, Outcome
 from llmclient.profiles import ConcurrencyProfile
 from llmclient.retry import build_retrying, gave_up_waiting
-from llmclient.types import Stats, StreamEnd, percentile
+from llmclient.types import Stats, StreamEnd, Usage, percentile
 
 __all__ = ["Attempt", "Pipeline", "Recorder"]
 
@@ -43,9 +43,11 @@ class Recorder:
 
     __slots__ = (
         "completed",
+        "completion_tokens",
         "failed",
         "in_flight",
         "latencies",
+        "prompt_tokens",
         "rate_limited",
         "retries",
         "waiting",
@@ -55,6 +57,7 @@ class Recorder:
     def __init__(self) -> None:
         self.in_flight = self.waiting = self.completed = 0
         self.failed = self.retries = self.rate_limited = 0
+        self.prompt_tokens = self.completion_tokens = 0
         self.latencies: deque[float] = deque(maxlen=_SAMPLES)
         self.waits: deque[float] = deque(maxlen=_SAMPLES)
 
@@ -74,6 +77,8 @@ class Recorder:
             wait_p50=percentile(waits, 0.50),
             wait_p95=percentile(waits, 0.95),
             concurrency_limit=concurrency_limit,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
         )
 
 
@@ -116,7 +121,7 @@ class Attempt:
         recorder.in_flight += 1
 
     def finish(
-        self, error: LLMError | None, used_tokens: int | None = None, cancelled: bool = False
+        self, error: LLMError | None, usage: Usage | None = None, cancelled: bool = False
     ) -> float:
         """Release the slot, settle tpm, record the outcome; return the time on the wire."""
         latency = time.monotonic() - self.started
@@ -131,7 +136,10 @@ class Attempt:
         endpoint.release(self.lease, latency, outcome)
         if outcome is Outcome.SUCCESS:
             self.recorder.latencies.append(latency)
-            endpoint.settle(self.charge, used_tokens)
+            if usage is not None:
+                endpoint.settle(self.charge, usage.total_tokens)
+                self.recorder.prompt_tokens += usage.prompt_tokens
+                self.recorder.completion_tokens += usage.completion_tokens
             endpoint.budget.on_success()
         elif error is None:
             pass
@@ -173,12 +181,12 @@ class Pipeline:
         operation: str,
         send: Callable[[], Awaitable[T]],
         estimated_tokens: int,
-        used_tokens: Callable[[T], int | None],
+        usage_of: Callable[[T], Usage | None],
     ) -> tuple[T, int, float]:
         """`send()` under limits and retries; return its result, attempts made, time taken."""
 
         async def attempt() -> T:
-            return await self._attempt(operation, send, estimated_tokens, used_tokens)
+            return await self._attempt(operation, send, estimated_tokens, usage_of)
 
         outcome = await self._with_retries(attempt)
         self.recorder.completed += 1
@@ -189,7 +197,7 @@ class Pipeline:
         operation: str,
         send: Callable[[], Awaitable[T]],
         estimated_tokens: int,
-        used_tokens: Callable[[T], int | None],
+        usage_of: Callable[[T], Usage | None],
     ) -> T:
         attempt = await self._admit(estimated_tokens)
         try:
@@ -202,7 +210,7 @@ class Pipeline:
                 raise
             self._log_attempt(operation, attempt, latency, error)
             raise error from self.safe_cause(exc)
-        latency = attempt.finish(None, used_tokens(result))
+        latency = attempt.finish(None, usage_of(result))
         self._log_attempt(operation, attempt, latency, None)
         return result
 
@@ -291,10 +299,12 @@ class Pipeline:
         (attempt, parts, part), _, _ = await self._with_retries(open_stream)
         error: LLMError | None = None
         broken = False  # cancelled, or an exception that is not an llmclient error
+        usage: Usage | None = None
         try:
             while not isinstance(part, StreamEnd):
                 yield part
                 part = await self._next_part(parts)
+            usage = part.usage
             on_end(part)
         except LLMError as exc:
             error = exc
@@ -305,7 +315,7 @@ class Pipeline:
             broken = True
             raise
         finally:
-            attempt.finish(error, cancelled=broken)
+            attempt.finish(error, usage, cancelled=broken)
             await _close_quietly(parts)
             if error is None and not broken:
                 self.recorder.completed += 1

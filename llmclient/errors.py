@@ -17,7 +17,7 @@ When retries run out the last error itself is raised, with `attempts` and `elaps
         ├── AuthenticationError            401, 403 (fatal)
         ├── QuotaExceededError             no quota or credit left (fatal)
         ├── InvalidRequestError            400, 404, 422
-        └── UnsupportedFeatureError        the provider cannot do what was asked
+        └── UnsupportedFeatureError        the provider cannot do it (NotImplementedError)
 
 `overload` marks back-pressure (retried until the policy's deadline, not counted as faults);
 a timeout is overload when every slot of the endpoint was taken. `fatal` marks errors that
@@ -209,7 +209,7 @@ class InvalidRequestError(RejectedError):
     kind = ErrorKind.INVALID_REQUEST
 
 
-class UnsupportedFeatureError(RejectedError):
+class UnsupportedFeatureError(RejectedError, NotImplementedError):
     """The provider cannot do what was asked (for example prompt log-probabilities)."""
 
     kind = ErrorKind.UNSUPPORTED_FEATURE

@@ -23,6 +23,7 @@ __all__ = [
     "TextStream",
     "Token",
     "Usage",
+    "split_reasoning",
 ]
 
 Role: TypeAlias = Literal["system", "user", "assistant", "tool"]
@@ -75,6 +76,11 @@ class Token:
         """Natural log of `prob`."""
         return math.log(self.prob) if self.prob > 0 else -math.inf
 
+    @property
+    def ppl(self) -> float:
+        """The token's perplexity, `exp(-logprob)` (GraphGen's `Token.ppl`)."""
+        return 1 / self.prob if self.prob > 0 else math.inf
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:
@@ -100,6 +106,7 @@ class Completion:
     model: str | None = None
     attempts: int = 1
     latency: float = 0.0  # seconds from the call to its result, waits and retries included
+    reasoning: str | None = None  # a reasoning model's thinking, kept out of `text`
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +130,13 @@ class Stats:
     wait_p50: float | None
     wait_p95: float | None
     concurrency_limit: int
+    prompt_tokens: int = 0  # totals the server reported for answered requests
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens so far."""
+        return self.prompt_tokens + self.completion_tokens
 
     def as_dict(self) -> dict[str, float | int | None]:
         """Plain dict, for logging or JSON."""
@@ -181,6 +195,21 @@ class TextStream(AsyncIterator[str], AsyncClosing):
                 "a stream was garbage-collected before it ended or was closed: it held its "
                 "endpoint slot until now; use `async with client.stream(...)`"
             )
+
+
+def split_reasoning(text: str) -> tuple[str, str | None]:
+    """A reasoning model's `<think>...</think>` block, split from the answer after it.
+
+    >>> split_reasoning("<think>hmm</think> Yes.")
+    ('Yes.', 'hmm')
+    >>> split_reasoning("no thinking here")
+    ('no thinking here', None)
+    """
+    head, closed, answer = text.rpartition("</think>")
+    if not closed:
+        return text, None
+    reasoning = head.split("<think>", 1)[-1].strip()
+    return answer.strip(), reasoning
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:

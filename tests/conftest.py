@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from llmclient import RetryPolicy
+from llmclient.testing import SimulatedServer
 
 pytest_plugins = ["llmclient.testing.pytest_plugin"]
 
@@ -19,3 +24,27 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("LLMCLIENT_", "OLLAMA_", "OPENAI_")):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def threaded_server() -> Iterator[SimulatedServer]:
+    """A simulated server running in its own thread and loop, so tests may call asyncio.run."""
+    ready = threading.Event()
+    stop: asyncio.Event | None = None
+    holder: dict[str, Any] = {}
+
+    async def serve() -> None:
+        nonlocal stop
+        stop = asyncio.Event()
+        async with SimulatedServer(parallel=2, latency=0.005) as simulated:
+            holder["server"] = simulated
+            holder["loop"] = asyncio.get_running_loop()
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    yield holder["server"]
+    holder["loop"].call_soon_threadsafe(stop.set)  # type: ignore[union-attr]
+    thread.join(10)

@@ -44,6 +44,11 @@ def classify(error: Exception) -> LLMError | None:
     return None
 
 
+def usage(_: object) -> Usage:
+    """What the fake provider reports for every answer."""
+    return Usage(prompt_tokens=2, completion_tokens=3)
+
+
 def pipeline(limit: RecordingLimit, retry: RetryPolicy = FAST, timeout: float = 5) -> Pipeline:
     budget = RetryBudget(retry.budget_tokens, retry.budget_refund)
     endpoint = Endpoint.local("fake://endpoint", limit, budget=budget)
@@ -66,19 +71,20 @@ def failing_then(errors: list[BaseException], result: str) -> Callable[[], Await
 async def test_first_attempt_success_counts_once() -> None:
     limit = RecordingLimit(2)
     pipe = pipeline(limit)
-    result, attempts, elapsed = await pipe.call("chat", failing_then([], "ok"), 10, len)
+    result, attempts, elapsed = await pipe.call("chat", failing_then([], "ok"), 10, usage)
     assert (result, attempts) == ("ok", 1)
     assert elapsed >= 0
     assert limit.samples == [(1, Outcome.SUCCESS)]
     stats = pipe.recorder.stats(2)
     assert (stats.completed, stats.failed, stats.retries, stats.in_flight) == (1, 0, 0, 0)
+    assert (stats.prompt_tokens, stats.completion_tokens, stats.total_tokens) == (2, 3, 5)
 
 
 async def test_transient_errors_are_retried_and_reported_to_the_limit() -> None:
     limit = RecordingLimit(2)
     pipe = pipeline(limit)
     send = failing_then([ServerError("boom"), RateLimitError("slow down"), KeyError("x")], "ok")
-    result, attempts, _ = await pipe.call("chat", send, 10, len)
+    result, attempts, _ = await pipe.call("chat", send, 10, usage)
     assert (result, attempts) == ("ok", 4)
     assert [outcome for _, outcome in limit.samples] == [
         Outcome.IGNORED,
@@ -94,7 +100,7 @@ async def test_exhausted_retries_raise_the_last_error_itself() -> None:
     pipe = pipeline(RecordingLimit(1), RetryPolicy(max_attempts=3, initial_wait=0, jitter=0))
     send = failing_then([ServerError("one"), KeyError("two"), ServerError("three")], "x")
     with pytest.raises(ServerError, match="three") as caught:
-        await pipe.call("chat", send, 10, len)
+        await pipe.call("chat", send, 10, usage)
     assert caught.value.attempts == 3
     assert caught.value.endpoint == "fake://endpoint"
     assert pipe.recorder.failed == 1 and pipe.recorder.completed == 0
@@ -104,7 +110,7 @@ async def test_rejected_errors_are_not_retried() -> None:
     pipe = pipeline(RecordingLimit(1))
     send = failing_then([InvalidRequestError("bad"), ServerError("never reached")], "x")
     with pytest.raises(InvalidRequestError) as caught:
-        await pipe.call("chat", send, 10, len)
+        await pipe.call("chat", send, 10, usage)
     assert caught.value.attempts == 1
     assert pipe.recorder.retries == 0
 
@@ -113,7 +119,7 @@ async def test_untranslated_errors_pass_through_and_free_the_slot() -> None:
     limit = RecordingLimit(1)
     pipe = pipeline(limit)
     with pytest.raises(ZeroDivisionError):
-        await pipe.call("chat", failing_then([ZeroDivisionError()], "x"), 10, len)
+        await pipe.call("chat", failing_then([ZeroDivisionError()], "x"), 10, usage)
     assert limit.samples == [(1, Outcome.IGNORED)]
     assert pipe.recorder.in_flight == 0 and pipe.recorder.failed == 1
 
@@ -130,7 +136,7 @@ async def test_timeout_is_an_overload_sample_and_retried() -> None:
             await asyncio.sleep(10)
         return "ok"
 
-    result, attempts, _ = await pipe.call("chat", slow_then_fast, 10, len)
+    result, attempts, _ = await pipe.call("chat", slow_then_fast, 10, usage)
     assert (result, attempts) == ("ok", 2)
     assert [outcome for _, outcome in limit.samples] == [Outcome.DROPPED, Outcome.SUCCESS]
 
@@ -144,9 +150,9 @@ async def test_cancellation_while_waiting_for_a_slot_takes_none() -> None:
         await gate.wait()
         return "held"
 
-    first = asyncio.create_task(pipe.call("chat", held, 1, len))
+    first = asyncio.create_task(pipe.call("chat", held, 1, usage))
     await asyncio.sleep(0.01)
-    second = asyncio.create_task(pipe.call("chat", failing_then([], "late"), 1, len))
+    second = asyncio.create_task(pipe.call("chat", failing_then([], "late"), 1, usage))
     await asyncio.sleep(0.01)
     assert pipe.recorder.waiting == 1
     second.cancel()
@@ -230,7 +236,7 @@ async def test_errors_never_show_the_api_key_nor_chain_to_one_that_does() -> Non
         raise RuntimeError(f"bad key {secret}")
 
     with pytest.raises(InvalidRequestError) as caught:
-        await pipe.call("chat", echoes_the_key, 1, len)
+        await pipe.call("chat", echoes_the_key, 1, usage)
     assert secret not in str(caught.value) and "***" in str(caught.value)
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
@@ -238,7 +244,7 @@ async def test_errors_never_show_the_api_key_nor_chain_to_one_that_does() -> Non
 async def test_back_pressure_is_retried_past_the_attempt_limit() -> None:
     pipe = pipeline(RecordingLimit(1), RetryPolicy(max_attempts=2, initial_wait=0, jitter=0))
     busy = [ServerBusyError("busy") for _ in range(6)]
-    result, attempts, _ = await pipe.call("chat", failing_then([*busy], "ok"), 10, len)
+    result, attempts, _ = await pipe.call("chat", failing_then([*busy], "ok"), 10, usage)
     assert (result, attempts) == ("ok", 7)  # six 503s did not use up two attempts
 
 
@@ -252,7 +258,7 @@ async def test_back_pressure_stops_at_the_deadline() -> None:
         raise ServerBusyError("busy")
 
     with pytest.raises(ServerBusyError) as caught:
-        await pipe.call("chat", always_busy, 10, len)
+        await pipe.call("chat", always_busy, 10, usage)
     assert caught.value.attempts is not None and 3 <= caught.value.attempts <= 7
     assert caught.value.elapsed is not None and caught.value.elapsed <= 0.3
 
@@ -269,7 +275,7 @@ async def test_the_retry_budget_stops_retrying_a_dead_server() -> None:
 
     for _ in range(20):
         with pytest.raises(ServerError):
-            await pipe.call("chat", dead, 10, len)
+            await pipe.call("chat", dead, 10, usage)
     # Budget 4: the first failure leaves 3 tokens (more than half: one retry), the second 2;
     # from then on no retries, so 20 calls make 21 requests instead of 100.
     assert sent == 21
@@ -281,7 +287,7 @@ async def test_a_retry_after_beyond_the_cap_fails_at_once_and_says_when() -> Non
     pipe = pipeline(limit, policy)
     send = failing_then([RateLimitError("daily quota", retry_after=86400)], "never")
     with pytest.raises(RateLimitError, match=r"asked to wait 86400s.*try again after") as caught:
-        await pipe.call("chat", send, 10, len)
+        await pipe.call("chat", send, 10, usage)
     assert caught.value.attempts == 1
     endpoint = pipe._endpoint()
     assert 59 <= await endpoint.state.paused_for() <= 60  # paused for the cap, not a day

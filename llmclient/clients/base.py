@@ -11,7 +11,7 @@ import math
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, ClassVar, Unpack
+from typing import Any, ClassVar, Unpack, cast
 
 from llmclient._aclose import AsyncClosing
 from llmclient._checks import check_int
@@ -19,6 +19,8 @@ from llmclient._loop_local import LoopLocal
 from llmclient._pipeline import Pipeline
 from llmclient.clients.params import (
     ChatRequest,
+    SamplingOptions,
+    SamplingParams,
     conversation,
     messages_from,
     validate_params,
@@ -37,11 +39,16 @@ from llmclient.types import (
     StreamEnd,
     TextStream,
     Token,
+    Usage,
 )
 
 __all__ = ["BaseLLMClient", "ChatRequest", "TextStream", "token_from_logprob"]
 
 History = Sequence[str] | Sequence[MessageInput] | None
+
+
+class ClientConstructorOptions(ClientOptions, SamplingOptions, total=False):
+    """Every keyword a client's constructor takes besides its own named ones."""
 
 
 class BaseLLMClient(AsyncClosing):
@@ -68,17 +75,31 @@ class BaseLLMClient(AsyncClosing):
         params: Mapping[str, Any] | None = None,
         topk_per_token: int = 5,
         profile: ConcurrencyProfile | None = None,
-        **options: Unpack[ClientOptions],
+        tokenizer: Any = None,
+        keep_reasoning: bool = False,
+        **options: Unpack[ClientConstructorOptions],
     ) -> None:
-        check_int("topk_per_token", topk_per_token, 1)
+        """Settings come from `options` (and the environment); sampling keywords
+        (`temperature=`, `max_tokens=`, ...) and `params` become defaults for every call.
+
+        `tokenizer` (any object with `encode`/`decode`) is kept as `client.tokenizer` for
+        callers that count tokens; llmclient itself never needs one. `keep_reasoning=True`
+        makes `generate_answer` return a reasoning model's `<think>` block with the answer.
+        """
+        check_int("topk_per_token", topk_per_token, 0)
         if topk_per_token > 20:
             raise ConfigurationError(
-                f"invalid argument: topk_per_token={topk_per_token!r}: must be 1..20"
+                f"invalid argument: topk_per_token={topk_per_token!r}: must be 0..20"
             )
-        self.settings: ClientSettings = self.settings_for(model, profile=profile, **options)
+        sampling = {k: v for k, v in options.items() if k in SamplingParams.model_fields}
+        own = cast(ClientOptions, {k: v for k, v in options.items() if k not in sampling})
+        self.settings: ClientSettings = self.settings_for(model, profile=profile, **own)
         self.system_prompt = system_prompt
-        self.default_params = validate_params(dict(params or {}))
+        self.default_params = validate_params({**(params or {}), **sampling})
+        self._supports(self.default_params)
         self.topk_per_token = topk_per_token
+        self.tokenizer = tokenizer
+        self.keep_reasoning = keep_reasoning
         key = self.settings.api_key
         self._pipeline = Pipeline(
             self.provider,
@@ -116,6 +137,9 @@ class BaseLLMClient(AsyncClosing):
         )
         cls._check_settings(settings)
         return settings
+
+    def _supports(self, params: SamplingParams) -> None:
+        """Refuse sampling parameters this provider cannot honour (before anything is sent)."""
 
     @classmethod
     def _check_settings(cls, settings: ClientSettings) -> None:
@@ -202,13 +226,19 @@ class BaseLLMClient(AsyncClosing):
         """One chat completion under the client's limits and retries."""
         request = self._request(messages_from(prompt_or_messages), params)
         completion, attempts, elapsed = await self._pipeline.call(
-            "chat", lambda: self._chat(request), request.estimated_tokens(), _total_tokens
+            "chat", lambda: self._chat(request), request.estimated_tokens(), _usage
         )
         return replace(completion, attempts=attempts, latency=elapsed)
 
     async def generate_answer(self, text: str, history: History = None, **extra: Any) -> str:
-        """The answer text to `text` after `history` (strings alternate user, assistant)."""
+        """The answer text to `text` after `history` (strings alternate user, assistant).
+
+        A reasoning model's thinking is left out (see `Completion.reasoning`) unless the
+        client was made with `keep_reasoning=True`.
+        """
         completion = await self.generate(conversation(text, history), **extra)
+        if self.keep_reasoning and completion.reasoning:
+            return f"<think>{completion.reasoning}</think>\n{completion.text}"
         return completion.text
 
     async def generate_topk_per_token(
@@ -300,11 +330,10 @@ class BaseLLMClient(AsyncClosing):
         if self.system_prompt and messages[0].role != "system":
             messages.insert(0, Message("system", self.system_prompt))
         call_params = {k: v for k, v in params.items() if k != "model"}
-        merged = (
-            self.default_params.merged(validate_params(call_params))
-            if call_params
-            else self.default_params
-        )
+        merged = self.default_params
+        if call_params:
+            merged = merged.merged(validate_params(call_params))
+            self._supports(merged)
         return ChatRequest(
             model=self._model_for(params.get("model") or self.model, "model"),
             messages=[m.to_dict() for m in messages],
@@ -343,14 +372,18 @@ class BaseLLMClient(AsyncClosing):
         model = self._model_for(self.settings.embed_model, "embed_model")
         estimate = sum(len(t) for t in texts) // 4 + len(texts)
         (vectors, _), _, _ = await self._pipeline.call(
-            "embed", lambda: self._embed(model, texts), estimate, lambda r: r[1]
+            "embed", lambda: self._embed(model, texts), estimate, _embed_usage
         )
         self._pipeline.check_count(len(texts), len(vectors))
         return vectors
 
 
-def _total_tokens(completion: Completion) -> int | None:
-    return completion.usage.total_tokens if completion.usage else None
+def _usage(completion: Completion) -> Usage | None:
+    return completion.usage
+
+
+def _embed_usage(answer: tuple[list[list[float]], int | None]) -> Usage | None:
+    return None if answer[1] is None else Usage(prompt_tokens=answer[1])
 
 
 def token_from_logprob(text: str, logprob: float, candidates: list[Token] | None = None) -> Token:

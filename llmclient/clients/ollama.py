@@ -33,7 +33,7 @@ from llmclient.errors import (
 )
 from llmclient.profiles import OLLAMA_PROFILE, ConcurrencyProfile
 from llmclient.retry import parse_retry_after
-from llmclient.types import Completion, StreamEnd, Usage
+from llmclient.types import Completion, StreamEnd, Usage, split_reasoning
 
 __all__ = ["OllamaClient"]
 
@@ -46,6 +46,7 @@ _OPTION_NAMES = {
     "stop": "stop",
     "presence_penalty": "presence_penalty",
     "frequency_penalty": "frequency_penalty",
+    "repetition_penalty": "repeat_penalty",
 }
 
 
@@ -154,6 +155,8 @@ class OllamaClient(BaseLLMClient):
             "options": self._options(request),
             "keep_alive": self.keep_alive,
         }
+        if request.params.json_mode:
+            arguments["format"] = "json"  # a top-level field, not an option
         if request.params.logprobs:
             arguments["logprobs"] = True
             top = request.params.top_logprobs
@@ -166,6 +169,7 @@ class OllamaClient(BaseLLMClient):
             return self._completion(response)
 
     def _completion(self, response: ollama.ChatResponse) -> Completion:
+        answer, reasoning = split_reasoning(response.message.content or "")
         tokens = None
         if response.logprobs:
             tokens = [
@@ -177,7 +181,8 @@ class OllamaClient(BaseLLMClient):
                 for item in response.logprobs
             ]
         return Completion(
-            text=response.message.content or "",
+            text=answer,
+            reasoning=response.message.thinking or reasoning,
             finish_reason=response.done_reason,
             usage=Usage(response.prompt_eval_count or 0, response.eval_count or 0),
             tokens=tokens,

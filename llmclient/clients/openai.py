@@ -6,7 +6,9 @@ The SDK's own retries are off: the base class retries, so attempts never multipl
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
@@ -17,7 +19,7 @@ from pydantic import ValidationError
 
 from llmclient.clients._http import answer_shape, not_json_object, transport_error
 from llmclient.clients.base import BaseLLMClient, token_from_logprob
-from llmclient.clients.params import ChatRequest
+from llmclient.clients.params import ChatRequest, SamplingParams
 from llmclient.config import ClientSettings
 from llmclient.errors import (
     AuthenticationError,
@@ -34,12 +36,14 @@ from llmclient.errors import (
 )
 from llmclient.profiles import LOCAL_PROFILE, OPENAI_PROFILE, ConcurrencyProfile, is_local_endpoint
 from llmclient.retry import parse_retry_after
-from llmclient.types import Completion, StreamEnd, Token, Usage
+from llmclient.types import Completion, StreamEnd, Token, Usage, split_reasoning
 
 __all__ = ["OpenAIClient"]
 
 _QUOTA_CODES = frozenset({"insufficient_quota", "credit_balance_exhausted"})
-_LOCAL_PLACEHOLDER_KEY = "llmclient-local"  # local servers ignore the key; the SDK wants one
+_LOCAL_PLACEHOLDER_KEY = "llmclient-local"
+_LOCAL_ONLY = ("top_k", "repetition_penalty")  # sampling parameters only local servers take
+logger = logging.getLogger("llmclient")  # local servers ignore the key; the SDK wants one
 
 
 class OpenAIClient(BaseLLMClient):
@@ -58,9 +62,9 @@ class OpenAIClient(BaseLLMClient):
     }
 
     def __init__(self, model: str | None = None, **options: Any) -> None:
+        self._warned_unsent = False
         super().__init__(model, **options)
-        local = is_local_endpoint(self.settings.base_url)
-        self._max_tokens_field = "max_tokens" if local else "max_completion_tokens"
+        self._max_tokens_field = "max_tokens" if self._local else "max_completion_tokens"
 
     @property
     def _sdk(self) -> openai.AsyncOpenAI:
@@ -75,6 +79,23 @@ class OpenAIClient(BaseLLMClient):
             timeout=self.profile.timeout,
             max_retries=0,
         )
+
+    @functools.cached_property
+    def _local(self) -> bool:
+        """Whether the server is a local OpenAI-compatible one rather than the OpenAI cloud."""
+        return is_local_endpoint(self.settings.base_url)
+
+    def _supports(self, params: SamplingParams) -> None:
+        """Say once that the OpenAI cloud is not sent `top_k` or `repetition_penalty`."""
+        unsent = [n for n in _LOCAL_ONLY if getattr(params, n) is not None]
+        if unsent and not self._local and not self._warned_unsent:
+            self._warned_unsent = True
+            logger.warning(
+                "%s: the OpenAI API takes no %s; not sent (vLLM, llama.cpp and other "
+                "OpenAI-compatible servers on local hosts get them)",
+                self.endpoint_name,
+                " or ".join(unsent),
+            )
 
     @classmethod
     def _check_settings(cls, settings: ClientSettings) -> None:
@@ -109,9 +130,11 @@ class OpenAIClient(BaseLLMClient):
         if p.logprobs:
             arguments["logprobs"] = True
             arguments["top_logprobs"] = p.top_logprobs if p.top_logprobs is not None else 5
+        if p.json_mode:
+            arguments["response_format"] = {"type": "json_object"}
         extra = dict(p.provider_options)
-        if p.top_k is not None:
-            extra["top_k"] = p.top_k  # not in OpenAI's API; vLLM and llama.cpp accept it
+        if self._local:  # not in OpenAI's API; vLLM and llama.cpp accept them
+            extra.update({n: getattr(p, n) for n in _LOCAL_ONLY if getattr(p, n) is not None})
         if extra:
             arguments["extra_body"] = extra
         return arguments
@@ -131,6 +154,7 @@ class OpenAIClient(BaseLLMClient):
         if not response.choices:
             raise MalformedResponseError("the answer has no choices", provider=self.provider)
         choice = response.choices[0]
+        answer, reasoning = split_reasoning(choice.message.content or "")
         tokens: list[Token] | None = None
         if choice.logprobs is not None and choice.logprobs.content:
             tokens = [
@@ -143,7 +167,8 @@ class OpenAIClient(BaseLLMClient):
             ]
         usage = response.usage
         return Completion(
-            text=choice.message.content or "",
+            text=answer,
+            reasoning=getattr(choice.message, "reasoning_content", None) or reasoning,
             finish_reason=choice.finish_reason,
             usage=Usage(usage.prompt_tokens, usage.completion_tokens) if usage else None,
             tokens=tokens,

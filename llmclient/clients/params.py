@@ -8,20 +8,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmclient.errors import ConfigurationError
 from llmclient.types import Message, MessageInput
 
-__all__ = ["ChatRequest", "SamplingParams", "conversation", "messages_from", "validate_params"]
+__all__ = [
+    "ChatRequest",
+    "SamplingOptions",
+    "SamplingParams",
+    "conversation",
+    "messages_from",
+    "validate_params",
+]
 
 _DEFAULT_COMPLETION_ESTIMATE = 256  # tokens charged to tpm when max_tokens is not given
 
 
 class SamplingParams(BaseModel):
-    """Per-call generation parameters; unset ones are left to the server."""
+    """Per-call generation parameters; unset ones are left to the server.
+
+    `repetition_penalty` (Ollama's `repeat_penalty`; vLLM's and llama.cpp's own) and
+    `json_mode` (an answer that is one JSON object) map to what each provider supports.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -33,6 +44,8 @@ class SamplingParams(BaseModel):
     stop: str | list[str] | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    repetition_penalty: float | None = Field(None, gt=0)
+    json_mode: bool = False
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
     provider_options: dict[str, Any] = Field(default_factory=dict)
@@ -40,6 +53,27 @@ class SamplingParams(BaseModel):
     def merged(self, override: SamplingParams) -> SamplingParams:
         """These defaults with every parameter `override` sets replacing them."""
         return self.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
+
+
+class SamplingOptions(TypedDict, total=False):
+    """The sampling parameters as constructor keywords: a client's defaults for every call.
+
+    The same names as `SamplingParams` (a test keeps the two in step).
+    """
+
+    temperature: float
+    top_p: float
+    top_k: int
+    max_tokens: int
+    seed: int
+    stop: str | list[str]
+    presence_penalty: float
+    frequency_penalty: float
+    repetition_penalty: float
+    json_mode: bool
+    logprobs: bool
+    top_logprobs: int
+    provider_options: dict[str, Any]
 
 
 def validate_params(params: dict[str, Any]) -> SamplingParams:

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 REPLY_PREFIX = "Simulated reply to: "
+THINKING = "<think>A short question; answer it plainly.</think> "
+"""What a model whose name contains "think" writes before its answer, as reasoning models do."""
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 OLLAMA_VERSION = "0.12.11"
 MAX_TOP_LOGPROBS = 20
@@ -100,7 +102,7 @@ def _generation(
     stream: bool,
     include_usage: bool = False,
 ) -> Generation:
-    tokens = tokenize(REPLY_PREFIX + prompt)
+    tokens = tokenize((THINKING if "think" in model else "") + REPLY_PREFIX + prompt)
     finish_reason = "stop"
     if max_tokens is not None and 0 <= max_tokens < len(tokens):
         tokens = tokens[:max_tokens]

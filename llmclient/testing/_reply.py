@@ -34,6 +34,7 @@ class ServerStats:
     statuses: Counter[int | str] = field(default_factory=Counter)
     by_path: Counter[str] = field(default_factory=Counter)
     arrivals: list[tuple[float, str]] = field(default_factory=list)  # (time.monotonic(), path)
+    bodies: list[object] = field(default_factory=list)  # each POST's JSON body, as received
 
     def snapshot(self) -> ServerStats:
         """An independent copy of the current values."""

@@ -8,6 +8,7 @@ wire payloads come from `_protocols`, the fault answers from `_faults`, the HTTP
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import math
@@ -214,6 +215,9 @@ class SimulatedServer:
         st.requests += 1
         st.by_path[path] += 1
         st.arrivals.append((now, path))
+        if request.method == "POST":
+            with contextlib.suppress(ValueError):
+                st.bodies.append(json.loads(request.body))
         reply = Reply(responder, st, openai=path == "/v1" or path.startswith("/v1/"))
         route = self._routes.get((request.method, path))
         if route is None and request.method == "GET" and path.startswith("/v1/models/"):

@@ -693,6 +693,7 @@ def run_concurrent_sync(
     desc_callback: Callable[[int, int | None, list[R]], str] | None = ...,
     max_concurrent: int | None = ...,
     return_exceptions: Literal[False] = ...,
+    failed_as_none: Literal[False] = ...,
 ) -> list[R]: ...
 
 
@@ -708,6 +709,7 @@ def run_concurrent_sync(
     desc_callback: Callable[[int, int | None, list[R]], str] | None = ...,
     max_concurrent: int | None = ...,
     return_exceptions: Literal[True],
+    failed_as_none: Literal[False] = ...,
 ) -> list[R | BaseException]: ...
 
 
@@ -722,8 +724,25 @@ def run_concurrent_sync(
     log_interval: int = ...,
     desc_callback: Callable[[int, int | None, list[R]], str] | None = ...,
     max_concurrent: int | None = ...,
+    return_exceptions: bool = ...,
+    failed_as_none: Literal[True],
+) -> list[R | None]: ...
+
+
+@overload
+def run_concurrent_sync(
+    coro_fn: Callable[[T], Awaitable[R]],
+    items: Iterable[T] | AsyncIterable[T],
+    *,
+    desc: str = ...,
+    unit: str = ...,
+    progress_bar: bool | ProgressCallback | None = ...,
+    log_interval: int = ...,
+    desc_callback: Callable[[int, int | None, list[R]], str] | None = ...,
+    max_concurrent: int | None = ...,
     return_exceptions: bool,
-) -> list[R] | list[R | BaseException]: ...
+    failed_as_none: bool = ...,
+) -> list[R] | list[R | BaseException] | list[R | None]: ...
 
 
 def run_concurrent_sync(
@@ -737,10 +756,15 @@ def run_concurrent_sync(
     desc_callback: Callable[[int, int | None, list[R]], str] | None = None,
     max_concurrent: int | None = None,
     return_exceptions: bool = False,
-) -> list[R] | list[R | BaseException]:
+    failed_as_none: bool = False,
+) -> list[R] | list[R | BaseException] | list[R | None]:
     """Run :func:`run_concurrent` in a new event loop, from synchronous code.
 
-    Raises RuntimeError when called while an event loop is running in this thread.
+    ``failed_as_none=True`` is GraphGen's behaviour: every item is attempted, a failed item's
+    place holds None, and each failure is logged (at WARNING, to ``llmclient.mapping``);
+    without it the first failure is raised, or held in its place with
+    ``return_exceptions=True``. Raises RuntimeError when called while an event loop is
+    running in this thread.
     """
     try:
         asyncio.get_running_loop()
@@ -751,7 +775,7 @@ def run_concurrent_sync(
             "run_concurrent_sync() cannot be called from a running event loop; "
             "use `await run_concurrent(...)` instead"
         )
-    return asyncio.run(
+    results = asyncio.run(
         run_concurrent(
             coro_fn,
             items,
@@ -761,9 +785,19 @@ def run_concurrent_sync(
             log_interval=log_interval,
             desc_callback=desc_callback,
             max_concurrent=max_concurrent,
-            return_exceptions=return_exceptions,
+            return_exceptions=return_exceptions or failed_as_none,
         )
     )
+    if not failed_as_none:
+        return results
+    return [_none_if_failed(index, outcome, desc) for index, outcome in enumerate(results)]
+
+
+def _none_if_failed(index: int, outcome: R | BaseException, desc: str) -> R | None:
+    if not isinstance(outcome, BaseException):
+        return outcome
+    logger.warning("%s: item %d failed: %s: %s", desc, index, type(outcome).__name__, outcome)
+    return None
 
 
 async def iterate_concurrent(

@@ -124,3 +124,17 @@ def test_topk_per_token_zero_is_accepted(threaded_server: SimulatedServer) -> No
     client = OpenAIClient("sim-model", base_url=threaded_server.openai_base_url, topk_per_token=0)
     tokens = run_concurrent_sync(client.generate_topk_per_token, ["next"])[0]
     assert tokens and tokens[0].top_candidates == []
+
+
+def test_failed_items_become_none_as_graphgen_expects(
+    threaded_server: SimulatedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = OllamaClient("sim-model", base_url=threaded_server.url, max_concurrent=1)
+    threaded_server.inject("401")  # not retried: the first item fails
+    prompts = ["a", "b", "c"]
+    results = run_concurrent_sync(client.generate_answer, prompts, failed_as_none=True)
+    assert results == [None, "Simulated reply to: b", "Simulated reply to: c"]
+    assert "item 0 failed: AuthenticationError" in caplog.text
+    threaded_server.inject("401")
+    with pytest.raises(Exception, match="unauthorized"):
+        run_concurrent_sync(client.generate_answer, prompts)  # without it: raised

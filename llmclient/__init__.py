@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     # name: module that defines it
     "AuthenticationError": "llmclient.errors",
+    "AzureOpenAIClient": "llmclient.clients.azure",
     "BaseLLMClient": "llmclient.clients.base",
     "BatchRequestManager": "llmclient.batching",
     "ChatRequest": "llmclient.clients.params",
@@ -71,6 +72,7 @@ __all__ = sorted([*_EXPORTS, "__version__"], key=str.casefold)
 
 if _typing.TYPE_CHECKING:
     from llmclient.batching import BatchRequestManager as BatchRequestManager
+    from llmclient.clients.azure import AzureOpenAIClient as AzureOpenAIClient
     from llmclient.clients.base import BaseLLMClient as BaseLLMClient
     from llmclient.clients.ollama import OllamaClient as OllamaClient
     from llmclient.clients.openai import OpenAIClient as OpenAIClient

@@ -11,6 +11,7 @@ from llmclient._lazy import lazy_exports as _lazy_exports
 
 _EXPORTS: dict[str, str] = {
     # name: module that defines it
+    "AzureOpenAIClient": "llmclient.clients.azure",
     "BaseLLMClient": "llmclient.clients.base",
     "ChatRequest": "llmclient.clients.params",
     "client_for": "llmclient.clients.registry",
@@ -25,6 +26,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS, key=str.casefold)
 
 if _typing.TYPE_CHECKING:
+    from llmclient.clients.azure import AzureOpenAIClient as AzureOpenAIClient
     from llmclient.clients.base import BaseLLMClient as BaseLLMClient
     from llmclient.clients.ollama import OllamaClient as OllamaClient
     from llmclient.clients.openai import OpenAIClient as OpenAIClient

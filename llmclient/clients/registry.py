@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["client_for", "provider_class", "provider_names", "register_provider"]
 
 _providers: dict[str, str | type[BaseLLMClient]] = {
+    "azure": "llmclient.clients.azure:AzureOpenAIClient",
     "ollama": "llmclient.clients.ollama:OllamaClient",
     "openai": "llmclient.clients.openai:OpenAIClient",
 }

@@ -1,8 +1,8 @@
 """The simulated LLM server: routing, slots and wait queue, rate limit, faults and statistics.
 
-`SimulatedServer` answers Ollama-native (`/api/*`) and OpenAI (`/v1/*`) requests on loopback; the
-wire payloads come from `_protocols`, the fault answers from `_faults`, the HTTP/1.1 plumbing from
-`_http`.
+`SimulatedServer` answers Ollama-native (`/api/*`), OpenAI (`/v1/*`) and Azure OpenAI
+(`/openai/deployments/<name>/*`, served as `/v1/*`) requests on loopback; the wire payloads come
+from `_protocols`, the fault answers from `_faults`, the HTTP/1.1 plumbing from `_http`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import itertools
 import json
 import math
 import random
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from types import TracebackType
 from typing import Self
 
@@ -32,6 +33,8 @@ _INFERENCE_PATHS = frozenset(
     {"/api/chat", "/api/generate", "/api/embed", "/v1/chat/completions", "/v1/embeddings"}
 )
 _WINDOW = 60.0  # seconds of the rpm sliding window
+# Azure OpenAI's deployment paths (`AsyncAzureOpenAI`), served as the OpenAI path in group 1.
+_AZURE_PATH = re.compile(r"/openai/deployments/[^/]+(/chat/completions|/embeddings)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +221,10 @@ class SimulatedServer:
         if request.method == "POST":
             with contextlib.suppress(ValueError):
                 st.bodies.append(json.loads(request.body))
+        azure = _AZURE_PATH.fullmatch(path)
+        if azure is not None:  # served, faulted and limited exactly as the OpenAI path
+            path = "/v1" + azure[1]
+            request = replace(request, path=path)
         reply = Reply(responder, st, openai=path == "/v1" or path.startswith("/v1/"))
         route = self._routes.get((request.method, path))
         if route is None and request.method == "GET" and path.startswith("/v1/models/"):

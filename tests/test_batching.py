@@ -38,10 +38,13 @@ async def test_batch_waits_for_size_or_time(simulated_server_factory: Factory) -
         assert manager.pending == 1
         assert await lone == "Simulated reply to: alone"
         assert time.monotonic() - started >= 0.29
-        full = [asyncio.create_task(manager.add_request(f"f{i}")) for i in range(3)]
-        await asyncio.sleep(0.05)
-        assert all(task.done() for task in full)  # a full batch goes at once
         await manager.aclose()
+        # A full batch goes at once: with a 60 s timer, waiting for it would time out here.
+        patient = BatchRequestManager(llm, batch_size=3, max_wait_time=60)
+        full = [patient.add_request(f"f{i}") for i in range(3)]
+        async with asyncio.timeout(10):
+            assert await asyncio.gather(*full) == [f"Simulated reply to: f{i}" for i in range(3)]
+        await patient.aclose()
 
 
 async def test_history_and_extra_params_are_passed(simulated_server_factory: Factory) -> None:

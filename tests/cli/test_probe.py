@@ -20,17 +20,21 @@ def probe_args(server: SimulatedServer, *extra: str) -> list[str]:
 # enough, and the default levels are seen in test_stops_escalating_at_the_first_errors.
 
 
-async def test_four_slots_recommends_four(simulated_server_factory: Factory) -> None:
-    # At level 4 each round ends with a gap (the client's turnaround) that level 8 hides in
-    # the server's queue; 8 requests of 0.5 s make that one gap of a few tens of ms in 1 s,
-    # well inside the 10% that separates "as good as the best" from worse, even when loaded.
+async def test_four_slots_recommends_four_or_the_level_above(
+    simulated_server_factory: Factory,
+) -> None:
+    # Levels 4 and 8 serve a 4-slot server equally fast, but at level 4 each round ends with
+    # the client's turnaround, which level 8 hides in the server's queue: on a loaded machine
+    # that gap can exceed the 10% the rule allows, and 8 is then the honest answer. Level 2,
+    # half the throughput, must never be recommended.
     server = await simulated_server_factory(parallel=4, latency=0.5)
     result = await run_cli(*probe_args(server, "--requests", "8", "--levels", "2,4,8"))
     assert result.code == 0, result
-    assert "recommended max_concurrent: 4" in result.out
-    assert result.out.splitlines()[-1] == "LLMCLIENT_OLLAMA_MAX_CONCURRENT=4"
     rows = [line.split() for line in result.out.splitlines() if line[:5].strip().isdigit()]
     assert [int(row[0]) for row in rows] == [2, 4, 8]
+    recommended = int(result.out.splitlines()[-1].rpartition("=")[2])
+    assert recommended in (4, 8)
+    assert f"recommended max_concurrent: {recommended}" in result.out
     assert server.stats.peak_in_flight == 4
 
 

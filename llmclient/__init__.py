@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "LimitBackend": "llmclient.limits",
     "LLMConnectionError": "llmclient.errors",
     "LLMError": "llmclient.errors",
+    "LimitsUnavailableError": "llmclient.errors",
     "LOCAL_PROFILE": "llmclient.profiles",
     "MalformedResponseError": "llmclient.errors",
     "Message": "llmclient.types",
@@ -49,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "ProgressCallback": "llmclient.mapping",
     "QuotaExceededError": "llmclient.errors",
     "RateLimitError": "llmclient.errors",
+    "RedisBackend": "llmclient.limits.backends.redis",
     "register_provider": "llmclient.clients.registry",
     "RejectedError": "llmclient.errors",
     "RequestTimeoutError": "llmclient.errors",
@@ -87,6 +89,7 @@ if _typing.TYPE_CHECKING:
     from llmclient.errors import ErrorKind as ErrorKind
     from llmclient.errors import IncompleteStreamError as IncompleteStreamError
     from llmclient.errors import InvalidRequestError as InvalidRequestError
+    from llmclient.errors import LimitsUnavailableError as LimitsUnavailableError
     from llmclient.errors import LLMConnectionError as LLMConnectionError
     from llmclient.errors import LLMError as LLMError
     from llmclient.errors import MalformedResponseError as MalformedResponseError
@@ -103,6 +106,7 @@ if _typing.TYPE_CHECKING:
     from llmclient.limits import Limit as Limit
     from llmclient.limits import LimitBackend as LimitBackend
     from llmclient.limits import Outcome as Outcome
+    from llmclient.limits.backends.redis import RedisBackend as RedisBackend
     from llmclient.mapping import ProgressCallback as ProgressCallback
     from llmclient.mapping import iterate_concurrent as iterate_concurrent
     from llmclient.mapping import run_concurrent as run_concurrent

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, TypedDict, get_type_hints
+from typing import Annotated, Any, Literal, TypedDict, get_type_hints
 from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     PositiveFloat,
     PositiveInt,
     SecretStr,
@@ -25,9 +26,26 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from llmclient.errors import ConfigurationError
+from llmclient.limits.backends import LimitBackend, public_url
 from llmclient.profiles import ConcurrencyProfile, MaxConcurrent, MaxConcurrentSpec
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+_LIMITS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _check_limits(value: object) -> str | LimitBackend:
+    """`"local"`, a Redis URL, or a backend object (anything with `state` and `share`)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "local" or (urlsplit(text).scheme in _LIMITS_SCHEMES and "://" in text):
+            return text
+        raise ValueError("must be 'local' or a redis://, rediss:// or unix:// URL")
+    if callable(getattr(value, "state", None)) and callable(getattr(value, "share", None)):
+        return value  # type: ignore[return-value]
+    raise ValueError("must be 'local', a Redis URL or a limits backend")
+
+
+Limits = Annotated[str | LimitBackend, PlainValidator(_check_limits)]
 
 __all__ = ["SETTING_NAMES", "ClientOptions", "ClientSettings", "SettingRow", "resolve_settings"]
 
@@ -49,6 +67,8 @@ class ClientOptions(TypedDict, total=False):
     max_attempts: PositiveInt
     max_elapsed: PositiveFloat
     share_limits: bool
+    limits: Limits
+    on_backend_error: Literal["wait", "fail"]
 
 
 _FIELD_TYPES: dict[str, Any] = {
@@ -62,6 +82,7 @@ SETTING_NAMES: tuple[str, ...] = tuple(_FIELD_TYPES)
 _PROFILE_FIELDS = ("max_concurrent", "rpm", "tpm", "timeout", "share_limits")
 _RETRY_FIELDS = ("max_attempts", "max_elapsed")
 _SECRET_FIELDS = frozenset({"api_key"})
+_URL_FIELDS = frozenset({"limits"})  # may hold a password: shown without it
 _OPTIONAL_FIELDS: dict[str, Any] = {
     name: (kind | None, None) for name, kind in _FIELD_TYPES.items()
 }
@@ -97,6 +118,8 @@ class ClientSettings(BaseModel):
     api_key: SecretStr | None
     profile: ConcurrencyProfile
     sources: dict[str, str]
+    limits: Any = "local"  # "local", a Redis URL or a LimitBackend
+    on_backend_error: Literal["wait", "fail"] = "wait"
 
     @property
     def endpoint(self) -> str:
@@ -125,6 +148,10 @@ class ClientSettings(BaseModel):
             "api_key": "********" if self.api_key else None,
             **{name: getattr(self.profile, name) for name in _PROFILE_FIELDS},
             **{name: getattr(self.profile.retry, name) for name in _RETRY_FIELDS},
+            "limits": public_url(self.limits)
+            if isinstance(self.limits, str) and self.limits != "local"
+            else self.limits,
+            "on_backend_error": self.on_backend_error,
         }
         return [(name, str(values[name]), self.sources[name]) for name in SETTING_NAMES]
 
@@ -134,7 +161,13 @@ def _describe_errors(error: ValidationError, name_of: Callable[[str], str]) -> s
     for item in error.errors():
         field = str(item["loc"][0]) if item["loc"] else "?"
         message = item["msg"].removeprefix("Value error, ")
-        shown = "<hidden>" if field in _SECRET_FIELDS else repr(item.get("input"))
+        value = item.get("input")
+        if field in _SECRET_FIELDS:
+            shown = "<hidden>"
+        elif field in _URL_FIELDS and isinstance(value, str):
+            shown = repr(public_url(value))
+        else:
+            shown = repr(value)
         parts.append(f"{name_of(field)}={shown}: {message}")
     return "; ".join(parts)
 
@@ -244,7 +277,12 @@ def resolve_settings(
         base, default_source = profile, "profile argument"
     for name in SETTING_NAMES:
         sources.setdefault(
-            name, default_source if name in _PROFILE_FIELDS + _RETRY_FIELDS else "unset"
+            name,
+            default_source
+            if name in _PROFILE_FIELDS + _RETRY_FIELDS
+            else "default"
+            if name in ("limits", "on_backend_error")
+            else "unset",
         )
 
     retry = base.retry.model_copy(update={k: values[k] for k in _RETRY_FIELDS if k in values})
@@ -259,4 +297,6 @@ def resolve_settings(
         api_key=values.get("api_key"),
         profile=effective,
         sources=sources,
+        limits=values.get("limits", "local"),
+        on_backend_error=values.get("on_backend_error", "wait"),
     )

@@ -5,6 +5,7 @@ When retries run out the last error itself is raised, with `attempts` and `elaps
 
     LLMError
     ├── ConfigurationError (ValueError)   bad argument or environment value; nothing was sent
+    ├── LimitsUnavailableError             the shared-limits store (Redis) cannot be reached (fatal)
     ├── TransientError                     the server may answer next time: retried
     │   ├── RateLimitError                 429: too many requests or tokens (overload)
     │   ├── ServerBusyError                503: the server's queue is full (overload)
@@ -38,6 +39,7 @@ __all__ = [
     "InvalidRequestError",
     "LLMConnectionError",
     "LLMError",
+    "LimitsUnavailableError",
     "MalformedResponseError",
     "QuotaExceededError",
     "RateLimitError",
@@ -65,6 +67,7 @@ class ErrorKind(StrEnum):
     INVALID_REQUEST = "invalid_request"
     UNSUPPORTED_FEATURE = "unsupported_feature"
     CONFIGURATION = "configuration"
+    LIMITS_UNAVAILABLE = "limits_unavailable"
 
 
 class LLMError(Exception):
@@ -116,6 +119,14 @@ class ConfigurationError(LLMError, ValueError):
 
     kind = ErrorKind.CONFIGURATION
     fatal = True
+
+
+class LimitsUnavailableError(LLMError):
+    """The store of shared limits (Redis) cannot be reached, so no request may go out."""
+
+    kind = ErrorKind.LIMITS_UNAVAILABLE
+    fatal = True
+    hint = "start Redis again, or pass limits='local' for per-process limits"
 
 
 class TransientError(LLMError):

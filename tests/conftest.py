@@ -12,6 +12,7 @@ import pytest
 
 from llmclient import RetryPolicy
 from llmclient.testing import SimulatedServer
+from llmclient.testing.redis import RedisServer
 
 pytest_plugins = ["llmclient.testing.pytest_plugin"]
 
@@ -22,7 +23,10 @@ FAST_RETRY = RetryPolicy(max_attempts=4, initial_wait=0.01, max_wait=0.05, jitte
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's own LLMCLIENT_/OLLAMA_/OPENAI_ variables."""
     for name in list(os.environ):
-        if name.startswith(("LLMCLIENT_", "OLLAMA_", "OPENAI_")):
+        if (
+            name.startswith(("LLMCLIENT_", "OLLAMA_", "OPENAI_"))
+            and name != "LLMCLIENT_REQUIRE_REDIS"
+        ):
             monkeypatch.delenv(name)
 
 
@@ -48,3 +52,19 @@ def threaded_server() -> Iterator[SimulatedServer]:
     yield holder["server"]
     holder["loop"].call_soon_threadsafe(stop.set)  # type: ignore[union-attr]
     thread.join(10)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server on a free loopback port for one test.
+
+    Skipped when redis-server is not installed, unless LLMCLIENT_REQUIRE_REDIS=1 (CI sets it).
+    """
+    try:
+        server = RedisServer()
+    except FileNotFoundError as error:
+        if os.environ.get("LLMCLIENT_REQUIRE_REDIS") == "1":
+            raise
+        pytest.skip(str(error))
+    with server:
+        yield server

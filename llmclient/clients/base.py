@@ -30,6 +30,7 @@ from llmclient.coalesce import MicroBatcher, send_together
 from llmclient.config import ClientOptions, ClientSettings, resolve_settings
 from llmclient.errors import ConfigurationError, LLMError, UnsupportedFeatureError
 from llmclient.limits import Endpoint, RetryBudget, endpoint_key, shared_endpoint
+from llmclient.limits.backends import backend_for
 from llmclient.profiles import LOCAL_PROFILE, ConcurrencyProfile, is_local_endpoint
 from llmclient.types import (
     Completion,
@@ -109,6 +110,7 @@ class BaseLLMClient(AsyncClosing):
             self._classify,
             secret=key.get_secret_value() if key else None,
         )
+        self._limits = backend_for(self.settings.limits, self.settings.on_backend_error)
         self._endpoints = LoopLocal(self._make_endpoint)
         self._coalescers = LoopLocal(self._make_coalescer)
         self._sdks: LoopLocal[Any] = LoopLocal(self._make_sdk, self._close_sdk)
@@ -359,7 +361,7 @@ class BaseLLMClient(AsyncClosing):
             is_local_endpoint(self.settings.base_url),
         )
         return shared_endpoint(
-            shared_key, self.endpoint_name, p.new_limit(), p.rpm, p.tpm, budget=budget
+            shared_key, self.endpoint_name, p.new_limit(), p.rpm, p.tpm, self._limits, budget
         )
 
     def _make_coalescer(self) -> MicroBatcher[str, list[float]]:

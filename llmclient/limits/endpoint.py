@@ -18,14 +18,13 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from llmclient.limits.algorithms import FixedLimit, Limit, Outcome
-from llmclient.limits.backends import EndpointState, LimitBackend, LocalBackend
+from llmclient.limits.backends import LOCAL, EndpointState, LimitBackend
 from llmclient.limits.budget import RetryBudget
 
 __all__ = ["Endpoint", "endpoint_key", "shared_endpoint"]
 
 logger = logging.getLogger("llmclient")
 _N = TypeVar("_N", int, float)
-LOCAL = LocalBackend()
 
 
 class Endpoint:
@@ -169,8 +168,9 @@ def shared_endpoint(
     endpoints = _registry.setdefault(asyncio.get_running_loop(), {})
     endpoint = endpoints.get((backend, key))
     if endpoint is None:
-        state = backend.state(key, new_limit.limit, rpm, tpm)
-        endpoint = Endpoint(name, new_limit, state, rpm, tpm, budget)
+        limit = backend.share(key, new_limit)
+        state = backend.state(key, limit.limit, rpm, tpm)
+        endpoint = Endpoint(name, limit, state, rpm, tpm, budget)
         endpoints[(backend, key)] = endpoint
     else:
         fixed = new_limit.limit if isinstance(new_limit, FixedLimit) else None

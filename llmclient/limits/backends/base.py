@@ -7,9 +7,32 @@ never blocks (a remote backend sends it in the background, and its leases expire
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
 
-__all__ = ["EndpointState", "LimitBackend"]
+if TYPE_CHECKING:
+    from llmclient.limits.algorithms import Limit
+
+__all__ = ["EndpointState", "LimitBackend", "public_url"]
+
+
+def public_url(url: str) -> str:
+    """`url` without its password or query, for messages and settings dumps.
+
+    >>> public_url("redis://:hunter2@10.0.0.5:6380/1")
+    'redis://10.0.0.5:6380/1'
+    >>> public_url("unix:///run/redis.sock?db=2")
+    'unix:///run/redis.sock'
+    """
+    if "://" not in url:  # not a URL at all: shown as given, unless it may hold a password
+        return url if "@" not in url else "<hidden>"
+    parts = urlsplit(url)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ":?"
+    shown = f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+    return shown if "@" not in shown else f"{parts.scheme}://<hidden>"
 
 
 class EndpointState(Protocol):
@@ -68,4 +91,8 @@ class LimitBackend(Protocol):
 
     def state(self, key: Hashable, limit: int, rpm: float | None, tpm: int | None) -> EndpointState:
         """The state for `key`, starting at `limit` slots and the given rates."""
+        ...
+
+    def share(self, key: Hashable, limit: Limit) -> Limit:
+        """The limit `key`'s endpoint steers by: `limit` itself, or one shared more widely."""
         ...

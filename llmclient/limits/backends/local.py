@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Hashable
 
+from llmclient.limits.algorithms import Limit
 from llmclient.limits.concurrency import ConcurrencyLimiter
 from llmclient.limits.rate import RateLimits
 
-__all__ = ["LocalBackend", "LocalState"]
+__all__ = ["LOCAL", "LocalBackend", "LocalState"]
 
 
 class LocalState:
@@ -78,5 +79,12 @@ class LocalBackend:
         """A new in-memory state."""
         return LocalState(limit, rpm, tpm)
 
+    def share(self, key: Hashable, limit: Limit) -> Limit:
+        """The limit itself: this process is the whole fleet."""
+        return limit
+
     def __repr__(self) -> str:
         return "LocalBackend()"
+
+
+LOCAL = LocalBackend()

@@ -1,0 +1,512 @@
+"""Limits shared by every process and machine that uses the same Redis: `limits="redis://..."`.
+
+Each request holds a lease in a sorted set per endpoint; a heartbeat renews the leases of
+live requests, so a crashed process's slots come back after one lease time. Waiters queue in
+arrival order across processes and wake on a release (pub/sub), re-checking now and then in
+case a lease ran out. rpm/tpm buckets and the pause live in Redis too; `"auto"` is steered by
+one process at a time (the leader) from the samples of all. Needs the `redis` extra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import time
+import uuid
+import weakref
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT
+
+from llmclient._checks import check_number
+from llmclient.errors import ConfigurationError, LimitsUnavailableError
+from llmclient.limits.algorithms import FixedLimit, Limit, Outcome
+from llmclient.limits.backends import _lua
+from llmclient.limits.backends.base import public_url
+from llmclient.limits.concurrency import ConcurrencyLimiter
+
+__all__ = ["FleetLimit", "RedisBackend", "RedisState"]
+
+logger = logging.getLogger("llmclient")
+T = TypeVar("T")
+OnError = Literal["wait", "fail"]
+_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+_SAMPLES_KEPT = 10_000
+
+
+class RedisBackend:
+    """Keeps every endpoint's slots, buckets, pause and adaptive limit in one Redis.
+
+    `lease` is how long a slot outlives its holder's last heartbeat (a crashed process's slots
+    return after it). When Redis cannot be reached, `on_error="wait"` holds requests for up to
+    `wait_timeout` seconds before failing; `"fail"` fails them at once. Either way the error
+    names the Redis URL; there is never a silent fallback to per-process limits.
+    """
+
+    __slots__ = ("__weakref__", "_spaces", "lease", "on_error", "prefix", "url", "wait_timeout")
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        lease: float = 5.0,
+        on_error: OnError = "wait",
+        wait_timeout: float = 30.0,
+        prefix: str = "llmclient",
+    ) -> None:
+        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigurationError(
+                f"invalid argument: limits={public_url(url)!r}: "
+                "must be redis://, rediss:// or unix:// (or 'local')"
+            )
+        check_number("lease", lease, 0.05)
+        check_number("wait_timeout", wait_timeout, 0)
+        if on_error not in ("wait", "fail"):
+            raise ConfigurationError(
+                f"invalid argument: on_backend_error={on_error!r}: must be 'wait' or 'fail'"
+            )
+        self.url, self.lease, self.on_error = url, float(lease), on_error
+        self.wait_timeout, self.prefix = float(wait_timeout), prefix
+        self._spaces: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, _Space]]
+        self._spaces = weakref.WeakKeyDictionary()
+
+    def _settings(self) -> tuple[object, ...]:
+        return (self.url, self.lease, self.on_error, self.wait_timeout, self.prefix)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RedisBackend) and self._settings() == other._settings()
+
+    def __hash__(self) -> int:
+        return hash(self._settings())
+
+    def __repr__(self) -> str:
+        url, lease, on_error = public_url(self.url), self.lease, self.on_error
+        return f"RedisBackend({url!r}, lease={lease}, on_error={on_error!r})"
+
+    def state(self, key: Hashable, limit: int, rpm: float | None, tpm: int | None) -> RedisState:
+        """The shared state of `key`'s endpoint, for this event loop."""
+        return RedisState(self._space(key), limit, rpm, tpm)
+
+    def share(self, key: Hashable, limit: Limit) -> Limit:
+        """Fixed limits as they are; any other limit steered fleet-wide (`FleetLimit`)."""
+        if isinstance(limit, FixedLimit):
+            return limit
+        return FleetLimit(limit, self._space(key))
+
+    def _space(self, key: Hashable) -> _Space:
+        spaces = self._spaces.setdefault(asyncio.get_running_loop(), {})
+        space = spaces.get(key)
+        if space is None:
+            space = spaces[key] = _Space(self, _key_text(key))
+        return space
+
+
+def _key_text(key: Hashable) -> str:
+    """An endpoint key as Redis key text (its parts are an origin and an account hash)."""
+    parts = key if isinstance(key, tuple) else (key,)
+    return "|".join(str(part) for part in parts)
+
+
+class _Space:
+    """One endpoint's keys in Redis and this event loop's connection to them."""
+
+    def __init__(self, backend: RedisBackend, endpoint: str) -> None:
+        self.backend = backend
+        base = f"{backend.prefix}:{{{endpoint}}}:"
+        names = ("slots", "queue", "wexp", "seq", "conf", "pause", "rpm", "tpm", "samples")
+        self.keys = {name: base + name for name in names}
+        self.leader_key, self.channel = base + "leader", base + "released"
+        self.redis: Redis = Redis.from_url(
+            backend.url, socket_connect_timeout=2.0, socket_timeout=5.0, retry=Retry(NoBackoff(), 1)
+        )
+        self.scripts = {
+            name: self.redis.register_script(getattr(_lua, name))
+            for name in ("ACQUIRE", "RELEASE", "RENEW", "PAUSE", "RESERVE", "SETTLE", "LEAD")
+        }
+        self.lease_ms = max(1, round(backend.lease * 1000))
+        self.idle_ms = max(600_000, 10 * self.lease_ms)
+        self.recheck = min(1.0, backend.lease / 4)
+        self.me = uuid.uuid4().hex[:12]
+        self._numbers = itertools.count()
+        self.held: set[str] = set()
+        self.waiting: set[str] = set()
+        self.fleet_held = 0
+        self.fleet_limit: int | None = None
+        self.steering: Limit | None = None  # the inner limit of a FleetLimit
+        self.pause_until = 0.0  # time.monotonic() deadline, as last seen
+        self.pause_seen = -math.inf
+        self.released = asyncio.Event()
+        self._releases: list[str] = []
+        self._samples: list[str] = []
+        self._writes: list[Callable[[Any], Awaitable[object]]] = []
+        self._kick = asyncio.Event()
+        self._outage: float | None = None
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    # ------------------------------------------------------------------ calls that wait
+    def holder(self) -> str:
+        return f"{self.me}:{next(self._numbers)}"
+
+    async def call(self, make: Callable[[], Awaitable[T]]) -> T:
+        """`make()` against Redis; while Redis is down, wait or fail as configured."""
+        delay = 0.05
+        while True:
+            try:
+                result = await make()
+            except _DOWN as error:
+                now = time.monotonic()
+                if self._outage is None:
+                    self._outage = now
+                    logger.warning(
+                        "shared limits: cannot reach Redis at %s (%s); requests %s",
+                        public_url(self.backend.url),
+                        error,
+                        "fail" if self.backend.on_error == "fail" else "wait",
+                    )
+                waited = now - self._outage
+                if self.backend.on_error == "fail" or waited >= self.backend.wait_timeout:
+                    raise self.unavailable(error, waited) from None
+                await asyncio.sleep(min(delay, self.backend.wait_timeout - waited))
+                delay = min(delay * 2, 1.0)
+            else:
+                if self._outage is not None:
+                    logger.warning(
+                        "shared limits: Redis at %s is back", public_url(self.backend.url)
+                    )
+                    self._outage = None
+                return result
+
+    def unavailable(self, error: BaseException, waited: float) -> LimitsUnavailableError:
+        backend = self.backend
+        how = (
+            "on_backend_error='fail'"
+            if backend.on_error == "fail"
+            else f"waited {waited:.1f}s of wait_timeout={backend.wait_timeout:g}s"
+        )
+        return LimitsUnavailableError(
+            f"shared limits unavailable: cannot reach Redis at {public_url(backend.url)} "
+            f"({type(error).__name__}: {error}); {how}"
+        )
+
+    async def acquire(self, holder: str, limit: int) -> bool:
+        k = self.keys
+        keys = [k["slots"], k["queue"], k["wexp"], k["seq"], k["conf"], k["pause"]]
+        args: list[EncodableT] = [holder, limit, self.lease_ms, self.idle_ms]
+        granted, held, pause_ms, fleet = await self.call(
+            lambda: self.scripts["ACQUIRE"](keys=keys, args=args)
+        )
+        self.fleet_held = int(held)
+        self.fleet_limit = int(fleet) or self.fleet_limit
+        self.saw_pause(int(pause_ms))
+        return bool(granted)
+
+    def saw_pause(self, pause_ms: int) -> None:
+        now = time.monotonic()
+        self.pause_seen = now
+        self.pause_until = max(self.pause_until, now + pause_ms / 1000)
+
+    async def paused_for(self) -> float:
+        now = time.monotonic()
+        if now - self.pause_seen > 0.05:
+            self.saw_pause(max(0, await self.call(lambda: self.redis.pttl(self.keys["pause"]))))
+        return max(0.0, self.pause_until - time.monotonic())
+
+    async def reserve(self, rpm: float | None, tpm: int | None, tokens: float) -> int:
+        k = self.keys
+        args = [rpm or 0, (rpm or 0) / 60_000, tpm or 0, (tpm or 0) / 60_000, tokens, self.idle_ms]
+        wait_ms: int = await self.call(
+            lambda: self.scripts["RESERVE"](keys=[k["rpm"], k["tpm"]], args=args)
+        )
+        return wait_ms
+
+    # ------------------------------------------------------------------ writes that never wait
+    def release(self, holder: str) -> None:
+        self._releases.append(holder)
+        self._kick.set()
+
+    def adjust(self, bucket: str, per_minute: float, delta: float) -> None:
+        args = [per_minute / 60_000, delta, self.idle_ms]
+        self._write(
+            lambda pipe: self.scripts["SETTLE"](keys=[self.keys[bucket]], args=args, client=pipe)
+        )
+
+    def pause(self, seconds: float) -> None:
+        now = time.monotonic()
+        self.pause_until = max(self.pause_until, now + seconds)
+        ms = max(1, round(seconds * 1000))
+        self._write(
+            lambda pipe: self.scripts["PAUSE"](keys=[self.keys["pause"]], args=[ms], client=pipe)
+        )
+
+    def sample(self, rtt: float, in_flight: int, outcome: Outcome) -> None:
+        self._samples.append(f"{rtt:.6f} {in_flight} {outcome.value}")
+        self._kick.set()
+
+    def _write(self, op: Callable[[Any], Awaitable[object]]) -> None:
+        self._writes.append(op)
+        self._kick.set()
+
+    def wake(self) -> None:
+        """Wake this loop's waiters to ask Redis again."""
+        self.released.set()
+        self.released = asyncio.Event()
+
+    # ------------------------------------------------------------------ background work
+    async def _run(self) -> None:
+        loops = [self._writer(), self._heartbeat(), self._listen(), self._lead()]
+        tasks = [asyncio.ensure_future(loop) for loop in loops]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            # The loop is ending: give back what we hold, close, and never hang the shutdown.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    await asyncio.wait(tasks)
+                    await self._flush()
+                    await self.redis.aclose()
+
+    async def _writer(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            try:
+                await self._flush()
+            except Exception as error:  # releases are lost; their leases run out instead
+                logger.warning("shared limits: write to Redis failed: %s", error)
+                await asyncio.sleep(0.1)
+
+    async def _flush(self) -> None:
+        releases, self._releases = self._releases, []
+        samples, self._samples = self._samples, []
+        writes, self._writes = self._writes, []
+        if not (releases or samples or writes):
+            return
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if releases:
+                await self.scripts["RELEASE"](
+                    keys=[k["slots"], k["queue"], k["wexp"]],
+                    args=[self.channel, *releases],
+                    client=pipe,
+                )
+            for op in writes:
+                await op(pipe)
+            if samples:
+                pipe.rpush(k["samples"], *samples)
+                pipe.ltrim(k["samples"], -_SAMPLES_KEPT, -1)
+                pipe.pexpire(k["samples"], self.idle_ms)
+            await pipe.execute()
+
+    async def _heartbeat(self) -> None:
+        k = self.keys
+        while True:
+            await asyncio.sleep(self.backend.lease / 3)
+            if not (self.held or self.waiting):
+                continue
+
+            # Through the writer, so a release queued before this renewal reaches Redis first.
+            def renew(pipe: Any) -> Awaitable[object]:
+                held, waiting = list(self.held), list(self.waiting)
+                args: list[EncodableT] = [self.lease_ms, self.idle_ms, len(held), *held, *waiting]
+                return self.scripts["RENEW"](keys=[k["slots"], k["wexp"]], args=args, client=pipe)
+
+            self._write(renew)
+
+    async def _listen(self) -> None:
+        pubsub = self.redis.pubsub()
+        try:
+            while True:
+                try:
+                    if not pubsub.subscribed:
+                        await pubsub.subscribe(self.channel)
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=self.recheck
+                    )
+                    if message is not None:
+                        self.wake()
+                except _DOWN:
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
+                    await asyncio.sleep(self.recheck)
+        finally:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(0.5):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
+
+    async def _lead(self) -> None:
+        """While a fleet limit exists, steer it when holding the leader lease, else follow it."""
+        published: int | None = None
+        while True:
+            await asyncio.sleep(0.2)
+            steering = self.steering
+            if steering is None:
+                continue
+            with contextlib.suppress(*_DOWN):
+                lead = self.scripts["LEAD"]
+                if await lead(keys=[self.leader_key], args=[self.me, self.lease_ms]):
+                    published = await self._steer(steering, published)
+                else:
+                    published = None
+                    value = await self.redis.hget(self.keys["conf"], "limit")
+                    self.fleet_limit = int(value) if value else None
+
+    async def _steer(self, steering: Limit, published: int | None) -> int:
+        raw = await self.redis.lpop(self.keys["samples"], _SAMPLES_KEPT) or []
+        for line in raw if isinstance(raw, list) else [raw]:
+            rtt, in_flight, outcome = (line.decode() if isinstance(line, bytes) else line).split()
+            steering.on_sample(float(rtt), int(in_flight), Outcome(outcome))
+        limit = steering.limit
+        self.fleet_limit = limit
+        if limit != published:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hset(self.keys["conf"], "limit", limit)
+                pipe.pexpire(self.keys["conf"], self.idle_ms)
+                pipe.publish(self.channel, 0)
+                await pipe.execute()
+            logger.debug("shared limits: fleet concurrency limit now %d", limit)
+        return limit
+
+
+class RedisState:
+    """An endpoint's admission state as one process sees it, kept in Redis."""
+
+    __slots__ = ("_contending", "_limit", "_local", "_space", "rpm", "tpm")
+
+    def __init__(self, space: _Space, limit: int, rpm: float | None, tpm: int | None) -> None:
+        self._space = space
+        self._limit = limit
+        # This process never asks Redis for more slots at once than the limit.
+        self._local = ConcurrencyLimiter(limit)
+        self._contending = 0
+        self.rpm, self.tpm = rpm, tpm
+
+    @property
+    def in_flight(self) -> int:
+        """Slots held by the whole fleet, as last read from Redis."""
+        return self._space.fleet_held
+
+    @property
+    def waiting(self) -> int:
+        """Requests of this process waiting for a slot now."""
+        return self._local.waiting + self._contending
+
+    @property
+    def rates_active(self) -> bool:
+        """Whether an rpm or tpm limit is set."""
+        return bool(self.rpm or self.tpm)
+
+    async def acquire_slot(self) -> str:
+        """Wait for a slot in Redis, in arrival order across processes."""
+        space = self._space
+        await self._local.acquire()
+        holder = space.holder()
+        space.waiting.add(holder)
+        self._contending += 1
+        try:
+            while True:
+                released = space.released
+                if await space.acquire(holder, self._limit):
+                    break
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(space.recheck):
+                        await released.wait()
+        except BaseException:
+            space.release(holder)  # a slot granted as we were cancelled, or our place in line
+            self._local.release()
+            raise
+        finally:
+            self._contending -= 1
+            space.waiting.discard(holder)
+        space.held.add(holder)
+        return holder
+
+    def release_slot(self, lease: object) -> None:
+        """Give the slot back (sent in the background; the lease expires anyway)."""
+        space = self._space
+        holder = str(lease)
+        space.held.discard(holder)
+        space.release(holder)
+        space.fleet_held = max(0, space.fleet_held - 1)
+        self._local.release()
+
+    def set_limit(self, limit: int) -> None:
+        """Ask for at most `limit` slots fleet-wide from now on."""
+        self._limit = limit
+        self._local.limit = limit
+
+    def set_rates(self, rpm: float | None, tpm: int | None) -> None:
+        """Use these rpm and tpm limits from now on."""
+        self.rpm, self.tpm = rpm, tpm
+
+    async def reserve(self, tokens: float) -> float:
+        """Reserve one request and `tokens` in the shared buckets; wait for the reservation."""
+        charge = min(max(tokens, 0.0), float(self.tpm)) if self.tpm else 0.0
+        wait_ms = await self._space.reserve(self.rpm, self.tpm, charge)
+        if wait_ms > 0:
+            try:
+                await asyncio.sleep(wait_ms / 1000)
+            except asyncio.CancelledError:
+                self._refund(charge)
+                raise
+        return charge
+
+    def _refund(self, charge: float) -> None:
+        if self.rpm:
+            self._space.adjust("rpm", self.rpm, -1)
+        if self.tpm and charge:
+            self._space.adjust("tpm", self.tpm, -charge)
+
+    def settle(self, charged: float, used: int) -> None:
+        """Correct the tpm charge with the reported usage (debt allowed)."""
+        if self.tpm:
+            self._space.adjust("tpm", self.tpm, used - charged)
+
+    async def paused_for(self) -> float:
+        """Seconds left of a pause any process set (read at most every 50 ms)."""
+        return await self._space.paused_for()
+
+    def pause(self, seconds: float) -> None:
+        """Pause the endpoint for every process."""
+        self._space.pause(seconds)
+
+
+class FleetLimit:
+    """A limit algorithm run for the whole fleet: one process (the leader) feeds it everyone's
+    samples and publishes its limit; every process admits by the published limit."""
+
+    __slots__ = ("_space", "inner")
+
+    def __init__(self, inner: Limit, space: _Space) -> None:
+        self.inner = inner
+        self._space = space
+        space.steering = inner
+
+    @property
+    def limit(self) -> int:
+        """The fleet's limit as last published (the inner limit's until then)."""
+        fleet = self._space.fleet_limit
+        return min(fleet, self.inner.max_limit) if fleet else self.inner.limit
+
+    @property
+    def max_limit(self) -> int:
+        """The inner limit's ceiling."""
+        return self.inner.max_limit
+
+    def on_sample(self, rtt: float, in_flight: int, outcome: Outcome) -> int:
+        """Send the sample to the leader; return the limit in force."""
+        self._space.sample(rtt, in_flight, outcome)
+        return self.limit
+
+    def __repr__(self) -> str:
+        return f"FleetLimit({self.inner!r}, limit={self.limit})"

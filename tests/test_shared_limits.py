@@ -1,0 +1,413 @@
+"""Shared limits in Redis, against a real redis-server started for each test.
+
+"Processes" within one test are separate event loops or separate backends: each has its own
+connection, holder ids and local state, as another process would. The multi-process and
+crash tests use real processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from llmclient import (
+    ConfigurationError,
+    LimitsUnavailableError,
+    OllamaClient,
+    OpenAIClient,
+    run_concurrent,
+)
+from llmclient.limits import FixedLimit, shared_endpoint
+from llmclient.limits.backends.redis import FleetLimit, RedisBackend
+from llmclient.testing import SimulatedServer
+from llmclient.testing.redis import RedisServer
+
+KEY = ("http://127.0.0.1:9",)
+
+
+@pytest.fixture
+def slow_server() -> Iterator[SimulatedServer]:
+    """A 4-slot server with an unbounded queue, in its own thread (reachable from processes)."""
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def serve() -> None:
+        holder["stop"] = asyncio.Event()
+        async with SimulatedServer(parallel=4, latency=0.02) as simulated:
+            holder["server"], holder["loop"] = simulated, asyncio.get_running_loop()
+            ready.set()
+            await holder["stop"].wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    yield holder["server"]
+    holder["loop"].call_soon_threadsafe(holder["stop"].set)
+    thread.join(10)
+
+
+def keys_of(url: str) -> list[str]:
+    with redis.Redis.from_url(url) as r:
+        return sorted(k.decode() for k in r.keys("*"))
+
+
+# ---------------------------------------------------------------------- one process
+
+
+async def test_client_with_redis_limits_holds_the_server_at_its_limit(
+    redis_server: RedisServer, simulated_server_factory: Any
+) -> None:
+    server = await simulated_server_factory(parallel=8, latency=0.01)
+    async with OllamaClient("m", host=server.url, limits=redis_server.url, max_concurrent=3) as c:
+        answers = await run_concurrent(c.generate_answer, [f"q{i}" for i in range(60)])
+    assert len(answers) == 60
+    assert server.stats.completed == 60
+    assert server.stats.peak_in_flight == 3
+
+
+async def test_arrival_order_is_kept_across_processes(redis_server: RedisServer) -> None:
+    def process(lease: float) -> Any:  # another backend is another "process": its own space
+        backend = RedisBackend(redis_server.url, lease=lease)
+        return shared_endpoint(KEY, str(lease), FixedLimit(1), None, None, backend)
+
+    holder = process(2.0)
+    lease, _ = await holder.admit(0)
+    order: list[str] = []
+
+    async def wait_in_line(endpoint: Any) -> None:
+        got, _ = await endpoint.admit(0)
+        order.append(endpoint.name)
+        await asyncio.sleep(0.05)
+        endpoint.state.release_slot(got)
+
+    r = redis.asyncio.Redis.from_url(redis_server.url)
+    queue = "llmclient:{http://127.0.0.1:9}:queue"
+    tasks = []
+    for n, lease_time in enumerate([2.4, 2.1, 2.3, 2.2]):
+        tasks.append(asyncio.create_task(wait_in_line(process(lease_time))))
+        while await r.zcard(queue) < n + 1:  # noqa: ASYNC110 (queued before the next arrives)
+            await asyncio.sleep(0.01)
+    holder.state.release_slot(lease)
+    await asyncio.gather(*tasks)
+    await r.aclose()
+    assert order == ["2.4", "2.1", "2.3", "2.2"]
+
+
+async def test_pause_reaches_every_process(redis_server: RedisServer) -> None:
+    a = shared_endpoint(KEY, "a", FixedLimit(2), None, None, RedisBackend(redis_server.url))
+    b = shared_endpoint(
+        KEY, "b", FixedLimit(2), None, None, RedisBackend(redis_server.url, lease=4)
+    )
+    a.pause(30)
+    await asyncio.sleep(0.2)  # the pause is written in the background
+    assert 25 < await b.state.paused_for() <= 30
+    assert b.state.paused_for != 0
+
+
+async def test_rate_buckets_are_shared_and_settled(redis_server: RedisServer) -> None:
+    a = RedisBackend(redis_server.url).state(KEY, 4, rpm=6, tpm=None)
+    b = RedisBackend(redis_server.url, lease=4).state(KEY, 4, rpm=6, tpm=None)
+    for _ in range(3):
+        assert await a._space.reserve(6, None, 0) == 0
+        assert await b._space.reserve(6, None, 0) == 0
+    # The bucket of 6 is empty for both: the next one waits about 60 s / 6.
+    assert 8_000 < await b._space.reserve(6, None, 0) <= 10_000
+
+    t1 = RedisBackend(redis_server.url).state(("tpm",), 4, rpm=None, tpm=1000)
+    t2 = RedisBackend(redis_server.url, lease=4).state(("tpm",), 4, rpm=None, tpm=1000)
+    assert await t1.reserve(900) == 900
+    t1.settle(900, 100)  # used far less than estimated: 800 come back
+    await asyncio.sleep(0.2)
+    assert await t2._space.reserve(None, 1000, 800) == 0
+    # Debt: usage above the estimate is charged, so the next reservation waits.
+    t2.settle(800, 1700)
+    await asyncio.sleep(0.2)
+    assert await t1._space.reserve(None, 1000, 100) > 30_000
+
+
+async def test_keys_are_namespaced_expire_and_hold_no_key(
+    redis_server: RedisServer, simulated_server_factory: Any
+) -> None:
+    server = await simulated_server_factory(parallel=2, latency=0.0)
+    secret = "sk-test-DO-NOT-LEAK-4242"
+    async with OpenAIClient(
+        "m", base_url=server.url + "/v1", api_key=secret, limits=redis_server.url, rpm=600
+    ) as client:
+        await client.generate_answer("hi")
+        await asyncio.sleep(0.2)
+    keys = keys_of(redis_server.url)
+    assert keys and all(k.startswith("llmclient:{") for k in keys)
+    with redis.Redis.from_url(redis_server.url) as r:
+        for key in keys:
+            assert r.pttl(key) > 0, key
+            assert secret not in repr(r.dump(key))
+    assert not any(secret in k for k in keys)
+    assert secret not in repr(client)
+
+
+# ---------------------------------------------------------------------- Redis failures
+
+
+async def test_unreachable_redis_fails_fast_when_asked(
+    redis_server: RedisServer, simulated_server_factory: Any
+) -> None:
+    server = await simulated_server_factory()
+    redis_server.stop()
+    url = redis_server.url.replace("127.0.0.1", ":s3cret@127.0.0.1")
+    client = OllamaClient("m", host=server.url, limits=url, on_backend_error="fail")
+    with pytest.raises(LimitsUnavailableError) as caught:
+        await client.generate_answer("hi")
+    message = str(caught.value)
+    assert f"redis://127.0.0.1:{redis_server.port}/0" in message
+    assert "s3cret" not in message
+    assert caught.value.fatal
+    assert server.stats.requests == 0  # nothing went out without its limit
+    await client.aclose()
+
+
+async def test_waiting_for_redis_ends_in_the_clear_error(redis_server: RedisServer) -> None:
+    redis_server.stop()
+    backend = RedisBackend(redis_server.url, wait_timeout=0.3)
+    endpoint = shared_endpoint(KEY, "x", FixedLimit(1), None, None, backend)
+    with pytest.raises(LimitsUnavailableError, match=r"waited .* of wait_timeout=0\.3s"):
+        await endpoint.admit(0)
+
+
+async def test_a_run_waits_through_a_redis_restart(
+    redis_server: RedisServer, simulated_server_factory: Any
+) -> None:
+    server = await simulated_server_factory(parallel=2, latency=0.02)
+    client = OllamaClient("m", host=server.url, limits=redis_server.url, max_concurrent=2)
+    await client.generate_answer("warm up")
+    redis_server.stop()
+    run = asyncio.create_task(run_concurrent(client.generate_answer, [f"q{i}" for i in range(20)]))
+    await asyncio.sleep(0.5)
+    assert not run.done()  # waiting for Redis, not sending without limits
+    assert server.stats.completed == 1
+    redis_server.start()
+    answers = await asyncio.wait_for(run, 30)
+    assert len(answers) == 20
+    assert server.stats.peak_in_flight <= 2
+    await client.aclose()
+
+
+async def test_restarted_redis_relearns_live_leases(redis_server: RedisServer) -> None:
+    backend = RedisBackend(redis_server.url, lease=0.6)
+    endpoint = shared_endpoint(KEY, "x", FixedLimit(4), None, None, backend)
+    held = [(await endpoint.admit(0))[0] for _ in range(3)]
+    redis_server.stop()
+    redis_server.start()
+    slots = "llmclient:{http://127.0.0.1:9}:slots"
+    r = redis.asyncio.Redis.from_url(redis_server.url)
+    for _ in range(200):  # the heartbeat writes them back within one lease time
+        if await r.zcard(slots) == 3:
+            break
+        await asyncio.sleep(0.05)
+    assert await r.zcard(slots) == 3
+    for lease in held:
+        endpoint.state.release_slot(lease)
+    for _ in range(100):
+        if await r.zcard(slots) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert await r.zcard(slots) == 0
+    await r.aclose()
+
+
+# ---------------------------------------------------------------------- "auto" fleet-wide
+
+
+async def test_auto_is_one_fleet_limit_steered_by_one_leader(
+    redis_server: RedisServer, simulated_server_factory: Any
+) -> None:
+    server = await simulated_server_factory(parallel=4, latency=0.02)
+    clients = [
+        OllamaClient("m", host=server.url, max_concurrent="auto", limits=backend)
+        for backend in (RedisBackend(redis_server.url), RedisBackend(redis_server.url, lease=4))
+    ]
+    prompts = [f"q{i}" for i in range(120)]
+    await asyncio.gather(*(run_concurrent(c.generate_answer, prompts) for c in clients))
+    limits = [c._endpoint().limit for c in clients]
+    assert all(isinstance(limit, FleetLimit) for limit in limits)
+    with redis.Redis.from_url(redis_server.url) as r:
+        leader = r.get(f"llmclient:{{{server.url}}}:leader".replace("http://", "http://"))
+        published = r.hget(f"llmclient:{{{server.url}}}:conf", "limit")
+    assert leader is not None
+    assert published is not None and int(published) > 1  # it learned from all samples
+    await asyncio.sleep(0.5)  # the follower reads the published limit
+    assert [limit.limit for limit in limits] == [int(published)] * 2
+    for c in clients:
+        await c.aclose()
+
+
+# ---------------------------------------------------------------------- configuration
+
+
+def test_limits_setting_from_arguments_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = OllamaClient("m", limits="redis://:pw@10.1.2.3:6379/2")
+    assert client._limits == RedisBackend("redis://:pw@10.1.2.3:6379/2")
+    row = dict((n, (v, s)) for n, v, s in client.settings.rows())["limits"]
+    assert row == ("redis://10.1.2.3:6379/2", "argument")
+    monkeypatch.setenv("LLMCLIENT_OLLAMA_LIMITS", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("LLMCLIENT_ON_BACKEND_ERROR", "fail")
+    settings = OllamaClient.settings_for("m")
+    assert settings.limits == "redis://127.0.0.1:1/0"
+    assert settings.on_backend_error == "fail"
+    assert settings.sources["limits"] == "env LLMCLIENT_OLLAMA_LIMITS"
+    assert OllamaClient("m", limits="local")._limits != client._limits
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("http://:pw@h:1", "'http://h:1'"), ("redis:/:pw@host", "'<hidden>'"), ("x", "'x'")],
+)
+def test_bad_limits_values_are_named_without_passwords(
+    monkeypatch: pytest.MonkeyPatch, value: str, shown: str
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        OllamaClient("m", limits=value)
+    assert f"limits={shown}" in str(caught.value) and "pw" not in str(caught.value)
+    monkeypatch.setenv("LLMCLIENT_LIMITS", value)
+    with pytest.raises(ConfigurationError, match=f"LLMCLIENT_LIMITS={shown}"):
+        OllamaClient("m")
+    with pytest.raises(ConfigurationError, match="on_backend_error='retry'"):
+        OllamaClient("m", limits="local", on_backend_error="retry")  # type: ignore[arg-type]
+
+
+def test_without_the_redis_package_the_error_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "import llmclient\n"
+        "try:\n"
+        "    llmclient.OllamaClient('m', limits='redis://127.0.0.1:1/0')\n"
+        "except llmclient.ConfigurationError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'llmclient[redis]'" in out.stdout
+
+
+def test_import_llmclient_does_not_import_redis() -> None:
+    code = "import sys, llmclient; llmclient.OllamaClient('m'); print('redis' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------------- real processes
+
+
+def _worker(server_url: str, limits: str, n: int, barrier: Any, results: Any) -> None:
+    """One process's share of the run; reports how many of its requests failed."""
+
+    async def work() -> int:
+        client = OllamaClient("m", host=server_url, limits=limits, max_concurrent=4, timeout=60)
+        async with client:
+            await client.generate_answer("warm up")  # connect before the common start
+            barrier.wait(120)
+            out = await run_concurrent(
+                client.generate_answer, [f"q{i}" for i in range(n)], return_exceptions=True
+            )
+        return sum(isinstance(o, BaseException) for o in out)
+
+    try:
+        results.put(asyncio.run(work()))
+    except BaseException as error:
+        results.put(repr(error))
+
+
+def _run_fleet(server: SimulatedServer, limits: str, processes: int = 4, n: int = 100) -> int:
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    workers = [
+        ctx.Process(target=_worker, args=(server.url, limits, n, barrier, results))
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        reports = [results.get(timeout=300) for _ in workers]
+    finally:
+        for worker in workers:
+            worker.join(10)
+            worker.kill()
+    assert all(isinstance(r, int) for r in reports), reports
+    return sum(reports)
+
+
+def test_four_processes_share_one_limit_in_redis(
+    redis_server: RedisServer, slow_server: SimulatedServer
+) -> None:
+    failures = _run_fleet(slow_server, redis_server.url)
+    assert failures == 0
+    assert slow_server.stats.completed == 404
+    assert slow_server.stats.peak_in_flight == 4
+    assert slow_server.stats.peak_waiting == 0  # nothing sent beyond the shared limit
+
+
+def test_four_processes_with_local_limits_put_sixteen_on_the_server(
+    slow_server: SimulatedServer,
+) -> None:
+    failures = _run_fleet(slow_server, "local")
+    assert failures == 0
+    # The failure mode shared limits prevent: 4 x 4 on the wire, 12 queued at the server
+    # (it queues only once its 4 slots are taken).
+    assert slow_server.stats.peak_in_flight == 4
+    assert slow_server.stats.peak_waiting == 12
+
+
+_HOLDER = """
+import asyncio, sys
+from llmclient.limits import FixedLimit, shared_endpoint
+from llmclient.limits.backends.redis import RedisBackend
+
+async def main():
+    backend = RedisBackend(sys.argv[1], lease=float(sys.argv[2]))
+    endpoint = shared_endpoint(("http://127.0.0.1:9",), "x", FixedLimit(2), None, None, backend)
+    await endpoint.admit(0)
+    await endpoint.admit(0)
+    print("holding", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def test_a_killed_holders_slots_come_back_after_the_lease(redis_server: RedisServer) -> None:
+    lease = 2.0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, redis_server.url, str(lease)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+
+        async def take_both(wait: float) -> float:
+            backend = RedisBackend(redis_server.url, lease=lease)
+            endpoint = shared_endpoint(KEY, "x", FixedLimit(2), None, None, backend)
+            started = time.monotonic()
+            async with asyncio.timeout(wait):
+                await endpoint.admit(0)
+                await endpoint.admit(0)
+            return time.monotonic() - started
+
+        # Alive, its heartbeat keeps both slots well past one lease time.
+        with pytest.raises(TimeoutError):
+            asyncio.run(take_both(lease * 2))
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(10)
+        assert asyncio.run(take_both(30)) < 30
+    finally:
+        holder.kill()
+        holder.wait(10)

@@ -47,7 +47,8 @@ class _TimedServer(SimulatedServer):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.durations: list[tuple[float, str]] = []  # (seconds, "done" | "cancelled")
+        # (seconds, "done" | "refused" | "cancelled")
+        self.durations: list[tuple[float, str]] = []
         self.on_wire = 0
         self.peak_on_wire = 0
 
@@ -64,7 +65,10 @@ class _TimedServer(SimulatedServer):
             outcome = "done"
         finally:
             self.on_wire -= 1
-            self.durations.append((time.monotonic() - start, outcome))
+            took = time.monotonic() - start
+            if outcome == "done" and took < 0.9 * self._latency:
+                outcome = "refused"  # answered at once (503, 429): it never held a slot
+            self.durations.append((took, outcome))
 
     def report(self) -> dict[str, Any]:
         """Counters, statuses and per-request durations, as plain JSON-able values."""

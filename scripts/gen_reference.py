@@ -209,9 +209,9 @@ def configuration_page() -> str:
         "|---|---|---|---|",
     ]
     for provider, cls in providers.items():
-        native = ", ".join(f"`{var}` ({name})" for name, var in cls.native_env.items())
+        variables = ", ".join(f"`{var}` ({name})" for name, var in cls.native_env.items())
         out.append(
-            f"| `{provider}` | `{cls.__name__}` | `{cls.default_base_url}` | {native or '-'} |"
+            f"| `{provider}` | `{cls.__name__}` | `{cls.default_base_url}` | {variables or '-'} |"
         )
     out.append("")
     return "\n".join(out)

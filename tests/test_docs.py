@@ -94,7 +94,9 @@ async def test_runnable_block(
 
 def test_generated_reference_pages_are_current(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "100")
-    spec = importlib.util.spec_from_file_location("gen_reference", ROOT / "scripts/gen_reference.py")
+    spec = importlib.util.spec_from_file_location(
+        "gen_reference", ROOT / "scripts/gen_reference.py"
+    )
     assert spec is not None and spec.loader is not None
     generator = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generator)

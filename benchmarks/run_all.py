@@ -638,8 +638,11 @@ def run_scale(n: int, m: int, limit: float) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def plots(results: dict[str, list[Row]], out: Path) -> list[str]:
-    """Latency per peer, failures per peer, the "auto" limit over time; the files written."""
+def plots(results: dict[str, list[Row]], out: Path, single: set[str]) -> list[str]:
+    """Latency per peer, failures per peer, the "auto" limit over time; the files written.
+
+    The limit over time is drawn for the single-process scenarios (`single`) only.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -650,7 +653,9 @@ def plots(results: dict[str, list[Row]], out: Path) -> list[str]:
     if "warm" in results:
         rows = [r for r in results["warm"] if r.latencies]
         fig, ax = plt.subplots(figsize=(9, 4.5))
-        ax.boxplot([[x * 1000 for x in r.latencies] for r in rows], vert=False, whis=(5, 95))
+        ax.boxplot(
+            [[x * 1000 for x in r.latencies] for r in rows], orientation="horizontal", whis=(5, 95)
+        )
         ax.set_yticks(range(1, len(rows) + 1), [r.label for r in rows], fontsize=8)
         ax.set_xscale("log")
         ax.set_xlabel("time at the server per answered request, ms (log; whiskers 5-95%)")
@@ -683,12 +688,12 @@ def plots(results: dict[str, list[Row]], out: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(9, 3.5))
     for key, rows in results.items():
         for row in rows:
-            if row.peer == "llmclient_auto" and row.trace:
+            if key in single and row.peer == "llmclient_auto" and row.trace:
                 ts, limits = zip(*sorted(row.trace), strict=True)
                 ax.step(ts, limits, where="post", label=key)
     ax.set_xlabel("seconds since the first request")
     ax.set_ylabel('limit ("auto")')
-    ax.set_title('max_concurrent="auto": the limit over time (the server has 4 slots; rpm: 8)')
+    ax.set_title('max_concurrent="auto": the limit over time (servers of 4 slots; rpm: 8)')
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "bench-auto-limit.png", dpi=100)
@@ -809,7 +814,8 @@ def main() -> None:
     print(f"total {time.monotonic() - started:.0f} s")
     if args.no_write:
         return
-    images = plots(results, ROOT / "docs" / "assets") if results else []
+    single = {s.key for s in all_scenarios if s.processes == 1}
+    images = plots(results, ROOT / "docs" / "assets", single) if results else []
     command = "python benchmarks/run_all.py " + " ".join(sys.argv[1:])
     text = page(command.strip(), all_scenarios, results, scale, scale_n, images)
     (ROOT / "docs" / "benchmarks.md").write_text(text, encoding="utf-8")

@@ -10,8 +10,8 @@ the code in the docs is exactly what a reader would run against a real one.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -92,17 +92,17 @@ async def test_runnable_block(
     assert server.stats.completed > 0, f"{block.path}:{block.line} sent no request"
 
 
-def test_generated_reference_pages_are_current(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "100")
-    spec = importlib.util.spec_from_file_location(
-        "gen_reference", ROOT / "scripts/gen_reference.py"
+def test_generated_reference_pages_are_current() -> None:
+    # A fresh process: the pages list the built-in providers, not those tests registered.
+    done = subprocess.run(
+        [sys.executable, "scripts/gen_reference.py", "--check"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100"},
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    assert spec is not None and spec.loader is not None
-    generator = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generator)
-    for relative, render in generator.PAGES.items():
-        committed = (ROOT / relative).read_text(encoding="utf-8")
-        assert committed == render(), f"{relative} is stale: run python scripts/gen_reference.py"
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_every_docs_page_is_in_the_site_navigation() -> None:

@@ -8,12 +8,13 @@ instruments for what the limiter does. Imported only when OpenTelemetry is enabl
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry import context, metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from llmclient.errors import LLMError
@@ -57,14 +58,26 @@ def _server(endpoint: str) -> tuple[tuple[str, str | int], ...]:
     return (("server.address", parts.hostname), ("server.port", port))
 
 
+class _Endpoint:
+    """One endpoint's live counts, read by the observable instruments when metrics are
+    collected (cheaper than a measurement at every change)."""
+
+    __slots__ = ("attributes", "in_flight", "limit", "waiting")
+
+    def __init__(self, attributes: Attributes) -> None:
+        self.attributes = attributes
+        self.waiting = self.in_flight = 0
+        self.limit: int | None = None
+
+
 class _Request:
-    """What the observer keeps for one request: its span and attribute sets."""
+    """What the observer keeps for one request: its span, attribute sets and endpoint."""
 
-    __slots__ = ("attributes", "limiter", "span", "token")
+    __slots__ = ("attributes", "endpoint", "span", "token")
 
-    def __init__(self, span: Any, token: Any, attributes: Attributes, limiter: Attributes):
+    def __init__(self, span: Any, token: Any, attributes: Attributes, endpoint: _Endpoint):
         self.span, self.token = span, token
-        self.attributes, self.limiter = attributes, limiter
+        self.attributes, self.endpoint = attributes, endpoint
 
 
 class OpenTelemetryObserver(Observer):
@@ -105,14 +118,22 @@ class OpenTelemetryObserver(Observer):
             description="Time an attempt waited for admission (pause, rate limits, a slot)",
             explicit_bucket_boundaries_advisory=[0.0, *DURATION_BUCKETS],
         )
-        self._in_flight = meter.create_up_down_counter(
-            "llmclient.requests.in_flight", unit="{request}", description="Attempts on the wire"
+        self._endpoints: dict[str, _Endpoint] = {}
+        meter.create_observable_up_down_counter(
+            "llmclient.requests.in_flight",
+            [self._observe("in_flight")],
+            unit="{request}",
+            description="Attempts on the wire",
         )
-        self._waiting = meter.create_up_down_counter(
-            "llmclient.requests.waiting", unit="{request}", description="Attempts waiting to go"
+        meter.create_observable_up_down_counter(
+            "llmclient.requests.waiting",
+            [self._observe("waiting")],
+            unit="{request}",
+            description="Attempts waiting for admission",
         )
-        self._limit = meter.create_gauge(
+        meter.create_observable_gauge(
             "llmclient.concurrency.limit",
+            [self._observe("limit")],
             unit="{request}",
             description="The endpoint's concurrency limit in force",
         )
@@ -130,13 +151,29 @@ class OpenTelemetryObserver(Observer):
             description="Seconds of pause servers asked for (Retry-After)",
         )
 
+    def _observe(self, field: str) -> Any:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            for endpoint in list(self._endpoints.values()):
+                value = getattr(endpoint, field)
+                if value is not None:
+                    yield Observation(value, endpoint.attributes)
+
+        return observe
+
+    def _endpoint(self, provider: str, url: str) -> _Endpoint:
+        endpoint = self._endpoints.get(url)
+        if endpoint is None:
+            attributes: Attributes = {"gen_ai.provider.name": provider_name(provider)}
+            attributes.update(_server(url))
+            endpoint = self._endpoints[url] = _Endpoint(attributes)
+        return endpoint
+
     # ------------------------------------------------------------------ events
     def request_started(self, request: RequestInfo) -> None:
         """Open the request's CLIENT span (current for the call, so HTTP spans nest in it)."""
-        server = _server(request.endpoint)
-        limiter: Attributes = {"gen_ai.provider.name": provider_name(request.provider)}
-        limiter.update(server)
-        attributes: Attributes = {"gen_ai.operation.name": request.operation, **limiter}
+        endpoint = self._endpoint(request.provider, request.endpoint)
+        attributes: Attributes = {"gen_ai.operation.name": request.operation}
+        attributes.update(endpoint.attributes)
         if request.model:
             attributes["gen_ai.request.model"] = request.model
         name = f"{request.operation} {request.model}" if request.model else request.operation
@@ -146,18 +183,19 @@ class OpenTelemetryObserver(Observer):
         token = None
         if not request.streaming:  # a stream is read across tasks: it cannot be current
             token = context.attach(trace.set_span_in_context(span))
-        request.state[self] = _Request(span, token, attributes, limiter)
+        request.state[self] = _Request(span, token, attributes, endpoint)
 
     def slot_wait_started(self, request: RequestInfo) -> None:
         """One more attempt waiting."""
-        self._waiting.add(1, self._mine(request).limiter)
+        self._mine(request).endpoint.waiting += 1
 
     def slot_acquired(self, request: RequestInfo, waited: float) -> None:
         """Waiting -> in flight; the wait goes on the span and the histogram."""
         mine = self._mine(request)
-        self._waiting.add(-1, mine.limiter)
-        self._in_flight.add(1, mine.limiter)
-        self._slot_wait.record(waited, mine.limiter)
+        endpoint = mine.endpoint
+        endpoint.waiting -= 1
+        endpoint.in_flight += 1
+        self._slot_wait.record(waited, endpoint.attributes)
         mine.span.add_event(
             "llmclient.slot_acquired",
             {"llmclient.attempt": request.attempts, "llmclient.slot.wait": waited},
@@ -165,20 +203,21 @@ class OpenTelemetryObserver(Observer):
 
     def attempt_finished(self, request: RequestInfo, attempt: AttemptInfo) -> None:
         """One fewer in flight (or waiting); the limit in force; overload answers."""
-        mine = self._mine(request)
+        endpoint = self._mine(request).endpoint
         if attempt.admitted:
-            self._in_flight.add(-1, mine.limiter)
+            endpoint.in_flight -= 1
         else:
-            self._waiting.add(-1, mine.limiter)
-        self._limit.set(attempt.concurrency_limit, mine.limiter)
+            endpoint.waiting -= 1
+        endpoint.limit = attempt.concurrency_limit
         if attempt.overload and attempt.error is not None:
-            self._overloaded.add(1, {**mine.limiter, "error.type": error_type(attempt.error)})
+            kind = error_type(attempt.error)
+            self._overloaded.add(1, {**endpoint.attributes, "error.type": kind})
 
     def retry_scheduled(self, request: RequestInfo, error: LLMError, delay: float) -> None:
         """A span event and a count per retry."""
         mine = self._mine(request)
         kind = error_type(error)
-        self._retries.add(1, {**mine.limiter, "error.type": kind})
+        self._retries.add(1, {**mine.endpoint.attributes, "error.type": kind})
         event: Attributes = {
             "llmclient.attempt": request.attempts,
             "error.type": kind,
@@ -190,7 +229,7 @@ class OpenTelemetryObserver(Observer):
 
     def endpoint_paused(self, request: RequestInfo, seconds: float) -> None:
         """Seconds of pause the server asked for."""
-        self._paused.add(seconds, self._mine(request).limiter)
+        self._paused.add(seconds, self._mine(request).endpoint.attributes)
 
     def request_finished(self, request: RequestInfo) -> None:
         """Close the span; record the duration and token histograms."""

@@ -493,17 +493,19 @@ async def test_nothing_emitted_holds_the_api_key(
 ) -> None:
     server = await simulated_server_factory(latency=0.001)
     server.inject("500")
-    server.inject("401", path="/v1/embeddings")
+    server.inject("echo_key", path="/v1/embeddings")  # a 401 whose message shows the key
     observer = otel.observer(capture_content=True)
     client = make_client("openai", server, observer, embed_model="sim-embed")
     async with client:
         await client.generate(f"hello {SECRET[:6]}", max_tokens=2)
         async with client.stream("stream", max_tokens=2) as deltas:
             _ = [delta async for delta in deltas]
-        with pytest.raises(LLMError):
+        with pytest.raises(LLMError, match="Incorrect API key"):
             await client.embed("unauthorised")
     spans = otel.finished()
     assert len(spans) == 3
+    assert spans[-1].status.description is not None
+    assert "Incorrect API key" in spans[-1].status.description
     emitted: list[str] = []
     for span in spans:
         emitted += [repr(attributes(span)), repr(span.status.description), repr(span.resource)]

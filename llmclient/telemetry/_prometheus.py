@@ -1,5 +1,6 @@
 """`PrometheusEndpoint`: llmclient's metrics served at /metrics through OpenTelemetry's
-Prometheus exporter, on a registry of its own (not prometheus_client's global one)."""
+Prometheus exporter, on a registry of its own where the exporter allows it (2026 releases;
+older ones register on prometheus_client's global registry, which is then what is served)."""
 
 from __future__ import annotations
 
@@ -28,13 +29,17 @@ class PrometheusEndpoint:
             from opentelemetry.exporter.prometheus import PrometheusMetricReader
             from opentelemetry.sdk.metrics import MeterProvider
             from opentelemetry.trace import NoOpTracerProvider
-            from prometheus_client import CollectorRegistry, start_http_server
+            from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
             from llmclient.telemetry._otel import OpenTelemetryObserver
         except ImportError as missing:
             raise ImportError(f"{_NEEDS} ({missing})") from missing
         self.registry = CollectorRegistry(auto_describe=True)
-        reader = PrometheusMetricReader(registry=self.registry)
+        try:
+            reader = PrometheusMetricReader(registry=self.registry)
+        except TypeError:  # an exporter without `registry=`
+            self.registry = REGISTRY
+            reader = PrometheusMetricReader()
         self.meter_provider: Any = MeterProvider(metric_readers=[reader])
         self.observer = OpenTelemetryObserver(NoOpTracerProvider(), self.meter_provider)
         try:

@@ -238,7 +238,6 @@ async def _answer_all(
     """Answer every pending item, writing each record as soon as it is known; with `verbose`,
     log the throughput every `REPORT_INTERVAL` seconds."""
     tally = Tally()
-    reporter = asyncio.create_task(_report(client)) if verbose else None
 
     async def answer(item: jobfile.Item) -> None:
         record, line = await _record(client, item)
@@ -251,6 +250,7 @@ async def _answer_all(
 
     with resultfile.RecordWriter(output) as writer:
         async with client:
+            reporter = asyncio.create_task(_report(client)) if verbose else None
             try:
                 if len(pending):
                     await run_concurrent(
@@ -266,6 +266,7 @@ async def _answer_all(
 
 
 async def _report(client: BaseLLMClient) -> None:
+    """Log the throughput line every `REPORT_INTERVAL` seconds until cancelled."""
     started = time.monotonic()
     while True:
         await asyncio.sleep(REPORT_INTERVAL)

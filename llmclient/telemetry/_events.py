@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from llmclient.errors import LLMError
 from llmclient.types import Usage
@@ -92,8 +91,7 @@ class RequestInfo:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptInfo:
+class AttemptInfo(NamedTuple):
     """How one attempt ended.
 
     `admitted` is False when it never got a slot (cancelled while waiting); then `latency`
@@ -186,13 +184,13 @@ _failed: set[tuple[int, str]] = set()  # (observer id, method) already logged
 class RequestProbe:
     """What the pipeline calls at each step of one request; it tells every observer."""
 
-    __slots__ = ("collected", "info", "observers")
+    __slots__ = ("capture", "collected", "info", "observers")
 
     def __init__(self, observers: tuple[Observer, ...], info: RequestInfo) -> None:
         self.observers = observers
         self.info = info
-        capture = any(o.capture_content for o in observers)
-        self.collected: list[str] | None = [] if capture and info.streaming else None
+        self.capture = any(o.capture_content for o in observers)
+        self.collected: list[str] | None = [] if self.capture and info.streaming else None
         self._tell("request_started")
 
     def _tell(self, method: str, *args: Any) -> None:
@@ -259,7 +257,7 @@ class RequestProbe:
             info.usage = usage
             if self.collected is not None:
                 info.output = "".join(self.collected)
-            elif any(o.capture_content for o in self.observers):
+            elif self.capture:
                 text = getattr(result, "text", None)
                 info.output = text if isinstance(text, str) else None
         self._tell("request_finished")

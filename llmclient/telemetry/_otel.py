@@ -161,11 +161,12 @@ class OpenTelemetryObserver(Observer):
         return observe
 
     def _endpoint(self, provider: str, url: str) -> _Endpoint:
-        endpoint = self._endpoints.get(url)
+        key = f"{provider} {url}"
+        endpoint = self._endpoints.get(key)
         if endpoint is None:
             attributes: Attributes = {"gen_ai.provider.name": provider_name(provider)}
             attributes.update(_server(url))
-            endpoint = self._endpoints[url] = _Endpoint(attributes)
+            endpoint = self._endpoints[key] = _Endpoint(attributes)
         return endpoint
 
     # ------------------------------------------------------------------ events

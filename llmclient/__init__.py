@@ -40,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "MalformedResponseError": "llmclient.errors",
     "Message": "llmclient.types",
     "OLLAMA_PROFILE": "llmclient.profiles",
+    "Observer": "llmclient.telemetry",
     "OllamaClient": "llmclient.clients.ollama",
     "OPENAI_PROFILE": "llmclient.profiles",
     "OpenAIClient": "llmclient.clients.openai",
@@ -119,6 +120,7 @@ if _typing.TYPE_CHECKING:
     from llmclient.profiles import OPENAI_PROFILE as OPENAI_PROFILE
     from llmclient.profiles import ConcurrencyProfile as ConcurrencyProfile
     from llmclient.profiles import RetryPolicy as RetryPolicy
+    from llmclient.telemetry import Observer as Observer
     from llmclient.types import Completion as Completion
     from llmclient.types import Message as Message
     from llmclient.types import Stats as Stats

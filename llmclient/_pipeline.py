@@ -10,7 +10,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from tenacity import RetryCallState
@@ -26,6 +27,14 @@ from llmclient.errors import (
 from llmclient.limits import Endpoint, Outcome
 from llmclient.profiles import ConcurrencyProfile
 from llmclient.retry import build_retrying, gave_up_waiting
+from llmclient.telemetry import detect_opentelemetry
+from llmclient.telemetry._events import (
+    OPERATIONS,
+    SHARED,
+    Observer,
+    RequestInfo,
+    RequestProbe,
+)
 from llmclient.types import Stats, StreamEnd, Usage, percentile
 
 __all__ = ["Attempt", "Pipeline", "Recorder"]
@@ -98,6 +107,7 @@ class Attempt:
         "finished",
         "lease",
         "max_pause",
+        "probe",
         "recorder",
         "started",
         "waited",
@@ -110,8 +120,10 @@ class Attempt:
         admitted: tuple[object, float],
         waited: float,
         max_pause: float,
+        probe: RequestProbe | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.probe = probe
         self.recorder = recorder
         self.max_pause = max_pause
         self.lease, self.charge = admitted
@@ -130,6 +142,8 @@ class Attempt:
         self.finished = True
         self.recorder.in_flight -= 1
         endpoint = self.endpoint
+        limit_before = endpoint.concurrency_limit if self.probe is not None else 0
+        paused = 0.0
         if isinstance(error, RequestTimeoutError):  # back-pressure only if every slot was taken
             error.overload = endpoint.state.in_flight >= endpoint.concurrency_limit
         outcome = Outcome.IGNORED if cancelled else outcome_of(error)
@@ -147,16 +161,32 @@ class Attempt:
             if isinstance(error, RateLimitError | ServerBusyError):
                 self.recorder.rate_limited += 1
             if isinstance(error, RateLimitError) and error.retry_after:
-                endpoint.pause(min(error.retry_after, self.max_pause))
+                paused = min(error.retry_after, self.max_pause)
+                endpoint.pause(paused)
         elif error.retryable:
             endpoint.budget.on_failure()
+        if self.probe is not None:
+            limits = (limit_before, endpoint.concurrency_limit)
+            dropped = outcome is Outcome.DROPPED
+            self.probe.attempt_finished(
+                self.waited, latency, error, cancelled, dropped, limits, paused
+            )
         return latency
 
 
 class Pipeline:
     """Runs one client's provider calls under its endpoint's limits and its retry policy."""
 
-    __slots__ = ("_classify", "_endpoint", "_secret", "name", "profile", "provider", "recorder")
+    __slots__ = (
+        "_classify",
+        "_endpoint",
+        "_secret",
+        "name",
+        "observers",
+        "profile",
+        "provider",
+        "recorder",
+    )
 
     def __init__(
         self,
@@ -166,6 +196,7 @@ class Pipeline:
         endpoint: Callable[[], Endpoint],
         classify: Classify,
         secret: str | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.provider = provider
         self.name = name
@@ -174,6 +205,8 @@ class Pipeline:
         self._endpoint = endpoint
         self._classify = classify
         self._secret = secret  # the API key: scrubbed from every error raised
+        self.observers: tuple[Observer, ...] = () if observer is None else (observer,)
+        detect_opentelemetry()
 
     # ------------------------------------------------------------------ one call
     async def call(
@@ -182,15 +215,42 @@ class Pipeline:
         send: Callable[[], Awaitable[T]],
         estimated_tokens: int,
         usage_of: Callable[[T], Usage | None],
+        model: str | None = None,
+        messages: Sequence[Mapping[str, Any]] | None = None,
     ) -> tuple[T, int, float]:
-        """`send()` under limits and retries; return its result, attempts made, time taken."""
+        """`send()` under limits and retries; return its result, attempts made, time taken.
+
+        `model` and `messages` are what telemetry observers are told the request is.
+        """
+        probe = self._probe(operation, model, messages, streaming=False)
 
         async def attempt() -> T:
-            return await self._attempt(operation, send, estimated_tokens, usage_of)
+            return await self._attempt(operation, send, estimated_tokens, usage_of, probe)
 
-        outcome = await self._with_retries(attempt)
+        try:
+            outcome = await self._with_retries(attempt, probe)
+        except BaseException as exc:
+            if probe is not None:
+                probe.finished(error=exc)
+            raise
         self.recorder.completed += 1
+        if probe is not None:
+            probe.finished(outcome[0], usage_of(outcome[0]))
         return outcome
+
+    def _probe(
+        self,
+        operation: str,
+        model: str | None,
+        messages: Sequence[Mapping[str, Any]] | None,
+        streaming: bool,
+    ) -> RequestProbe | None:
+        """The request's telemetry probe; None (the common case) when nobody observes."""
+        if not self.observers and not SHARED.observers:
+            return None
+        operation = OPERATIONS.get(operation, operation)
+        info = RequestInfo(operation, self.provider, self.name, model, messages, streaming)
+        return RequestProbe((*SHARED.observers, *self.observers), info)
 
     async def _attempt(
         self,
@@ -198,8 +258,9 @@ class Pipeline:
         send: Callable[[], Awaitable[T]],
         estimated_tokens: int,
         usage_of: Callable[[T], Usage | None],
+        probe: RequestProbe | None,
     ) -> T:
-        attempt = await self._admit(estimated_tokens)
+        attempt = await self._admit(estimated_tokens, probe)
         try:
             async with asyncio.timeout(self.profile.timeout):
                 result = await send()
@@ -214,20 +275,31 @@ class Pipeline:
         self._log_attempt(operation, attempt, latency, None)
         return result
 
-    async def _admit(self, estimated_tokens: int) -> Attempt:
+    async def _admit(self, estimated_tokens: int, probe: RequestProbe | None) -> Attempt:
         endpoint = self._endpoint()
         recorder = self.recorder
         recorder.waiting += 1
+        if probe is not None:
+            probe.slot_wait_started()
         asked = time.monotonic()
         try:
             admitted = await endpoint.admit(estimated_tokens)
+        except BaseException as exc:
+            if probe is not None:
+                probe.slot_wait_abandoned(time.monotonic() - asked, exc, endpoint.concurrency_limit)
+            raise
         finally:
             recorder.waiting -= 1
         waited = time.monotonic() - asked
         recorder.waits.append(waited)
-        return Attempt(endpoint, recorder, admitted, waited, self.profile.retry.max_server_wait)
+        if probe is not None:
+            probe.slot_acquired(waited)
+        max_pause = self.profile.retry.max_server_wait
+        return Attempt(endpoint, recorder, admitted, waited, max_pause, probe)
 
-    async def _with_retries(self, attempt: Callable[[], Awaitable[T]]) -> tuple[T, int, float]:
+    async def _with_retries(
+        self, attempt: Callable[[], Awaitable[T]], probe: RequestProbe | None = None
+    ) -> tuple[T, int, float]:
         """The first attempt runs bare (the common case); tenacity takes over on a retryable
         failure, replaying that failure as its own first attempt so waits and stops count it."""
         started = time.monotonic()
@@ -254,7 +326,8 @@ class Pipeline:
 
         policy = self.profile.retry
         budget = self._endpoint().budget
-        retrying = build_retrying(policy, started, self._log_retry, budget)
+        log_retry = self._log_retry if probe is None else partial(self._log_retry, probe=probe)
+        retrying = build_retrying(policy, started, log_retry, budget)
         try:
             result: T = await retrying(replay_then_attempt)
         except LLMError as error:
@@ -277,15 +350,18 @@ class Pipeline:
         open_parts: Callable[[], AsyncIterator[str | StreamEnd]],
         estimated_tokens: int,
         on_end: Callable[[StreamEnd], None],
+        model: str | None = None,
+        messages: Sequence[Mapping[str, Any]] | None = None,
     ) -> AsyncIterator[str]:
         """Relay a stream's text deltas; it must end with the provider's `StreamEnd`.
 
         Opening is retried until the first part arrives; after that an error ends the stream.
         A stream that stops without its end marker raises `IncompleteStreamError`.
         """
+        probe = self._probe("chat", model, messages, streaming=True)
 
         async def open_stream() -> tuple[Attempt, AsyncIterator[str | StreamEnd], str | StreamEnd]:
-            attempt = await self._admit(estimated_tokens)
+            attempt = await self._admit(estimated_tokens, probe)
             parts = open_parts()
             try:
                 first = await self._next_part(parts)
@@ -296,12 +372,20 @@ class Pipeline:
                 raise
             return attempt, parts, first
 
-        (attempt, parts, part), _, _ = await self._with_retries(open_stream)
+        try:
+            (attempt, parts, part), _, _ = await self._with_retries(open_stream, probe)
+        except BaseException as exc:
+            if probe is not None:
+                probe.finished(error=exc)
+            raise
         error: LLMError | None = None
-        broken = False  # cancelled, or an exception that is not an llmclient error
+        broken: BaseException | None = None  # cancelled, or not an llmclient error
         usage: Usage | None = None
+        collect = None if probe is None or probe.collected is None else probe.collected.append
         try:
             while not isinstance(part, StreamEnd):
+                if collect is not None:
+                    collect(part)
                 yield part
                 part = await self._next_part(parts)
             usage = part.usage
@@ -311,13 +395,16 @@ class Pipeline:
             raise
         except GeneratorExit:  # the consumer stopped early: the answer was not wrong
             raise
-        except BaseException:
-            broken = True
+        except BaseException as exc:
+            broken = exc
             raise
         finally:
-            attempt.finish(error, usage, cancelled=broken)
+            attempt.finish(error, usage, cancelled=broken is not None)
+            if probe is not None:
+                end = part if isinstance(part, StreamEnd) else None
+                probe.finished(end, usage, error or broken)
             await _close_quietly(parts)
-            if error is None and not broken:
+            if error is None and broken is None:
                 self.recorder.completed += 1
             else:
                 self.recorder.failed += 1
@@ -404,7 +491,7 @@ class Pipeline:
                 attempt.waited * 1000,
             )
 
-    def _log_retry(self, state: RetryCallState) -> None:
+    def _log_retry(self, state: RetryCallState, probe: RequestProbe | None = None) -> None:
         self.recorder.retries += 1
         error = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
@@ -417,6 +504,8 @@ class Pipeline:
             reason,
             wait,
         )
+        if probe is not None and isinstance(error, LLMError):
+            probe.retry_scheduled(error, wait)
 
 
 async def _close_quietly(iterator: AsyncIterator[Any]) -> None:

@@ -163,3 +163,19 @@ def test_latency_limit_rests_at_a_single_slot() -> None:
         algorithm.on_sample(0.05 * limit, limit, Outcome.SUCCESS)
         at_one += algorithm.limit == 1
     assert at_one / 2000 > 0.85  # probes above one slot become rare
+
+
+async def test_a_waiter_cancelled_just_before_a_slot_frees_leaves_cleanly() -> None:
+    """The release drops the cancelled waiter from the queue before its task runs: the task
+    must still end with CancelledError, holding nothing."""
+    limiter = ConcurrencyLimiter(1)
+    await limiter.acquire()
+    waiter = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)  # now waiting
+    waiter.cancel()
+    limiter.release()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert (limiter.in_flight, limiter.waiting) == (0, 0)
+    await limiter.acquire()
+    assert limiter.in_flight == 1

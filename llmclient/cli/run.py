@@ -28,17 +28,20 @@ from llmclient.cli._common import (
     add_verbose,
     make_client,
     non_negative_int,
+    positive_int,
     print_error,
     require_model,
 )
 
 if TYPE_CHECKING:
-    from llmclient import BaseLLMClient
+    from llmclient import BaseLLMClient, Observer
+    from llmclient.telemetry._prometheus import PrometheusEndpoint
 
 HELP = "answer every line of a JSONL file into another, resumably"
 INTERNAL_ERROR = "internal_error"  # error.kind of a record whose item hit an unexpected exception
 _SHOWN_PROBLEMS = 20  # malformed lines reported one by one before a count
 _MESSAGE_LIMIT = 1000  # characters of an unexpected exception's text kept in its record
+REPORT_INTERVAL = 60.0  # seconds between the -v progress lines
 
 logger = logging.getLogger("llmclient")
 
@@ -70,8 +73,22 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="refuse to start when any input line is malformed"
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=port_number,
+        metavar="N",
+        help="serve Prometheus metrics at http://127.0.0.1:N/metrics while the job runs",
+    )
     add_verbose(parser)
     parser.set_defaults(handler=command)
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 1 to 65535."""
+    port = positive_int(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    return port
 
 
 @dataclass(slots=True)
@@ -88,16 +105,52 @@ def command(args: argparse.Namespace) -> int:
     if args.output.resolve() == args.input.resolve():
         raise UsageError("the output file must not be the input file")
     scan = _checked_input(args.input, args.strict)
-    client = _client(args)
-    existing = _resume(args.output, args.retry_failed)
-    recorded = existing.answered | existing.failed
-    pending = _Pending(args.input, {key for key in scan.lines if key not in recorded})
-    started = time.monotonic()
-    tally = asyncio.run(_answer_all(client, pending, args.output))
+    metrics = _serve_metrics(args.metrics_port)
+    try:
+        client = _client(args, metrics.observer if metrics else None)
+        existing = _resume(args.output, args.retry_failed)
+        recorded = existing.answered | existing.failed
+        pending = _Pending(args.input, {key for key in scan.lines if key not in recorded})
+        started = time.monotonic()
+        tally = asyncio.run(_answer_all(client, pending, args.output, args.verbose > 0))
+    finally:
+        if metrics is not None:
+            metrics.close()
+    wall = time.monotonic() - started
     skipped = len(scan.lines) - len(pending)
     kept_errors = len(existing.failed & scan.lines.keys())
-    _summary(tally, skipped, len(scan.malformed), kept_errors, time.monotonic() - started)
+    _summary(tally, skipped, len(scan.malformed), kept_errors, wall)
+    print(throughput(client, wall))
     return 1 if tally.failed or kept_errors else 0
+
+
+def _serve_metrics(port: int | None) -> PrometheusEndpoint | None:
+    """The Prometheus endpoint for `--metrics-port`, serving until the job ends."""
+    if port is None:
+        return None
+    from llmclient.telemetry import serve_prometheus
+
+    try:
+        return serve_prometheus(port)
+    except ImportError as error:
+        raise UsageError(f"--metrics-port: {error}") from None
+    except OSError as error:
+        raise CommandError(
+            f"127.0.0.1:{port}",
+            f"cannot serve metrics ({error.strerror or error})",
+            "choose another --metrics-port",
+        ) from None
+
+
+def throughput(client: BaseLLMClient, wall: float) -> str:
+    """Tokens in and out, requests per second, retries and the limit in force, on one line."""
+    stats = client.stats
+    requests = stats.completed + stats.failed
+    rate = requests / wall if wall > 0 else 0.0
+    return (
+        f"tokens in {stats.prompt_tokens}, out {stats.completion_tokens}; {rate:.1f} req/s; "
+        f"retries {stats.retries}; concurrency limit {stats.concurrency_limit}"
+    )
 
 
 def _resume(output: Path, retry_failed: bool) -> resultfile.Existing:
@@ -140,10 +193,15 @@ def _checked_input(path: Path, strict: bool) -> jobfile.Scan:
     return scan
 
 
-def _client(args: argparse.Namespace) -> BaseLLMClient:
+def _client(args: argparse.Namespace, observer: Observer | None = None) -> BaseLLMClient:
     attempts = None if args.retries is None else args.retries + 1
     client = make_client(
-        args, max_concurrent=args.max_concurrent, rpm=args.rpm, tpm=args.tpm, max_attempts=attempts
+        args,
+        max_concurrent=args.max_concurrent,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        max_attempts=attempts,
+        observer=observer,
     )
     require_model(client.settings)
     return client
@@ -174,8 +232,11 @@ class _Pending:
             ) from None
 
 
-async def _answer_all(client: BaseLLMClient, pending: _Pending, output: Path) -> Tally:
-    """Answer every pending item, writing each record as soon as it is known."""
+async def _answer_all(
+    client: BaseLLMClient, pending: _Pending, output: Path, verbose: bool = False
+) -> Tally:
+    """Answer every pending item, writing each record as soon as it is known; with `verbose`,
+    log the throughput every `REPORT_INTERVAL` seconds."""
     tally = Tally()
 
     async def answer(item: jobfile.Item) -> None:
@@ -189,6 +250,7 @@ async def _answer_all(client: BaseLLMClient, pending: _Pending, output: Path) ->
 
     with resultfile.RecordWriter(output) as writer:
         async with client:
+            reporter = asyncio.create_task(_report(client)) if verbose else None
             try:
                 if len(pending):
                     await run_concurrent(
@@ -197,7 +259,18 @@ async def _answer_all(client: BaseLLMClient, pending: _Pending, output: Path) ->
             except Exception:  # fatal LLMError, unwritable output, unreadable input, a bug
                 _stopped(tally, output)
                 raise
+            finally:
+                if reporter is not None:
+                    reporter.cancel()
     return tally
+
+
+async def _report(client: BaseLLMClient) -> None:
+    """Log the throughput line every `REPORT_INTERVAL` seconds until cancelled."""
+    started = time.monotonic()
+    while True:
+        await asyncio.sleep(REPORT_INTERVAL)
+        logger.info("run: %s", throughput(client, time.monotonic() - started))
 
 
 async def _record(client: BaseLLMClient, item: jobfile.Item) -> tuple[dict[str, Any], bytes]:

@@ -32,6 +32,7 @@ from llmclient.errors import ConfigurationError, LLMError, UnsupportedFeatureErr
 from llmclient.limits import Endpoint, RetryBudget, endpoint_key, shared_endpoint
 from llmclient.limits.backends import backend_for
 from llmclient.profiles import LOCAL_PROFILE, ConcurrencyProfile, is_local_endpoint
+from llmclient.telemetry import Observer
 from llmclient.types import (
     Completion,
     Message,
@@ -78,6 +79,7 @@ class BaseLLMClient(AsyncClosing):
         profile: ConcurrencyProfile | None = None,
         tokenizer: Any = None,
         keep_reasoning: bool = False,
+        observer: Observer | None = None,
         **options: Unpack[ClientConstructorOptions],
     ) -> None:
         """Settings come from `options` (and the environment); sampling keywords
@@ -86,8 +88,12 @@ class BaseLLMClient(AsyncClosing):
         `tokenizer` (any object with `encode`/`decode`) is kept as `client.tokenizer` for
         callers that count tokens; llmclient itself never needs one. `keep_reasoning=True`
         makes `generate_answer` return a reasoning model's `<think>` block with the answer.
+        `observer` receives this client's request events (see `llmclient.telemetry`), besides
+        the observers registered for every client.
         """
         check_int("topk_per_token", topk_per_token, 0)
+        if observer is not None and not isinstance(observer, Observer):
+            raise TypeError(f"observer={observer!r}: must be an llmclient.telemetry.Observer")
         if topk_per_token > 20:
             raise ConfigurationError(
                 f"invalid argument: topk_per_token={topk_per_token!r}: must be 0..20"
@@ -109,6 +115,7 @@ class BaseLLMClient(AsyncClosing):
             self._endpoint,
             self._classify,
             secret=key.get_secret_value() if key else None,
+            observer=observer,
         )
         self._limits = backend_for(self.settings.limits, self.settings.on_backend_error)
         self._endpoints = LoopLocal(self._make_endpoint)
@@ -228,7 +235,12 @@ class BaseLLMClient(AsyncClosing):
         """One chat completion under the client's limits and retries."""
         request = self._request(messages_from(prompt_or_messages), params)
         completion, attempts, elapsed = await self._pipeline.call(
-            "chat", lambda: self._chat(request), request.estimated_tokens(), _usage
+            "chat",
+            lambda: self._chat(request),
+            request.estimated_tokens(),
+            _usage,
+            request.model,
+            request.messages,
         )
         return replace(completion, attempts=attempts, latency=elapsed)
 
@@ -276,7 +288,9 @@ class BaseLLMClient(AsyncClosing):
         request = self._request(messages_from(prompt_or_messages), params)
         estimate = request.estimated_tokens()
         return TextStream(
-            lambda on_end: self._pipeline.stream(lambda: self._stream(request), estimate, on_end)
+            lambda on_end: self._pipeline.stream(
+                lambda: self._stream(request), estimate, on_end, request.model, request.messages
+            )
         )
 
     async def embed(self, texts: str | Sequence[str]) -> list[list[float]]:
@@ -374,7 +388,7 @@ class BaseLLMClient(AsyncClosing):
         model = self._model_for(self.settings.embed_model, "embed_model")
         estimate = sum(len(t) for t in texts) // 4 + len(texts)
         (vectors, _), _, _ = await self._pipeline.call(
-            "embed", lambda: self._embed(model, texts), estimate, _embed_usage
+            "embed", lambda: self._embed(model, texts), estimate, _embed_usage, model
         )
         self._pipeline.check_count(len(texts), len(vectors))
         return vectors

@@ -23,7 +23,8 @@ from llmclient.errors import (
     RequestTimeoutError,
     ServerBusyError,
 )
-from llmclient.limits import Endpoint, Outcome
+from llmclient.limits import Endpoint, Outcome, PoolDispatcher
+from llmclient.limits.pool import ROUTE, PoolMember
 from llmclient.profiles import ConcurrencyProfile
 from llmclient.retry import build_retrying, gave_up_waiting
 from llmclient.types import Stats, StreamEnd, Usage, percentile
@@ -98,6 +99,7 @@ class Attempt:
         "finished",
         "lease",
         "max_pause",
+        "member",
         "recorder",
         "started",
         "waited",
@@ -110,8 +112,10 @@ class Attempt:
         admitted: tuple[object, float],
         waited: float,
         max_pause: float,
+        member: PoolMember | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.member = member  # the pool's server it was admitted to, if a pool's
         self.recorder = recorder
         self.max_pause = max_pause
         self.lease, self.charge = admitted
@@ -150,7 +154,14 @@ class Attempt:
                 endpoint.pause(min(error.retry_after, self.max_pause))
         elif error.retryable:
             endpoint.budget.on_failure()
+        if self.member is not None:
+            self.member.pool.finished(self.member, error, latency, cancelled)
         return latency
+
+    @property
+    def where(self) -> str | None:
+        """The pool server it went to, for messages (None outside pools)."""
+        return None if self.member is None else self.member.name
 
 
 class Pipeline:
@@ -163,7 +174,7 @@ class Pipeline:
         provider: str,
         name: str,
         profile: ConcurrencyProfile,
-        endpoint: Callable[[], Endpoint],
+        endpoint: Callable[[], Endpoint | PoolDispatcher],
         classify: Classify,
         secret: str | None = None,
     ) -> None:
@@ -200,32 +211,41 @@ class Pipeline:
         usage_of: Callable[[T], Usage | None],
     ) -> T:
         attempt = await self._admit(estimated_tokens)
+        route = ROUTE.set(attempt.member)  # a pool's server: the provider call goes there
         try:
             async with asyncio.timeout(self.profile.timeout):
                 result = await send()
         except BaseException as exc:
-            error = self.translate(exc)
+            error = self.translate(exc, attempt.where)
             latency = attempt.finish(error, cancelled=error is None)
             if error is None:
                 raise
             self._log_attempt(operation, attempt, latency, error)
             raise error from self.safe_cause(exc)
+        finally:
+            ROUTE.reset(route)
         latency = attempt.finish(None, usage_of(result))
         self._log_attempt(operation, attempt, latency, None)
         return result
 
     async def _admit(self, estimated_tokens: int) -> Attempt:
-        endpoint = self._endpoint()
+        target = self._endpoint()
+        member: PoolMember | None = None
         recorder = self.recorder
         recorder.waiting += 1
         asked = time.monotonic()
         try:
-            admitted = await endpoint.admit(estimated_tokens)
+            if isinstance(target, PoolDispatcher):
+                member, admitted = await target.admit(estimated_tokens)
+                endpoint = member.endpoint
+            else:
+                endpoint, admitted = target, await target.admit(estimated_tokens)
         finally:
             recorder.waiting -= 1
         waited = time.monotonic() - asked
         recorder.waits.append(waited)
-        return Attempt(endpoint, recorder, admitted, waited, self.profile.retry.max_server_wait)
+        max_pause = self.profile.retry.max_server_wait
+        return Attempt(endpoint, recorder, admitted, waited, max_pause, member)
 
     async def _with_retries(self, attempt: Callable[[], Awaitable[T]]) -> tuple[T, int, float]:
         """The first attempt runs bare (the common case); tenacity takes over on a retryable
@@ -286,14 +306,18 @@ class Pipeline:
 
         async def open_stream() -> tuple[Attempt, AsyncIterator[str | StreamEnd], str | StreamEnd]:
             attempt = await self._admit(estimated_tokens)
-            parts = open_parts()
+            route = ROUTE.set(attempt.member)  # a pool's server: the stream opens there
             try:
-                first = await self._next_part(parts)
-            except BaseException as exc:
-                error = exc if isinstance(exc, LLMError) else None
-                attempt.finish(error, cancelled=error is None)
-                await _close_quietly(parts)
-                raise
+                parts = open_parts()
+                try:
+                    first = await self._next_part(parts, attempt.where)
+                except BaseException as exc:
+                    error = exc if isinstance(exc, LLMError) else None
+                    attempt.finish(error, cancelled=error is None)
+                    await _close_quietly(parts)
+                    raise
+            finally:
+                ROUTE.reset(route)
             return attempt, parts, first
 
         (attempt, parts, part), _, _ = await self._with_retries(open_stream)
@@ -303,7 +327,7 @@ class Pipeline:
         try:
             while not isinstance(part, StreamEnd):
                 yield part
-                part = await self._next_part(parts)
+                part = await self._next_part(parts, attempt.where)
             usage = part.usage
             on_end(part)
         except LLMError as exc:
@@ -322,7 +346,7 @@ class Pipeline:
             else:
                 self.recorder.failed += 1
 
-    async def _next_part(self, parts: AsyncIterator[T]) -> T:
+    async def _next_part(self, parts: AsyncIterator[T], where: str | None = None) -> T:
         """The stream's next part within the timeout; provider errors translated."""
         try:
             async with asyncio.timeout(self.profile.timeout):
@@ -331,10 +355,10 @@ class Pipeline:
             raise IncompleteStreamError(
                 "the stream ended without its end marker (cut off, or not a stream)",
                 provider=self.provider,
-                endpoint=self.name,
+                endpoint=where or self.name,
             ) from None
         except Exception as exc:
-            error = self.translate(exc)
+            error = self.translate(exc, where)
             if error is None:
                 raise
             raise error from self.safe_cause(exc)
@@ -355,10 +379,11 @@ class Pipeline:
             seen = seen.__cause__ or seen.__context__
         return exc
 
-    def translate(self, error: BaseException) -> LLMError | None:
+    def translate(self, error: BaseException, where: str | None = None) -> LLMError | None:
         """The llmclient error for a provider exception; None for cancellation and bugs.
 
-        Its message never holds the API key, and it names the endpoint.
+        Its message never holds the API key, and it names the endpoint (`where`, a pool's
+        server, if given).
         """
         if isinstance(error, LLMError):
             translated: LLMError | None = error
@@ -373,7 +398,7 @@ class Pipeline:
         if translated is None:
             return None
         if translated.endpoint is None:
-            translated.endpoint = self.name
+            translated.endpoint = where or self.name
         if self._secret and self._secret in translated.message:
             translated.message = translated.message.replace(self._secret, "***")
         translated.args = (translated._render(),)
@@ -397,7 +422,7 @@ class Pipeline:
             logger.debug(
                 "%s %s: %s %s in %.0f ms (waited %.0f ms for a slot)",
                 self.provider,
-                self.name,
+                attempt.where or self.name,
                 operation,
                 outcome,
                 latency * 1000,

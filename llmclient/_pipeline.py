@@ -437,7 +437,7 @@ class Pipeline:
         logger.warning(
             "%s %s: attempt %d failed (%s); retrying in %.2fs",
             self.provider,
-            self.name,
+            getattr(error, "endpoint", None) or self.name,
             state.attempt_number,
             reason,
             wait,

@@ -16,9 +16,9 @@ import asyncio
 import contextlib
 import time
 
-from llmclient import EndpointPool, OllamaClient, run_concurrent
-
 from _server import server_process
+
+from llmclient import EndpointPool, OllamaClient, run_concurrent
 
 SLOTS = (1, 2, 4)
 

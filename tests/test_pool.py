@@ -162,6 +162,21 @@ async def test_repeated_server_errors_take_a_server_out(
     assert good.stats.completed == 12
 
 
+async def test_the_retry_of_a_server_error_goes_to_another_server(
+    simulated_server_factory: Factory,
+) -> None:
+    failing = await simulated_server_factory(parallel=1, latency=0.01)
+    other = await simulated_server_factory(parallel=1, latency=0.01)
+    failing.inject(Fault.INTERNAL_ERROR, 1, path="/api/chat")
+    async with OllamaClient("sim-model", host=[failing.url, other.url], profile=PROFILE) as client:
+        completion = await client.generate("hello")  # both idle: the first listed is tried
+        health = client.endpoint_stats[failing.url]
+    assert completion.attempts == 2
+    assert failing.stats.statuses[500] == 1 and failing.stats.completed == 0
+    assert other.stats.completed == 1
+    assert health.healthy and health.failed == 1  # one error does not take it out
+
+
 async def test_all_servers_down_names_each_and_why(simulated_server_factory: Factory) -> None:
     servers = [await simulated_server_factory(parallel=1) for _ in range(2)]
     urls = [s.url for s in servers]

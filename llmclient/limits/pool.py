@@ -162,6 +162,7 @@ class PoolMember:
         "answered",
         "endpoint",
         "failed",
+        "faulted_at",
         "faults",
         "healthy",
         "index",
@@ -183,6 +184,7 @@ class PoolMember:
         self.healthy = True
         self.problem: str | None = None
         self.faults = 0  # server errors in a row
+        self.faulted_at = -math.inf  # loop time of its last server error
         self.reserved = 0  # handed a slot by the pool, not yet admitted by the endpoint
         self.resume_at = 0.0  # loop time before which it gets no new request (Retry-After)
         self.answered = self.failed = 0
@@ -297,16 +299,21 @@ class PoolDispatcher:
         return member, admitted
 
     def _pick(self) -> PoolMember | None:
-        """The server with the least in flight for its limit among those with a free slot."""
+        """The server with the least in flight for its limit among those with a free slot.
+
+        A server that failed within the last `probe_interval` comes after the others, so the
+        retry of a request it failed goes elsewhere when there is room.
+        """
         now = asyncio.get_running_loop().time()
+        recent = now - self.spec.probe_interval
         best: PoolMember | None = None
-        best_key = (math.inf, 0)
+        best_key = (True, math.inf, 0)
         for member in self.members:
             free = member.free(now)
             if free <= 0:
                 continue
             limit = member.endpoint.concurrency_limit
-            key = ((limit - free) / limit, -free)
+            key = (member.faulted_at > recent, (limit - free) / limit, -free)
             if key < best_key:
                 best, best_key = member, key
         return best
@@ -370,6 +377,7 @@ class PoolDispatcher:
             isinstance(error, RequestTimeoutError) and not error.overload
         ):
             member.faults += 1
+            member.faulted_at = asyncio.get_running_loop().time()
             if member.faults >= self.spec.unhealthy_after:
                 status = f" (HTTP {error.status_code})" if error.status_code else ""
                 self._take_out(

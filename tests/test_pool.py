@@ -264,6 +264,18 @@ async def test_a_waiter_cancelled_as_it_is_served_passes_its_slot_on() -> None:
     assert member.reserved == 0 and member.endpoint.state.in_flight == 1
 
 
+async def test_a_slot_freed_by_another_client_of_the_server_reaches_the_pool() -> None:
+    pool = dispatcher(1)
+    shared = pool.members[0].endpoint
+    lease, _ = await shared.admit(1)  # a client outside the pool holds the only slot
+    waiting = asyncio.create_task(pool.admit(1))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    shared.release(lease, 0.01, _success())  # the pool hears nothing of this release
+    member, _ = await asyncio.wait_for(waiting, 10)
+    assert member is pool.members[0] and shared.state.in_flight == 1
+
+
 def _success():  # type: ignore[no-untyped-def]
     from llmclient.limits import Outcome
 

@@ -37,6 +37,7 @@ __all__ = ["ROUTE", "EndpointPool", "EndpointStats", "PoolDispatcher", "PoolMemb
 logger = logging.getLogger("llmclient")
 _SAMPLES = 1024  # latencies kept per endpoint for its percentiles
 _MAX_PAUSE = 60.0  # longest Retry-After that keeps an endpoint out of dispatch
+_RECHECK = 0.05  # seconds between looks for slots freed by other clients while requests wait
 
 ROUTE: ContextVar[PoolMember | None] = ContextVar("llmclient_route", default=None)
 """The pool member the running attempt was admitted to (None outside pools)."""
@@ -234,6 +235,7 @@ class PoolDispatcher:
         "_closed",
         "_ping",
         "_probes",
+        "_recheck",
         "_waiters",
         "budget",
         "members",
@@ -264,6 +266,7 @@ class PoolDispatcher:
         self._ping = ping
         self._waiters: deque[asyncio.Future[PoolMember]] = deque()
         self._probes: dict[PoolMember, asyncio.Task[None]] = {}
+        self._recheck: asyncio.TimerHandle | None = None
         self._closed = False
 
     @property
@@ -323,6 +326,8 @@ class PoolDispatcher:
             raise self._all_down()
         waiter: asyncio.Future[PoolMember] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        if self._recheck is None:
+            self._recheck = asyncio.get_running_loop().call_later(_RECHECK, self._dispatch)
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -334,7 +339,13 @@ class PoolDispatcher:
             raise
 
     def _dispatch(self) -> None:
-        """Hand free slots to the oldest waiters; fail them all when every server is out."""
+        """Hand free slots to the oldest waiters; fail them all when every server is out.
+
+        Our own requests finishing call it; while requests still wait it also runs every
+        `_RECHECK` seconds, for slots freed by other clients sharing a server (their releases
+        do not come here) and for pauses that ended.
+        """
+        self._recheck = None
         waiters = self._waiters
         if waiters and not any(member.healthy for member in self.members):
             while waiters:
@@ -345,11 +356,13 @@ class PoolDispatcher:
         while waiters:
             member = self._pick()
             if member is None:
-                return
+                break
             waiter = waiters.popleft()
             if not waiter.done():
                 member.reserved += 1
                 waiter.set_result(member)
+        if waiters and self._recheck is None:
+            self._recheck = asyncio.get_running_loop().call_later(_RECHECK, self._dispatch)
 
     # ------------------------------------------------------------------ outcomes
     def finished(
@@ -385,10 +398,8 @@ class PoolDispatcher:
                     f"{member.faults} {error.kind} in a row, the last{status}: {error.message}",
                 )
         elif isinstance(error, RateLimitError) and error.retry_after:
-            loop = asyncio.get_running_loop()
-            pause = min(error.retry_after, _MAX_PAUSE)
-            member.resume_at = max(member.resume_at, loop.time() + pause)
-            loop.call_later(pause, self._dispatch)
+            resume_at = asyncio.get_running_loop().time() + min(error.retry_after, _MAX_PAUSE)
+            member.resume_at = max(member.resume_at, resume_at)
 
     def _take_out(self, member: PoolMember, reason: str) -> None:
         member.faults = 0
@@ -442,6 +453,8 @@ class PoolDispatcher:
     async def aclose(self) -> None:
         """Stop probing the servers that are out."""
         self._closed = True
+        if self._recheck is not None:
+            self._recheck.cancel()
         probes = list(self._probes.values())
         for probe in probes:
             probe.cancel()

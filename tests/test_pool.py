@@ -58,6 +58,7 @@ async def test_work_divides_in_proportion_to_slots(simulated_server_factory: Fac
         assert server.stats.peak_waiting == 0  # never queued at a server while the pool waits
         assert per_server[server.url].answered == count
     assert client.stats.concurrency_limit == 7
+    assert [s.stats.peak_in_flight for s in servers] == list(slots)  # 7 workers: all slots used
 
 
 async def test_a_faster_server_gets_more_work(simulated_server_factory: Factory) -> None:

@@ -25,6 +25,8 @@ _EXPORTS: dict[str, str] = {
     "Completion": "llmclient.types",
     "ConcurrencyProfile": "llmclient.profiles",
     "ConfigurationError": "llmclient.errors",
+    "EndpointPool": "llmclient.limits",
+    "EndpointStats": "llmclient.limits",
     "ErrorKind": "llmclient.errors",
     "IncompleteStreamError": "llmclient.errors",
     "InvalidRequestError": "llmclient.errors",
@@ -102,6 +104,8 @@ if _typing.TYPE_CHECKING:
     from llmclient.errors import ServerError as ServerError
     from llmclient.errors import TransientError as TransientError
     from llmclient.errors import UnsupportedFeatureError as UnsupportedFeatureError
+    from llmclient.limits import EndpointPool as EndpointPool
+    from llmclient.limits import EndpointStats as EndpointStats
     from llmclient.limits import FixedLimit as FixedLimit
     from llmclient.limits import LatencyLimit as LatencyLimit
     from llmclient.limits import Limit as Limit

@@ -24,7 +24,8 @@ from llmclient.errors import (
     RequestTimeoutError,
     ServerBusyError,
 )
-from llmclient.limits import Endpoint, Outcome
+from llmclient.limits import Endpoint, Outcome, PoolDispatcher
+from llmclient.limits.pool import ROUTE, PoolMember
 from llmclient.profiles import ConcurrencyProfile
 from llmclient.retry import build_retrying, gave_up_waiting
 from llmclient.telemetry import detect_opentelemetry
@@ -107,6 +108,7 @@ class Attempt:
         "finished",
         "lease",
         "max_pause",
+        "member",
         "probe",
         "recorder",
         "started",
@@ -121,9 +123,11 @@ class Attempt:
         waited: float,
         max_pause: float,
         probe: RequestProbe | None = None,
+        member: PoolMember | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.probe = probe
+        self.member = member  # the pool's server it was admitted to, if a pool's
         self.recorder = recorder
         self.max_pause = max_pause
         self.lease, self.charge = admitted
@@ -171,7 +175,14 @@ class Attempt:
             self.probe.attempt_finished(
                 self.waited, latency, error, cancelled, dropped, limits, paused
             )
+        if self.member is not None:
+            self.member.pool.finished(self.member, error, latency, cancelled)
         return latency
+
+    @property
+    def where(self) -> str | None:
+        """The pool server it went to, for messages (None outside pools)."""
+        return None if self.member is None else self.member.name
 
 
 class Pipeline:
@@ -193,7 +204,7 @@ class Pipeline:
         provider: str,
         name: str,
         profile: ConcurrencyProfile,
-        endpoint: Callable[[], Endpoint],
+        endpoint: Callable[[], Endpoint | PoolDispatcher],
         classify: Classify,
         secret: str | None = None,
         observer: Observer | None = None,
@@ -261,32 +272,40 @@ class Pipeline:
         probe: RequestProbe | None,
     ) -> T:
         attempt = await self._admit(estimated_tokens, probe)
+        route = ROUTE.set(attempt.member)  # a pool's server: the provider call goes there
         try:
             async with asyncio.timeout(self.profile.timeout):
                 result = await send()
         except BaseException as exc:
-            error = self.translate(exc)
+            error = self.translate(exc, attempt.where)
             latency = attempt.finish(error, cancelled=error is None)
             if error is None:
                 raise
             self._log_attempt(operation, attempt, latency, error)
             raise error from self.safe_cause(exc)
+        finally:
+            ROUTE.reset(route)
         latency = attempt.finish(None, usage_of(result))
         self._log_attempt(operation, attempt, latency, None)
         return result
 
     async def _admit(self, estimated_tokens: int, probe: RequestProbe | None) -> Attempt:
-        endpoint = self._endpoint()
+        target = self._endpoint()
+        member: PoolMember | None = None
         recorder = self.recorder
         recorder.waiting += 1
         if probe is not None:
             probe.slot_wait_started()
         asked = time.monotonic()
         try:
-            admitted = await endpoint.admit(estimated_tokens)
+            if isinstance(target, PoolDispatcher):
+                member, admitted = await target.admit(estimated_tokens)
+                endpoint = member.endpoint
+            else:
+                endpoint, admitted = target, await target.admit(estimated_tokens)
         except BaseException as exc:
             if probe is not None:
-                probe.slot_wait_abandoned(time.monotonic() - asked, exc, endpoint.concurrency_limit)
+                probe.slot_wait_abandoned(time.monotonic() - asked, exc, target.concurrency_limit)
             raise
         finally:
             recorder.waiting -= 1
@@ -295,7 +314,7 @@ class Pipeline:
         if probe is not None:
             probe.slot_acquired(waited)
         max_pause = self.profile.retry.max_server_wait
-        return Attempt(endpoint, recorder, admitted, waited, max_pause, probe)
+        return Attempt(endpoint, recorder, admitted, waited, max_pause, probe, member)
 
     async def _with_retries(
         self, attempt: Callable[[], Awaitable[T]], probe: RequestProbe | None = None
@@ -362,14 +381,18 @@ class Pipeline:
 
         async def open_stream() -> tuple[Attempt, AsyncIterator[str | StreamEnd], str | StreamEnd]:
             attempt = await self._admit(estimated_tokens, probe)
-            parts = open_parts()
+            route = ROUTE.set(attempt.member)  # a pool's server: the stream opens there
             try:
-                first = await self._next_part(parts)
-            except BaseException as exc:
-                error = exc if isinstance(exc, LLMError) else None
-                attempt.finish(error, cancelled=error is None)
-                await _close_quietly(parts)
-                raise
+                parts = open_parts()
+                try:
+                    first = await self._next_part(parts, attempt.where)
+                except BaseException as exc:
+                    error = exc if isinstance(exc, LLMError) else None
+                    attempt.finish(error, cancelled=error is None)
+                    await _close_quietly(parts)
+                    raise
+            finally:
+                ROUTE.reset(route)
             return attempt, parts, first
 
         try:
@@ -387,7 +410,7 @@ class Pipeline:
                 if collect is not None:
                     collect(part)
                 yield part
-                part = await self._next_part(parts)
+                part = await self._next_part(parts, attempt.where)
             usage = part.usage
             on_end(part)
         except LLMError as exc:
@@ -409,7 +432,7 @@ class Pipeline:
             else:
                 self.recorder.failed += 1
 
-    async def _next_part(self, parts: AsyncIterator[T]) -> T:
+    async def _next_part(self, parts: AsyncIterator[T], where: str | None = None) -> T:
         """The stream's next part within the timeout; provider errors translated."""
         try:
             async with asyncio.timeout(self.profile.timeout):
@@ -418,10 +441,10 @@ class Pipeline:
             raise IncompleteStreamError(
                 "the stream ended without its end marker (cut off, or not a stream)",
                 provider=self.provider,
-                endpoint=self.name,
+                endpoint=where or self.name,
             ) from None
         except Exception as exc:
-            error = self.translate(exc)
+            error = self.translate(exc, where)
             if error is None:
                 raise
             raise error from self.safe_cause(exc)
@@ -442,10 +465,11 @@ class Pipeline:
             seen = seen.__cause__ or seen.__context__
         return exc
 
-    def translate(self, error: BaseException) -> LLMError | None:
+    def translate(self, error: BaseException, where: str | None = None) -> LLMError | None:
         """The llmclient error for a provider exception; None for cancellation and bugs.
 
-        Its message never holds the API key, and it names the endpoint.
+        Its message never holds the API key, and it names the endpoint (`where`, a pool's
+        server, if given).
         """
         if isinstance(error, LLMError):
             translated: LLMError | None = error
@@ -460,7 +484,7 @@ class Pipeline:
         if translated is None:
             return None
         if translated.endpoint is None:
-            translated.endpoint = self.name
+            translated.endpoint = where or self.name
         if self._secret and self._secret in translated.message:
             translated.message = translated.message.replace(self._secret, "***")
         translated.args = (translated._render(),)
@@ -484,7 +508,7 @@ class Pipeline:
             logger.debug(
                 "%s %s: %s %s in %.0f ms (waited %.0f ms for a slot)",
                 self.provider,
-                self.name,
+                attempt.where or self.name,
                 operation,
                 outcome,
                 latency * 1000,
@@ -499,7 +523,7 @@ class Pipeline:
         logger.warning(
             "%s %s: attempt %d failed (%s); retrying in %.2fs",
             self.provider,
-            self.name,
+            getattr(error, "endpoint", None) or self.name,
             state.attempt_number,
             reason,
             wait,

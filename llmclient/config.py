@@ -8,7 +8,7 @@ Precedence, highest first: constructor argument > `LLMCLIENT_<PROVIDER>_<SETTING
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, TypedDict, get_type_hints
 from urllib.parse import urlsplit
 
@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from llmclient.errors import ConfigurationError
 from llmclient.limits.backends import LimitBackend, public_url
+from llmclient.limits.pool import EndpointPool
 from llmclient.profiles import ConcurrencyProfile, MaxConcurrent, MaxConcurrentSpec
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
@@ -47,7 +48,32 @@ def _check_limits(value: object) -> str | LimitBackend:
 
 Limits = Annotated[str | LimitBackend, PlainValidator(_check_limits)]
 
-__all__ = ["SETTING_NAMES", "ClientOptions", "ClientSettings", "SettingRow", "resolve_settings"]
+__all__ = [
+    "SETTING_NAMES",
+    "BaseUrl",
+    "ClientOptions",
+    "ClientSettings",
+    "SettingRow",
+    "public_url",
+    "resolve_settings",
+]
+
+
+def _parse_base_url(value: object) -> object:
+    """Accept a URL, several (a list, or one string with commas) or an `EndpointPool`."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("must be a URL, not empty")
+        return value.strip()
+    if isinstance(value, EndpointPool):
+        return value
+    if isinstance(value, Sequence) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError("must be a URL, a list of URLs or an EndpointPool")
+
+
+BaseUrl = Annotated[str | Sequence[str] | EndpointPool, PlainValidator(_parse_base_url)]
+"""One server's URL; several (a list, or commas in one string) or an `EndpointPool` make a pool."""
 
 
 class ClientOptions(TypedDict, total=False):
@@ -58,7 +84,7 @@ class ClientOptions(TypedDict, total=False):
     """
 
     embed_model: NonEmptyStr
-    base_url: NonEmptyStr
+    base_url: BaseUrl
     api_key: str
     max_concurrent: MaxConcurrent
     rpm: PositiveFloat
@@ -109,7 +135,7 @@ SettingRow = tuple[str, str, str]  # (setting, value for display, source)
 class ClientSettings(BaseModel):
     """The settings a client runs with, and for each one the place it came from."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     provider: str
     model: str | None
@@ -120,6 +146,12 @@ class ClientSettings(BaseModel):
     sources: dict[str, str]
     limits: Any = "local"  # "local", a Redis URL or a LimitBackend
     on_backend_error: Literal["wait", "fail"] = "wait"
+    pool: EndpointPool | None = None  # several servers: base_url is the first
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        """Every server's base URL: the pool's, or just `base_url`."""
+        return self.pool.urls if self.pool is not None else (self.base_url,)
 
     @property
     def endpoint(self) -> str:
@@ -130,9 +162,7 @@ class ClientSettings(BaseModel):
         ...     sources={}).endpoint
         'http://host:8080/v1'
         """
-        parts = urlsplit(self.base_url)
-        port = f":{parts.port}" if parts.port else ""
-        return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+        return ", ".join(public_url(url) for url in self.base_urls)
 
     @property
     def max_concurrent(self) -> MaxConcurrentSpec:
@@ -144,7 +174,7 @@ class ClientSettings(BaseModel):
         values: dict[str, object] = {
             "model": self.model,
             "embed_model": self.embed_model,
-            "base_url": self.base_url,
+            "base_url": ",".join(self.base_urls),
             "api_key": "********" if self.api_key else None,
             **{name: getattr(self.profile, name) for name in _PROFILE_FIELDS},
             **{name: getattr(self.profile.retry, name) for name in _RETRY_FIELDS},
@@ -206,24 +236,48 @@ def _native_layer(native: Mapping[str, str]) -> dict[str, Any]:
     return {name: getattr(validated, name) for name in raw}
 
 
-def _checked_url(url: str, sources: Mapping[str, str], normalize: Callable[[str], str]) -> str:
-    """`url` in the provider's canonical form, or an error naming where it came from."""
+def _checked_urls(
+    value: str | Sequence[str] | EndpointPool,
+    sources: Mapping[str, str],
+    normalize: Callable[[str], str],
+) -> tuple[str, EndpointPool | None]:
+    """The first URL in canonical form, and the pool when several (or a pool) were given."""
     source = sources["base_url"]
     where = (
         f"invalid environment: {source.removeprefix('env ')}"
         if source.startswith("env ")
         else "invalid argument: base_url"
     )
+    if isinstance(value, str):
+        urls: Sequence[str] = value.split(",")
+    else:
+        urls = value.urls if isinstance(value, EndpointPool) else value
+    if len(urls) == 1 and not isinstance(value, EndpointPool):
+        return _checked_url(urls[0], f"{where}={urls[0]!r}", normalize), None
+    shown = value if isinstance(value, str) else list(urls)
+    checked: list[str] = []
+    for url in urls:
+        if not url.strip():
+            raise ConfigurationError(f"{where}={shown!r}: an empty URL (a stray comma?)")
+        checked.append(_checked_url(url.strip(), f"{where}={shown!r}: {url.strip()!r}", normalize))
+        if checked[-1] in checked[:-1]:
+            raise ConfigurationError(f"{where}={shown!r}: {url.strip()!r} is listed twice")
+    pool = value if isinstance(value, EndpointPool) else EndpointPool(checked)
+    return checked[0], pool.with_urls(checked)
+
+
+def _checked_url(url: str, where: str, normalize: Callable[[str], str]) -> str:
+    """`url` in the provider's canonical form, or an error starting with `where` it came from."""
     problem = "must be an http:// or https:// URL with a host, like http://127.0.0.1:11434"
     try:
         normalized = normalize(url).rstrip("/")
         parts = urlsplit(normalized)
         parts.port  # noqa: B018 (raises ValueError for a bad port)
     except ValueError as error:
-        raise ConfigurationError(f"{where}={url!r}: {problem} ({error})") from None
+        raise ConfigurationError(f"{where}: {problem} ({error})") from None
     host = parts.hostname or ""
     if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in url):
-        raise ConfigurationError(f"{where}={url!r}: {problem}")
+        raise ConfigurationError(f"{where}: {problem}")
     return normalized
 
 
@@ -267,7 +321,9 @@ def resolve_settings(
                 sources[name] = source(name)
 
     sources.setdefault("base_url", "default")
-    base_url = _checked_url(values.get("base_url") or default_base_url, sources, normalize_url)
+    base_url, pool = _checked_urls(
+        values.get("base_url") or default_base_url, sources, normalize_url
+    )
     if "embed_model" not in values and "model" in values:
         sources["embed_model"] = "same as model"
     if profile is None:
@@ -299,4 +355,5 @@ def resolve_settings(
         sources=sources,
         limits=values.get("limits", "local"),
         on_backend_error=values.get("on_backend_error", "wait"),
+        pool=pool,
     )

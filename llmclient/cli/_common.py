@@ -68,7 +68,9 @@ def add_target(parser: argparse.ArgumentParser, *, provider_required: bool = Tru
     parser.add_argument(
         "--base-url",
         metavar="URL",
-        help="server URL (default: OLLAMA_HOST or OPENAI_BASE_URL, else the provider's default)",
+        action="append",
+        help="server URL (default: OLLAMA_HOST or OPENAI_BASE_URL, else the provider's default); "
+        "several (repeated, or comma-separated) make an endpoint pool",
     )
 
 
@@ -81,12 +83,18 @@ def configure_logging(verbosity: int) -> None:
 
 def make_client(args: argparse.Namespace, **options: Any) -> BaseLLMClient:
     """The client for `--provider`, `--model` and `--base-url`, with extra client options."""
-    return client_for(args.provider, args.model, base_url=args.base_url, **options)
+    return client_for(args.provider, args.model, base_url=base_url_of(args), **options)
 
 
 def target_settings(args: argparse.Namespace) -> ClientSettings:
     """The settings `--provider`, `--model` and `--base-url` resolve to (nothing connected)."""
-    return provider_class(args.provider).settings_for(args.model, base_url=args.base_url)
+    options: dict[str, Any] = {"base_url": base_url_of(args)}  # None: from the environment
+    return provider_class(args.provider).settings_for(args.model, **options)
+
+
+def base_url_of(args: argparse.Namespace) -> str | None:
+    """`--base-url` as one setting: several URLs joined with commas (a pool), or None."""
+    return ",".join(args.base_url) if args.base_url else None
 
 
 def require_model(settings: ClientSettings) -> str:

@@ -58,25 +58,42 @@ def add_parser(commands: Any) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    """Probe every level, then print the table (or JSON) and the recommendation."""
+    """Probe every level of every server in turn, then print the tables (or JSON) and the
+    recommendations; for several servers also the `EndpointPool` they add up to."""
     from llmclient.probing import probe
 
-    model = require_model(target_settings(args))
-    report = asyncio.run(
-        probe(
-            args.provider,
-            model,
-            base_url=args.base_url,
-            levels=args.levels,
-            requests=args.requests,
-            max_tokens=args.max_tokens,
+    settings = target_settings(args)
+    model = require_model(settings)
+    reports = [
+        asyncio.run(
+            probe(
+                args.provider,
+                model,
+                base_url=url,
+                levels=args.levels,
+                requests=args.requests,
+                max_tokens=args.max_tokens,
+            )
         )
-    )
+        for url in settings.base_urls
+    ]
     if args.json:
-        print(json.dumps(asdict(report), indent=2))
-    else:
+        shown = [asdict(report) for report in reports]
+        print(json.dumps(shown if settings.pool is not None else shown[0], indent=2))
+        return 0
+    for index, report in enumerate(reports):
+        if index:
+            print()
         _print_report(report)
+    if settings.pool is not None:
+        _print_pool(reports)
     return 0
+
+
+def _print_pool(reports: list[ProbeReport]) -> None:
+    limits = {report.endpoint: report.recommended_max_concurrent for report in reports}
+    print(f"\npool of {len(reports)} servers; give each its own limit with:")
+    print(f"EndpointPool({limits!r})")
 
 
 def _print_report(report: ProbeReport) -> None:

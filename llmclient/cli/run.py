@@ -121,6 +121,8 @@ def command(args: argparse.Namespace) -> int:
     kept_errors = len(existing.failed & scan.lines.keys())
     _summary(tally, skipped, len(scan.malformed), kept_errors, wall)
     print(throughput(client, wall))
+    if client.settings.pool is not None:
+        _pool_summary(client)
     return 1 if tally.failed or kept_errors else 0
 
 
@@ -377,6 +379,13 @@ def _stopped(tally: Tally, output: Path) -> None:
             f"{output}; rerun the same command to continue",
             file=sys.stderr,
         )
+
+
+def _pool_summary(client: BaseLLMClient) -> None:
+    """One line per server of the pool: attempts answered and failed, and whether it is out."""
+    for url, stats in client.endpoint_stats.items():
+        health = "" if stats.healthy else f", out of the pool: {stats.problem}"
+        print(f"  {url}: answered {stats.answered}, failed {stats.failed}{health}")
 
 
 def _summary(tally: Tally, skipped: int, malformed: int, kept_errors: int, wall: float) -> None:

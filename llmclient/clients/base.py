@@ -17,6 +17,7 @@ from llmclient._aclose import AsyncClosing
 from llmclient._checks import check_int
 from llmclient._loop_local import LoopLocal
 from llmclient._pipeline import Pipeline
+from llmclient.clients import _pool
 from llmclient.clients.params import (
     ChatRequest,
     SamplingOptions,
@@ -27,9 +28,17 @@ from llmclient.clients.params import (
 )
 from llmclient.clients.registry import register_provider
 from llmclient.coalesce import MicroBatcher, send_together
-from llmclient.config import ClientOptions, ClientSettings, resolve_settings
+from llmclient.config import ClientOptions, ClientSettings, public_url, resolve_settings
 from llmclient.errors import ConfigurationError, LLMError, UnsupportedFeatureError
-from llmclient.limits import Endpoint, RetryBudget, endpoint_key, shared_endpoint
+from llmclient.limits import (
+    Endpoint,
+    EndpointStats,
+    Limit,
+    PoolDispatcher,
+    RetryBudget,
+    endpoint_key,
+    shared_endpoint,
+)
 from llmclient.limits.backends import backend_for
 from llmclient.profiles import LOCAL_PROFILE, ConcurrencyProfile, is_local_endpoint
 from llmclient.telemetry import Observer
@@ -118,9 +127,13 @@ class BaseLLMClient(AsyncClosing):
             observer=observer,
         )
         self._limits = backend_for(self.settings.limits, self.settings.on_backend_error)
-        self._endpoints = LoopLocal(self._make_endpoint)
+        self._endpoints: LoopLocal[Endpoint | PoolDispatcher] = LoopLocal(self._make_endpoint)
         self._coalescers = LoopLocal(self._make_coalescer)
-        self._sdks: LoopLocal[Any] = LoopLocal(self._make_sdk, self._close_sdk)
+        self._sdks: LoopLocal[Any] | _pool.SdkPerServer = LoopLocal(self._make_sdk, self._close_sdk)
+        if self.settings.pool is not None:
+            self._check_pool_limits()
+            self._endpoints = LoopLocal(self._make_pool)
+            self._sdks = _pool.SdkPerServer(self, self.settings.pool.urls)
         self._closed = False
 
     @classmethod
@@ -194,8 +207,14 @@ class BaseLLMClient(AsyncClosing):
 
     @property
     def _sdk(self) -> Any:
-        """The provider SDK client of the running event loop."""
+        """The provider SDK client of the running event loop (and, in a pool, of the server
+        the running attempt was admitted to)."""
         return self._sdks.get()
+
+    async def _ping(self) -> None:
+        """A cheap request that shows the server is up (a listing): pools probe a server they
+        took out with it. Without one, such a server gets requests again after a while."""
+        raise NotImplementedError
 
     # ----------------------------------------------------------------- public API
     @property
@@ -210,8 +229,12 @@ class BaseLLMClient(AsyncClosing):
 
     @property
     def max_workers(self) -> int:
-        """The most requests this client can ever have on the wire: helpers size pools to it."""
-        return self.profile.max_workers
+        """The most requests this client can ever have on the wire: helpers size pools to it
+        (for an endpoint pool, the sum over its servers)."""
+        pool = self.settings.pool
+        if pool is None:
+            return self.profile.max_workers
+        return sum(self._server_profile(limit).max_workers for limit in pool.limits)
 
     @property
     def endpoint_name(self) -> str:
@@ -220,14 +243,21 @@ class BaseLLMClient(AsyncClosing):
 
     @property
     def stats(self) -> Stats:
-        """A snapshot of this client's requests so far."""
+        """A snapshot of this client's requests so far (an endpoint pool's: all servers')."""
         endpoint = self._endpoints.latest()
         if endpoint is not None:
             limit = endpoint.concurrency_limit
+        elif self.settings.pool is not None:
+            limit = sum(_first_limit(self._server_profile(lm)) for lm in self.settings.pool.limits)
         else:
-            spec = self.profile.max_concurrent
-            limit = spec if isinstance(spec, int) else 1
+            limit = _first_limit(self.profile)
         return self._pipeline.recorder.stats(limit)
+
+    @property
+    def endpoint_stats(self) -> dict[str, EndpointStats]:
+        """Each server's health and attempts by URL: one per server of an endpoint pool, or
+        the one endpoint (always reported healthy: only pools take servers out)."""
+        return _pool.endpoint_stats(self, self._endpoints.latest())
 
     async def generate(
         self, prompt_or_messages: str | Sequence[MessageInput], **params: Any
@@ -325,6 +355,9 @@ class BaseLLMClient(AsyncClosing):
             if coalescer is not None:
                 await coalescer.flush()
             await self._sdks.aclose()
+            pool = self._endpoints.current()
+            if isinstance(pool, PoolDispatcher):
+                await pool.aclose()
 
     def __repr__(self) -> str:
         return (
@@ -360,23 +393,59 @@ class BaseLLMClient(AsyncClosing):
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is closed; create a new client")
 
-    def _endpoint(self) -> Endpoint:
+    def _endpoint(self) -> Endpoint | PoolDispatcher:
         return self._endpoints.get()
 
-    def _make_endpoint(self) -> Endpoint:
-        p = self.profile
+    def _make_endpoint(
+        self, url: str | None = None, profile: ConcurrencyProfile | None = None
+    ) -> Endpoint:
+        """The `Endpoint` of `url` (default: the base URL) under `profile` (default: ours)."""
+        p = profile or self.profile
+        url = url or self.settings.base_url
+        name = public_url(url)
         budget = RetryBudget(p.retry.budget_tokens, p.retry.budget_refund)
         if not p.share_limits:
-            return Endpoint.local(self.endpoint_name, p.new_limit(), p.rpm, p.tpm, budget)
+            return Endpoint.local(name, p.new_limit(), p.rpm, p.tpm, budget)
         key = self.settings.api_key
         shared_key = endpoint_key(
-            self.settings.base_url,
-            key.get_secret_value() if key else None,
-            is_local_endpoint(self.settings.base_url),
+            url, key.get_secret_value() if key else None, is_local_endpoint(url)
         )
-        return shared_endpoint(
-            shared_key, self.endpoint_name, p.new_limit(), p.rpm, p.tpm, self._limits, budget
+        return shared_endpoint(shared_key, name, p.new_limit(), p.rpm, p.tpm, self._limits, budget)
+
+    def _server_profile(self, max_concurrent: Any) -> ConcurrencyProfile:
+        """The profile of one server of an endpoint pool (its own `max_concurrent`, if set)."""
+        if max_concurrent is None:
+            return self.profile
+        return self.profile.model_copy(update={"max_concurrent": max_concurrent})
+
+    def _make_pool(self) -> PoolDispatcher:
+        pool = self.settings.pool
+        assert pool is not None
+        servers = [
+            (url, public_url(url), self._make_endpoint(url, self._server_profile(limit)))
+            for url, limit in zip(pool.urls, pool.limits, strict=True)
+        ]
+        retry = self.profile.retry
+        return PoolDispatcher(
+            pool,
+            servers,
+            lambda member: _pool.ping_member(self, member),
+            provider=self.provider,
+            budget=RetryBudget(retry.budget_tokens, retry.budget_refund),
         )
+
+    def _check_pool_limits(self) -> None:
+        """One `Limit` instance cannot count the slots of two servers."""
+        pool = self.settings.pool
+        assert pool is not None
+        specs = [self._server_profile(limit).max_concurrent for limit in pool.limits]
+        instances = [id(spec) for spec in specs if isinstance(spec, Limit)]
+        if len(instances) != len(set(instances)):
+            raise ConfigurationError(
+                "invalid argument: max_concurrent: one Limit instance serves several servers of "
+                "the pool; pass a function that returns a new Limit, or one per server in "
+                "EndpointPool({url: limit})"
+            )
 
     def _make_coalescer(self) -> MicroBatcher[str, list[float]]:
         p = self.profile
@@ -392,6 +461,12 @@ class BaseLLMClient(AsyncClosing):
         )
         self._pipeline.check_count(len(texts), len(vectors))
         return vectors
+
+
+def _first_limit(profile: ConcurrencyProfile) -> int:
+    """The concurrency limit an endpoint starts at under `profile`."""
+    spec = profile.max_concurrent
+    return spec if isinstance(spec, int) else 1
 
 
 def _usage(completion: Completion) -> Usage | None:

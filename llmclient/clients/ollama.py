@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from llmclient.clients._http import answer_shape, not_json_object, transport_error
 from llmclient.clients.base import BaseLLMClient, token_from_logprob
 from llmclient.clients.params import ChatRequest
-from llmclient.config import ClientSettings
+from llmclient.config import BaseUrl, ClientSettings
 from llmclient.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -50,7 +50,7 @@ _OPTION_NAMES = {
 }
 
 
-def _with_host(host: str | None, options: dict[str, Any]) -> dict[str, Any]:
+def _with_host(host: BaseUrl | None, options: dict[str, Any]) -> dict[str, Any]:
     """`options` with `host` folded into `base_url` (Ollama calls it host; both are accepted)."""
     base_url = options.get("base_url")
     if host is not None and base_url is not None and host != base_url:
@@ -64,7 +64,8 @@ class OllamaClient(BaseLLMClient):
     """A client for Ollama's native API.
 
     `host` (or `base_url`, or `OLLAMA_HOST`) is parsed as Ollama does: `:11435` means
-    127.0.0.1:11435. `max_concurrent` defaults to `OLLAMA_NUM_PARALLEL` when set, else 4.
+    127.0.0.1:11435. Several hosts (a list, commas, or an `EndpointPool`) make a pool.
+    `max_concurrent` defaults to `OLLAMA_NUM_PARALLEL` when set, else 4.
     """
 
     provider: ClassVar[str] = "ollama"
@@ -79,7 +80,7 @@ class OllamaClient(BaseLLMClient):
         self,
         model: str | None = None,
         *,
-        host: str | None = None,
+        host: BaseUrl | None = None,
         keep_alive: float | str | None = None,
         **options: Any,
     ) -> None:
@@ -123,7 +124,7 @@ class OllamaClient(BaseLLMClient):
 
     @classmethod
     def settings_for(
-        cls, model: str | None = None, *, host: str | None = None, **options: Any
+        cls, model: str | None = None, *, host: BaseUrl | None = None, **options: Any
     ) -> ClientSettings:
         """As `BaseLLMClient.settings_for`; `host` is another name for `base_url`."""
         return super().settings_for(model, **_with_host(host, options))
@@ -205,6 +206,10 @@ class OllamaClient(BaseLLMClient):
     async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int | None]:
         response = await self._sdk.embed(model=model, input=texts, keep_alive=self.keep_alive)
         return [list(vector) for vector in response.embeddings], response.prompt_eval_count
+
+    async def _ping(self) -> None:
+        """`GET /api/tags`: answers whenever the server is up."""
+        await self._sdk.list()
 
     async def _close_sdk(self, sdk: ollama.AsyncClient) -> None:
         await sdk._client.aclose()

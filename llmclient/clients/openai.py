@@ -205,6 +205,10 @@ class OpenAIClient(BaseLLMClient):
             used = response.usage.total_tokens if response.usage else None
             return [list(item.embedding) for item in data], used
 
+    async def _ping(self) -> None:
+        """`GET /models`: answers whenever the server is up."""
+        await self._sdk.models.list()
+
     async def _close_sdk(self, sdk: openai.AsyncOpenAI) -> None:
         await sdk.close()
 

@@ -6,18 +6,22 @@ from llmclient.limits.backends import EndpointState, LimitBackend, LocalBackend
 from llmclient.limits.budget import RetryBudget
 from llmclient.limits.concurrency import ConcurrencyLimiter
 from llmclient.limits.endpoint import Endpoint, endpoint_key, shared_endpoint
+from llmclient.limits.pool import EndpointPool, EndpointStats, PoolDispatcher
 from llmclient.limits.rate import RateLimits, TokenBucket
 
 __all__ = [
     "ConcurrencyLimiter",
     "Endpoint",
+    "EndpointPool",
     "EndpointState",
+    "EndpointStats",
     "FixedLimit",
     "LatencyLimit",
     "Limit",
     "LimitBackend",
     "LocalBackend",
     "Outcome",
+    "PoolDispatcher",
     "RateLimits",
     "RetryBudget",
     "TokenBucket",

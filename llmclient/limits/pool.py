@@ -1,0 +1,470 @@
+"""Endpoint pools: several servers of one provider behind one client, each under its own limit.
+
+`EndpointPool` names the servers (and, if they differ, each one's `max_concurrent`).
+`PoolDispatcher` admits each request to the healthy server with the most free capacity,
+first come first served across the pool; a failing server is taken out and probed back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from llmclient._checks import check_int
+from llmclient.errors import (
+    ConfigurationError,
+    LLMConnectionError,
+    LLMError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
+)
+from llmclient.limits.budget import RetryBudget
+from llmclient.limits.endpoint import Endpoint
+from llmclient.types import percentile
+
+if TYPE_CHECKING:
+    from llmclient.profiles import MaxConcurrentSpec
+
+__all__ = ["ROUTE", "EndpointPool", "EndpointStats", "PoolDispatcher", "PoolMember"]
+
+logger = logging.getLogger("llmclient")
+_SAMPLES = 1024  # latencies kept per endpoint for its percentiles
+_MAX_PAUSE = 60.0  # longest Retry-After that keeps an endpoint out of dispatch
+_RECHECK = 0.05  # seconds between looks for slots freed by other clients while requests wait
+
+ROUTE: ContextVar[PoolMember | None] = ContextVar("llmclient_route", default=None)
+"""The pool member the running attempt was admitted to (None outside pools)."""
+
+
+class EndpointPool:
+    """Several servers of one provider behind one client: `base_url=EndpointPool([...])`.
+
+    `endpoints` is a list of URLs (each gets the profile's `max_concurrent`), or a mapping
+    of URL to its own `max_concurrent` (None: the profile's). A server is taken out of the
+    pool when a connection to it is refused or breaks, or after `unhealthy_after` server
+    errors (5xx, timeouts that were not overload) in a row; it is probed every
+    `probe_interval` seconds and comes back when a probe answers.
+
+    >>> EndpointPool({"http://gpu1:11434": 1, "http://gpu2:11434": None}).urls
+    ('http://gpu1:11434', 'http://gpu2:11434')
+    """
+
+    __slots__ = ("limits", "probe_interval", "unhealthy_after", "urls")
+
+    def __init__(
+        self,
+        endpoints: Sequence[str] | Mapping[str, MaxConcurrentSpec | None],
+        *,
+        unhealthy_after: int = 3,
+        probe_interval: float = 2.0,
+    ) -> None:
+        from llmclient.profiles import ConcurrencyProfile  # profiles imports limits
+
+        if isinstance(endpoints, str):
+            endpoints = endpoints.split(",")
+        if isinstance(endpoints, Mapping):
+            items = list(endpoints.items())
+        elif isinstance(endpoints, Iterable):
+            items = [(url, None) for url in endpoints]
+        else:
+            raise ConfigurationError(
+                f"invalid argument: endpoints={endpoints!r}: must be a list of URLs or a "
+                "mapping of URL to max_concurrent"
+            )
+        if not items:
+            raise ConfigurationError("invalid argument: endpoints=[]: a pool needs a URL")
+        for index, (url, limit) in enumerate(items):
+            if not isinstance(url, str) or not url.strip():
+                raise ConfigurationError(
+                    f"invalid argument: endpoints[{index}]={url!r}: must be a URL string"
+                )
+            if limit is not None:
+                try:
+                    ConcurrencyProfile(max_concurrent=limit)
+                except ValueError as error:
+                    raise ConfigurationError(
+                        f"invalid argument: max_concurrent={limit!r} for {url}: "
+                        "must be a positive integer, 'auto', a Limit or a function returning one"
+                    ) from error
+        check_int("unhealthy_after", unhealthy_after, 1)
+        if isinstance(probe_interval, bool) or not (
+            isinstance(probe_interval, int | float) and 0 < probe_interval < math.inf
+        ):
+            raise ConfigurationError(
+                f"invalid argument: probe_interval={probe_interval!r}: must be a positive number"
+            )
+        self.urls: tuple[str, ...] = tuple(url.strip() for url, _ in items)
+        self.limits: tuple[MaxConcurrentSpec | None, ...] = tuple(
+            None if limit is None else ConcurrencyProfile(max_concurrent=limit).max_concurrent
+            for _, limit in items
+        )
+        self.unhealthy_after = unhealthy_after
+        self.probe_interval = float(probe_interval)
+
+    def with_urls(self, urls: Sequence[str]) -> EndpointPool:
+        """The same pool with its URLs replaced (in the same order): their canonical form."""
+        return EndpointPool(
+            dict(zip(urls, self.limits, strict=True)),
+            unhealthy_after=self.unhealthy_after,
+            probe_interval=self.probe_interval,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EndpointPool):
+            return NotImplemented
+        return (self.urls, self.limits, self.unhealthy_after, self.probe_interval) == (
+            other.urls,
+            other.limits,
+            other.unhealthy_after,
+            other.probe_interval,
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.urls)
+
+    def __repr__(self) -> str:
+        endpoints = dict(zip(self.urls, self.limits, strict=True))
+        if all(limit is None for limit in self.limits):
+            return f"EndpointPool({list(self.urls)!r})"
+        return f"EndpointPool({endpoints!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStats:
+    """One server of a client: its health and the attempts it served.
+
+    `answered` and `failed` count attempts (a retried request counts once per attempt);
+    latencies are in seconds over its recent answered attempts. A single-endpoint client
+    reports its one server as healthy: only pools take servers out.
+    """
+
+    url: str
+    healthy: bool
+    problem: str | None  # why it was taken out (and what the last probe said), if it was
+    in_flight: int
+    concurrency_limit: int
+    answered: int
+    failed: int
+    latency_p50: float | None
+    latency_p95: float | None
+
+
+class PoolMember:
+    """One server of a running pool: its `Endpoint`, health and counters."""
+
+    __slots__ = (
+        "answered",
+        "endpoint",
+        "failed",
+        "faulted_at",
+        "faults",
+        "healthy",
+        "index",
+        "latencies",
+        "name",
+        "pool",
+        "problem",
+        "reserved",
+        "resume_at",
+        "url",
+    )
+
+    def __init__(self, pool: PoolDispatcher, index: int, url: str, name: str, endpoint: Endpoint):
+        self.pool = pool
+        self.index = index
+        self.url = url  # the base URL requests go to
+        self.name = name  # the same without credentials, for messages
+        self.endpoint = endpoint
+        self.healthy = True
+        self.problem: str | None = None
+        self.faults = 0  # server errors in a row
+        self.faulted_at = -math.inf  # loop time of its last server error
+        self.reserved = 0  # handed a slot by the pool, not yet admitted by the endpoint
+        self.resume_at = 0.0  # loop time before which it gets no new request (Retry-After)
+        self.answered = self.failed = 0
+        self.latencies: deque[float] = deque(maxlen=_SAMPLES)
+
+    def free(self, now: float) -> int:
+        """Slots the pool may still hand out here now (0 when out of the pool or paused)."""
+        if not self.healthy or self.resume_at > now:
+            return 0
+        endpoint = self.endpoint
+        return endpoint.concurrency_limit - endpoint.state.in_flight - self.reserved
+
+    def stats(self) -> EndpointStats:
+        """A snapshot of this server's health and counters."""
+        latencies = sorted(self.latencies)
+        return EndpointStats(
+            url=self.name,
+            healthy=self.healthy,
+            problem=self.problem,
+            in_flight=self.endpoint.state.in_flight,
+            concurrency_limit=self.endpoint.concurrency_limit,
+            answered=self.answered,
+            failed=self.failed,
+            latency_p50=percentile(latencies, 0.50),
+            latency_p95=percentile(latencies, 0.95),
+        )
+
+    def __repr__(self) -> str:
+        state = "healthy" if self.healthy else f"out: {self.problem}"
+        return f"PoolMember({self.name!r}, {state})"
+
+
+Ping = Callable[[PoolMember], Awaitable[None]]
+
+
+class PoolDispatcher:
+    """Admits requests to the servers of one pool, in one event loop.
+
+    A request goes to the healthy server with the least in flight relative to its limit
+    (ties: the most free slots). When none has a free slot, requests wait in one queue for
+    the whole pool, and whichever server frees a slot first serves the oldest of them.
+    When every server is out, waiting and new requests fail with an error naming each
+    server and why it was taken out.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_ping",
+        "_probes",
+        "_recheck",
+        "_waiters",
+        "budget",
+        "members",
+        "name",
+        "provider",
+        "spec",
+    )
+
+    def __init__(
+        self,
+        spec: EndpointPool,
+        endpoints: Sequence[tuple[str, str, Endpoint]],
+        ping: Ping,
+        *,
+        provider: str | None = None,
+        budget: RetryBudget | None = None,
+    ) -> None:
+        """`endpoints` holds (url, name for messages, its `Endpoint`) per server, in order;
+        `ping(member)` raises unless the server answers a cheap request."""
+        self.spec = spec
+        self.members = [
+            PoolMember(self, index, url, name, endpoint)
+            for index, (url, name, endpoint) in enumerate(endpoints)
+        ]
+        self.name = ", ".join(member.name for member in self.members)
+        self.provider = provider
+        self.budget = budget if budget is not None else RetryBudget()
+        self._ping = ping
+        self._waiters: deque[asyncio.Future[PoolMember]] = deque()
+        self._probes: dict[PoolMember, asyncio.Task[None]] = {}
+        self._recheck: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    @property
+    def concurrency_limit(self) -> int:
+        """The pool's capacity now: the sum of its healthy servers' limits."""
+        return sum(m.endpoint.concurrency_limit for m in self.members if m.healthy)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests on the wire to the pool's servers now."""
+        return sum(member.endpoint.state.in_flight for member in self.members)
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a slot anywhere in the pool."""
+        return sum(1 for waiter in self._waiters if not waiter.done())
+
+    # ------------------------------------------------------------------ admission
+    async def admit(self, estimated_tokens: int) -> tuple[PoolMember, tuple[object, float]]:
+        """Wait for a slot on some server; return it with that endpoint's lease and charge."""
+        member = None if self._waiters else self._pick()
+        if member is None:
+            member = await self._wait_turn()
+        else:
+            member.reserved += 1
+        try:
+            admitted = await member.endpoint.admit(estimated_tokens)
+        except BaseException:
+            member.reserved -= 1
+            self._dispatch()
+            raise
+        member.reserved -= 1
+        return member, admitted
+
+    def _pick(self) -> PoolMember | None:
+        """The server with the least in flight for its limit among those with a free slot.
+
+        A server that failed within the last `probe_interval` comes after the others, so the
+        retry of a request it failed goes elsewhere when there is room.
+        """
+        now = asyncio.get_running_loop().time()
+        recent = now - self.spec.probe_interval
+        best: PoolMember | None = None
+        best_key = (True, math.inf, 0)
+        for member in self.members:
+            free = member.free(now)
+            if free <= 0:
+                continue
+            limit = member.endpoint.concurrency_limit
+            key = (member.faulted_at > recent, (limit - free) / limit, -free)
+            if key < best_key:
+                best, best_key = member, key
+        return best
+
+    async def _wait_turn(self) -> PoolMember:
+        if not any(member.healthy for member in self.members):
+            raise self._all_down()
+        waiter: asyncio.Future[PoolMember] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        if self._recheck is None:
+            self._recheck = asyncio.get_running_loop().call_later(_RECHECK, self._dispatch)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                waiter.result().reserved -= 1  # handed a slot just as we were cancelled
+                self._dispatch()
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+
+    def _dispatch(self) -> None:
+        """Hand free slots to the oldest waiters; fail them all when every server is out.
+
+        Our own requests finishing call it; while requests still wait it also runs every
+        `_RECHECK` seconds, for slots freed by other clients sharing a server (their releases
+        do not come here) and for pauses that ended.
+        """
+        self._recheck = None
+        waiters = self._waiters
+        if waiters and not any(member.healthy for member in self.members):
+            while waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.set_exception(self._all_down())
+            return
+        while waiters:
+            member = self._pick()
+            if member is None:
+                break
+            waiter = waiters.popleft()
+            if not waiter.done():
+                member.reserved += 1
+                waiter.set_result(member)
+        if waiters and self._recheck is None:
+            self._recheck = asyncio.get_running_loop().call_later(_RECHECK, self._dispatch)
+
+    # ------------------------------------------------------------------ outcomes
+    def finished(
+        self, member: PoolMember, error: LLMError | None, latency: float, cancelled: bool
+    ) -> None:
+        """Record how an attempt on `member` ended, update its health, hand its slot on."""
+        if cancelled:
+            pass
+        elif error is None:
+            member.answered += 1
+            member.faults = 0
+            member.latencies.append(latency)
+            self.budget.on_success()
+        else:
+            member.failed += 1
+            if error.retryable and not error.overload:
+                self.budget.on_failure()
+            self._judge(member, error)
+        self._dispatch()
+
+    def _judge(self, member: PoolMember, error: LLMError) -> None:
+        if isinstance(error, LLMConnectionError):
+            self._take_out(member, f"{error.kind}: {error.message}")
+        elif isinstance(error, ServerError) or (
+            isinstance(error, RequestTimeoutError) and not error.overload
+        ):
+            member.faults += 1
+            member.faulted_at = asyncio.get_running_loop().time()
+            if member.faults >= self.spec.unhealthy_after:
+                status = f" (HTTP {error.status_code})" if error.status_code else ""
+                self._take_out(
+                    member,
+                    f"{member.faults} {error.kind} in a row, the last{status}: {error.message}",
+                )
+        elif isinstance(error, RateLimitError) and error.retry_after:
+            resume_at = asyncio.get_running_loop().time() + min(error.retry_after, _MAX_PAUSE)
+            member.resume_at = max(member.resume_at, resume_at)
+
+    def _take_out(self, member: PoolMember, reason: str) -> None:
+        member.faults = 0
+        member.problem = reason
+        if not member.healthy:
+            return
+        member.healthy = False
+        logger.warning(
+            "%s: taken out of the pool (%s); probing it every %gs",
+            member.name,
+            reason,
+            self.spec.probe_interval,
+        )
+        if not self._closed and member not in self._probes:
+            self._probes[member] = asyncio.get_running_loop().create_task(self._probe(member))
+
+    async def _probe(self, member: PoolMember) -> None:
+        """Ping `member` every `probe_interval` seconds until it answers; then take it back."""
+        reason = member.problem
+        try:
+            while True:
+                await asyncio.sleep(self.spec.probe_interval)
+                try:
+                    await self._ping(member)
+                except Exception as error:  # any failure means: still down
+                    member.problem = f"{reason}; last probe: {_describe(error)}"
+                    continue
+                member.healthy = True
+                member.problem = None
+                member.faults = 0
+                logger.warning("%s: answered a probe; back in the pool", member.name)
+                self._dispatch()
+                return
+        finally:
+            self._probes.pop(member, None)
+
+    def _all_down(self) -> LLMConnectionError:
+        reasons = "; ".join(f"{m.name}: {m.problem}" for m in self.members)
+        return LLMConnectionError(
+            f"every endpoint of the pool is out ({reasons})",
+            provider=self.provider,
+            endpoint=self.name,
+            refused=True,
+        )
+
+    # ------------------------------------------------------------------ life
+    def stats(self) -> dict[str, EndpointStats]:
+        """Each server's health and counters, by URL (without credentials)."""
+        return {member.name: member.stats() for member in self.members}
+
+    async def aclose(self) -> None:
+        """Stop probing the servers that are out."""
+        self._closed = True
+        if self._recheck is not None:
+            self._recheck.cancel()
+        probes = list(self._probes.values())
+        for probe in probes:
+            probe.cancel()
+        await asyncio.gather(*probes, return_exceptions=True)
+
+    def __repr__(self) -> str:
+        return f"PoolDispatcher({self.members!r})"
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, LLMError):
+        return f"{error.kind}: {error.message}"
+    return f"{type(error).__name__}: {error}"

@@ -411,3 +411,28 @@ def test_a_killed_holders_slots_come_back_after_the_lease(redis_server: RedisSer
     finally:
         holder.kill()
         holder.wait(10)
+
+
+_SEQUENTIAL_LOOPS = """
+import asyncio, sys
+from llmclient import OllamaClient
+
+async def work(url, limits):
+    client = OllamaClient("m", host=url, limits=limits)
+    for _ in range(20):
+        await client.generate_answer("x")
+
+for _ in range(4):  # each asyncio.run must end: no background task may outlive its loop
+    asyncio.run(work(sys.argv[1], sys.argv[2]))
+print("done")
+"""
+
+
+def test_event_loops_with_redis_limits_shut_down(
+    redis_server: RedisServer, slow_server: SimulatedServer
+) -> None:
+    command = [sys.executable, "-c", _SEQUENTIAL_LOOPS, slow_server.url, redis_server.url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "done", done.stderr
+    assert "Task was destroyed" not in done.stderr
+    assert slow_server.stats.completed == 80

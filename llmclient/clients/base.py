@@ -355,9 +355,13 @@ class BaseLLMClient(AsyncClosing):
             if coalescer is not None:
                 await coalescer.flush()
             await self._sdks.aclose()
-            pool = self._endpoints.current()
-            if isinstance(pool, PoolDispatcher):
-                await pool.aclose()
+            target = self._endpoints.current()
+            if isinstance(target, PoolDispatcher):
+                await target.aclose()
+                for member in target.members:
+                    await member.endpoint.aclose()
+            elif target is not None:
+                await target.aclose()
 
     def __repr__(self) -> str:
         return (

@@ -98,6 +98,12 @@ class Endpoint:
         logger.warning("%s: pausing new requests for %.2fs (server asked)", self.name, seconds)
         self.state.pause(seconds)
 
+    async def aclose(self) -> None:
+        """Close the state's connections, if it has any (a remote backend's)."""
+        close = getattr(self.state, "aclose", None)
+        if close is not None:
+            await close()
+
     async def _wait_pause(self) -> None:
         # A deadline that may move later while we sleep, not an event: re-check after each sleep.
         while (delay := await self.state.paused_for()) > 0:  # noqa: ASYNC110

@@ -149,9 +149,34 @@ class _Space:
         self._releases: list[str] = []
         self._samples: list[str] = []
         self._writes: list[Callable[[Any], Awaitable[object]]] = []
-        self._kick = asyncio.Event()
         self._outage: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._start()
+
+    def _start(self) -> None:
+        self._kick = asyncio.Event()
+        self._closed = asyncio.Event()  # loops end on it even if a cancellation got lost
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def running(self) -> None:
+        """Start the background work again if `aclose()` stopped it."""
+        if self._task is None:
+            self._start()
+
+    async def aclose(self) -> None:
+        """Stop the background work, send pending releases, close the connection.
+
+        Only when nothing of this loop holds or waits for a slot (their heartbeat must go on);
+        any later use starts it again.
+        """
+        task = self._task
+        if task is None or self.held or self.waiting:
+            return
+        self._task = None
+        self._closed.set()
+        self._kick.set()
+        task.cancel()
+        await asyncio.wait([task], timeout=3.0)
 
     # ------------------------------------------------------------------ calls that wait
     def holder(self) -> str:
@@ -159,6 +184,7 @@ class _Space:
 
     async def call(self, make: Callable[[], Awaitable[T]]) -> T:
         """`make()` against Redis; while Redis is down, wait or fail as configured."""
+        self.running()
         delay = 0.05
         while True:
             try:
@@ -231,6 +257,7 @@ class _Space:
 
     # ------------------------------------------------------------------ writes that never wait
     def release(self, holder: str) -> None:
+        self.running()
         self._releases.append(holder)
         self._kick.set()
 
@@ -249,10 +276,12 @@ class _Space:
         )
 
     def sample(self, rtt: float, in_flight: int, outcome: Outcome) -> None:
+        self.running()
         self._samples.append(f"{rtt:.6f} {in_flight} {outcome.value}")
         self._kick.set()
 
     def _write(self, op: Callable[[Any], Awaitable[object]]) -> None:
+        self.running()
         self._writes.append(op)
         self._kick.set()
 
@@ -268,6 +297,8 @@ class _Space:
         try:
             await asyncio.gather(*tasks)
         finally:
+            self._closed.set()
+            self._kick.set()
             for task in tasks:
                 task.cancel()
             # The loop is ending: give back what we hold, close, and never hang the shutdown.
@@ -277,15 +308,21 @@ class _Space:
                     await self._flush()
                     await self.redis.aclose()
 
+    async def _nap(self, seconds: float) -> None:
+        """Sleep `seconds`, or less if the space is closing."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closed.wait(), seconds)
+
     async def _writer(self) -> None:
-        while True:
+        while not self._closed.is_set():
             await self._kick.wait()
             self._kick.clear()
             try:
                 await self._flush()
             except Exception as error:  # releases are lost; their leases run out instead
+                _reraise_cancel(error)
                 logger.warning("shared limits: write to Redis failed: %s", error)
-                await asyncio.sleep(0.1)
+                await self._nap(0.1)
 
     async def _flush(self) -> None:
         releases, self._releases = self._releases, []
@@ -311,8 +348,8 @@ class _Space:
 
     async def _heartbeat(self) -> None:
         k = self.keys
-        while True:
-            await asyncio.sleep(self.backend.lease / 3)
+        while not self._closed.is_set():
+            await self._nap(self.backend.lease / 3)
             if not (self.held or self.waiting):
                 continue
 
@@ -327,7 +364,7 @@ class _Space:
     async def _listen(self) -> None:
         pubsub = self.redis.pubsub()
         try:
-            while True:
+            while not self._closed.is_set():
                 try:
                     if not pubsub.subscribed:
                         await pubsub.subscribe(self.channel)
@@ -336,9 +373,10 @@ class _Space:
                     )
                     if message is not None:
                         self.wake()
-                except _DOWN:
+                except _DOWN as error:
+                    _reraise_cancel(error)
                     await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
-                    await asyncio.sleep(self.recheck)
+                    await self._nap(self.recheck)
         finally:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(0.5):
@@ -347,12 +385,12 @@ class _Space:
     async def _lead(self) -> None:
         """While a fleet limit exists, steer it when holding the leader lease, else follow it."""
         published: int | None = None
-        while True:
-            await asyncio.sleep(0.2)
+        while not self._closed.is_set():
+            await self._nap(0.2)
             steering = self.steering
             if steering is None:
                 continue
-            with contextlib.suppress(*_DOWN):
+            try:
                 lead = self.scripts["LEAD"]
                 if await lead(keys=[self.leader_key], args=[self.me, self.lease_ms]):
                     published = await self._steer(steering, published)
@@ -360,6 +398,8 @@ class _Space:
                     published = None
                     value = await self.redis.hget(self.keys["conf"], "limit")
                     self.fleet_limit = int(value) if value else None
+            except _DOWN as error:
+                _reraise_cancel(error)
 
     async def _steer(self, steering: Limit, published: int | None) -> int:
         raw = await self.redis.lpop(self.keys["samples"], _SAMPLES_KEPT) or []
@@ -376,6 +416,14 @@ class _Space:
                 await pipe.execute()
             logger.debug("shared limits: fleet concurrency limit now %d", limit)
         return limit
+
+
+def _reraise_cancel(error: BaseException) -> None:
+    """Raise `CancelledError` if this task is being cancelled and the Redis client turned the
+    cancellation into another error: a background loop must never outlive its event loop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from error
 
 
 class RedisState:
@@ -479,6 +527,10 @@ class RedisState:
     def pause(self, seconds: float) -> None:
         """Pause the endpoint for every process."""
         self._space.pause(seconds)
+
+    async def aclose(self) -> None:
+        """Close this loop's connection to Redis if no request of it holds a slot."""
+        await self._space.aclose()
 
 
 class FleetLimit:

@@ -429,7 +429,7 @@ def _reraise_cancel(error: BaseException) -> None:
 class RedisState:
     """An endpoint's admission state as one process sees it, kept in Redis."""
 
-    __slots__ = ("_contending", "_limit", "_local", "_space", "rpm", "tpm")
+    __slots__ = ("_contending", "_limit", "_local", "_space", "_turn", "rpm", "tpm")
 
     def __init__(self, space: _Space, limit: int, rpm: float | None, tpm: int | None) -> None:
         self._space = space
@@ -437,6 +437,7 @@ class RedisState:
         # This process never asks Redis for more slots at once than the limit.
         self._local = ConcurrencyLimiter(limit)
         self._contending = 0
+        self._turn = asyncio.Lock()
         self.rpm, self.tpm = rpm, tpm
 
     @property
@@ -455,20 +456,25 @@ class RedisState:
         return bool(self.rpm or self.tpm)
 
     async def acquire_slot(self) -> str:
-        """Wait for a slot in Redis, in arrival order across processes."""
+        """Wait for a slot in Redis: processes in arrival order, one request of each at a time.
+
+        Only the oldest waiter of this process stands in Redis's queue; the others wait their
+        turn here, so a release wakes one request per process instead of every waiter.
+        """
         space = self._space
         await self._local.acquire()
         holder = space.holder()
         space.waiting.add(holder)
         self._contending += 1
         try:
-            while True:
-                released = space.released
-                if await space.acquire(holder, self._limit):
-                    break
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(space.recheck):
-                        await released.wait()
+            async with self._turn:
+                while True:
+                    released = space.released
+                    if await space.acquire(holder, self._limit):
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(space.recheck):
+                            await released.wait()
         except BaseException:
             space.release(holder)  # a slot granted as we were cancelled, or our place in line
             self._local.release()

@@ -150,6 +150,7 @@ class _Space:
         self._samples: list[str] = []
         self._writes: list[Callable[[Any], Awaitable[object]]] = []
         self._outage: float | None = None
+        self._write_failed = False
         self._task: asyncio.Task[None] | None = None
         self._start()
 
@@ -319,10 +320,14 @@ class _Space:
             self._kick.clear()
             try:
                 await self._flush()
-            except Exception as error:  # releases are lost; their leases run out instead
+            except Exception as error:  # retried; if Redis stays away, the leases run out
                 _reraise_cancel(error)
-                logger.warning("shared limits: write to Redis failed: %s", error)
-                await self._nap(0.1)
+                level = logging.DEBUG if self._write_failed else logging.WARNING
+                logger.log(level, "shared limits: write to Redis failed: %s", error)
+                self._write_failed = True
+                await self._nap(0.2)
+            else:
+                self._write_failed = False
 
     async def _flush(self) -> None:
         releases, self._releases = self._releases, []
@@ -344,7 +349,14 @@ class _Space:
                 pipe.rpush(k["samples"], *samples)
                 pipe.ltrim(k["samples"], -_SAMPLES_KEPT, -1)
                 pipe.pexpire(k["samples"], self.idle_ms)
-            await pipe.execute()
+            try:
+                await pipe.execute()
+            except _DOWN:
+                # Sent again on the next flush (a restarted Redis drops the first write on the
+                # old connection); releases and renewals are idempotent.
+                self._releases[:0], self._writes[:0] = releases, writes
+                self._kick.set()
+                raise
 
     async def _heartbeat(self) -> None:
         k = self.keys

@@ -26,19 +26,18 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from llmclient.errors import ConfigurationError
-from llmclient.limits.backends import LimitBackend, public_url
+from llmclient.limits.backends import REDIS_SCHEMES, LimitBackend, public_url
 from llmclient.limits.pool import EndpointPool
 from llmclient.profiles import ConcurrencyProfile, MaxConcurrent, MaxConcurrentSpec
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
-_LIMITS_SCHEMES = ("redis", "rediss", "unix")
 
 
 def _check_limits(value: object) -> str | LimitBackend:
     """`"local"`, a Redis URL, or a backend object (anything with `state` and `share`)."""
     if isinstance(value, str):
         text = value.strip()
-        if text == "local" or (urlsplit(text).scheme in _LIMITS_SCHEMES and "://" in text):
+        if text == "local" or (urlsplit(text).scheme in REDIS_SCHEMES and "://" in text):
             return text
         raise ValueError("must be 'local' or a redis://, rediss:// or unix:// URL")
     if callable(getattr(value, "state", None)) and callable(getattr(value, "share", None)):

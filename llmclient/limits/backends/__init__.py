@@ -9,7 +9,12 @@ import functools
 from typing import TYPE_CHECKING, Literal
 
 from llmclient.errors import ConfigurationError
-from llmclient.limits.backends.base import EndpointState, LimitBackend, public_url
+from llmclient.limits.backends.base import (
+    REDIS_SCHEMES,
+    EndpointState,
+    LimitBackend,
+    public_url,
+)
 from llmclient.limits.backends.local import LOCAL, LocalBackend, LocalState
 
 if TYPE_CHECKING:
@@ -17,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOCAL",
+    "REDIS_SCHEMES",
     "EndpointState",
     "LimitBackend",
     "LocalBackend",

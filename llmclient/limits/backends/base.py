@@ -13,7 +13,9 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from llmclient.limits.algorithms import Limit
 
-__all__ = ["EndpointState", "LimitBackend", "public_url"]
+__all__ = ["REDIS_SCHEMES", "EndpointState", "LimitBackend", "public_url"]
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")  # the URLs `limits=` accepts besides "local"
 
 
 def public_url(url: str) -> str:

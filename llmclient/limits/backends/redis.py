@@ -32,7 +32,7 @@ from llmclient._checks import check_number
 from llmclient.errors import ConfigurationError, LimitsUnavailableError
 from llmclient.limits.algorithms import FixedLimit, Limit, Outcome
 from llmclient.limits.backends import _lua
-from llmclient.limits.backends.base import public_url
+from llmclient.limits.backends.base import REDIS_SCHEMES, public_url
 from llmclient.limits.concurrency import ConcurrencyLimiter
 
 __all__ = ["FleetLimit", "RedisBackend", "RedisState"]
@@ -64,7 +64,7 @@ class RedisBackend:
         wait_timeout: float = 30.0,
         prefix: str = "llmclient",
     ) -> None:
-        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        if urlsplit(url).scheme not in REDIS_SCHEMES:
             raise ConfigurationError(
                 f"invalid argument: limits={public_url(url)!r}: "
                 "must be redis://, rediss:// or unix:// (or 'local')"

@@ -347,6 +347,12 @@ class BaseLLMClient(AsyncClosing):
     def _endpoint(self) -> Endpoint:
         return self._endpoints.get()
 
+    def _learn_limits(self, headers: Mapping[str, str]) -> None:
+        """Providers pass every response's headers: announced rate limits pace dispatch."""
+        endpoint = self._endpoints.current()
+        if endpoint is not None:
+            endpoint.learn(headers)
+
     def _make_endpoint(self) -> Endpoint:
         p = self.profile
         budget = RetryBudget(p.retry.budget_tokens, p.retry.budget_refund)

@@ -196,3 +196,12 @@ async def test_ollama_client_learns_from_a_proxys_429(
         assert endpoint is not None
         assert endpoint.pacing.active
     assert server.stats.statuses[429] == 1
+
+
+async def test_a_long_reset_holds_requests_back_no_longer_than_max_server_wait() -> None:
+    pacing = ServerPacing()
+    await pacing.wait(0)
+    pacing.observe(ServerLimits(Quota(remaining=0, reset=86400)), max_wait=0.2)
+    pacing.done()
+    async with asyncio.timeout(30):  # a day otherwise
+        await pacing.wait(0)

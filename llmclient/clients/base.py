@@ -351,7 +351,7 @@ class BaseLLMClient(AsyncClosing):
         """Providers pass every response's headers: announced rate limits pace dispatch."""
         endpoint = self._endpoints.current()
         if endpoint is not None:
-            endpoint.learn(headers)
+            endpoint.learn(headers, self.profile.retry.max_server_wait)
 
     def _make_endpoint(self) -> Endpoint:
         p = self.profile

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import weakref
 from collections.abc import Hashable, Mapping
 from typing import TypeVar
@@ -100,11 +101,12 @@ class Endpoint:
         state.release_slot(lease)
         self.pacing.done()
 
-    def learn(self, headers: Mapping[str, str]) -> None:
-        """Pace by the rate-limit headers of a response (quotas no rpm or tpm setting covers)."""
+    def learn(self, headers: Mapping[str, str], max_wait: float = math.inf) -> None:
+        """Pace by the rate-limit headers of a response (quotas no rpm or tpm setting covers),
+        holding no request back longer than `max_wait` seconds."""
         limits = parse_rate_headers(headers)
         if limits is not None:
-            self.pacing.observe(limits)
+            self.pacing.observe(limits, max_wait)
 
     def settle(self, charged: float, used_tokens: int | None) -> None:
         """Correct the tpm charge with the usage the provider reported."""

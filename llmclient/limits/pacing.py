@@ -28,10 +28,11 @@ class _Budget:
         self.expires = 0.0  # loop time when the announced quota resets
         self.last_sent = -math.inf
 
-    def learn(self, quota: Quota, in_flight: float, now: float) -> None:
+    def learn(self, quota: Quota, in_flight: float, now: float, max_wait: float) -> None:
         """The server's word, less what is on the wire and may not be counted in it yet."""
+        reset = quota.reset if quota.reset is not None else _UNKNOWN_RESET
         self.allowance = quota.remaining - in_flight
-        self.expires = now + (quota.reset if quota.reset is not None else _UNKNOWN_RESET)
+        self.expires = now + min(reset, max_wait)
 
     def delay(self, cost: float, demand: float, now: float) -> float:
         """Seconds until a request costing `cost` may go, with `demand` waiting (it included).
@@ -96,14 +97,18 @@ class ServerPacing:
             self.pace_tokens and self._tokens.allowance < math.inf
         )
 
-    def observe(self, limits: ServerLimits) -> None:
-        """Take the quotas one response announced (it is still counted in flight)."""
+    def observe(self, limits: ServerLimits, max_wait: float = math.inf) -> None:
+        """Take the quotas one response announced (it is still counted in flight).
+
+        A reset further than `max_wait` seconds is taken as `max_wait`: no request is held
+        back longer; the next one sent finds out (a 429 whose wait is too long fails it).
+        """
         now = asyncio.get_running_loop().time()
         others = max(0, self.in_flight - 1)
         if limits.requests is not None:
-            self._requests.learn(limits.requests, others, now)
+            self._requests.learn(limits.requests, others, now, max_wait)
         if limits.tokens is not None:
-            self._tokens.learn(limits.tokens, others * self._mean_tokens, now)
+            self._tokens.learn(limits.tokens, others * self._mean_tokens, now, max_wait)
         self._changed.set()
 
     async def wait(self, tokens: float) -> None:

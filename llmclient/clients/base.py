@@ -40,6 +40,7 @@ from llmclient.limits import (
     shared_endpoint,
 )
 from llmclient.limits.backends import backend_for
+from llmclient.limits.pool import ROUTE
 from llmclient.profiles import LOCAL_PROFILE, ConcurrencyProfile, is_local_endpoint
 from llmclient.telemetry import Observer
 from llmclient.types import (
@@ -399,6 +400,13 @@ class BaseLLMClient(AsyncClosing):
 
     def _endpoint(self) -> Endpoint | PoolDispatcher:
         return self._endpoints.get()
+
+    def _learn_limits(self, headers: Mapping[str, str]) -> None:
+        """Providers pass every response's headers: announced rate limits pace dispatch."""
+        member = ROUTE.get()
+        target = member.endpoint if member is not None else self._endpoints.current()
+        if isinstance(target, Endpoint):
+            target.learn(headers, self.profile.retry.max_server_wait)
 
     def _make_endpoint(
         self, url: str | None = None, profile: ConcurrencyProfile | None = None

@@ -141,6 +141,7 @@ class OpenAIClient(BaseLLMClient):
 
     async def _chat(self, request: ChatRequest) -> Completion:
         raw = await self._sdk.chat.completions.with_raw_response.create(**self._arguments(request))
+        self._learn_limits(raw.http_response.headers)
         with answer_shape("chat completion", self.provider):
             self._check_answer(raw.http_response)
             return self._completion(raw.parse())
@@ -177,6 +178,7 @@ class OpenAIClient(BaseLLMClient):
 
     async def _stream(self, request: ChatRequest) -> AsyncIterator[str | StreamEnd]:
         chunks = await self._sdk.chat.completions.create(**self._arguments(request), stream=True)
+        self._learn_limits(chunks.response.headers)
         finish: str | None = None
         usage: Usage | None = None
         try:
@@ -198,6 +200,7 @@ class OpenAIClient(BaseLLMClient):
 
     async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int | None]:
         raw = await self._sdk.embeddings.with_raw_response.create(model=model, input=texts)
+        self._learn_limits(raw.http_response.headers)
         with answer_shape("list of embeddings", self.provider):
             self._check_answer(raw.http_response)
             response = raw.parse()
@@ -241,6 +244,7 @@ class OpenAIClient(BaseLLMClient):
         message = str(detail.get("message") or error.message)
         codes = {str(detail.get("type")), str(detail.get("code")), str(error.type), str(error.code)}
         retry_after = parse_retry_after(error.response.headers)
+        self._learn_limits(error.response.headers)
         common: dict[str, Any] = {"provider": self.provider, "status_code": status}
         if codes & _QUOTA_CODES:
             return QuotaExceededError(message, **common)

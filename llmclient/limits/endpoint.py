@@ -12,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import weakref
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 from llmclient.limits.algorithms import FixedLimit, Limit, Outcome
 from llmclient.limits.backends import LOCAL, EndpointState, LimitBackend
 from llmclient.limits.budget import RetryBudget
+from llmclient.limits.headers import parse_rate_headers
+from llmclient.limits.pacing import ServerPacing
 
 __all__ = ["Endpoint", "endpoint_key", "shared_endpoint"]
 
@@ -28,9 +31,10 @@ _N = TypeVar("_N", int, float)
 
 
 class Endpoint:
-    """Admission control for one server: pause gate, then rate buckets, then a slot."""
+    """Admission control for one server: pause gate, rate buckets, a slot, then the pacing
+    the server's rate-limit headers call for."""
 
-    __slots__ = ("_cap", "_rpm", "_tpm", "budget", "limit", "name", "state")
+    __slots__ = ("_cap", "_rpm", "_tpm", "budget", "limit", "name", "pacing", "state")
 
     def __init__(
         self,
@@ -47,6 +51,7 @@ class Endpoint:
         self.budget = budget if budget is not None else RetryBudget()
         self._cap = limit.max_limit
         self._rpm, self._tpm = rpm, tpm
+        self.pacing = ServerPacing(pace_requests=rpm is None, pace_tokens=tpm is None)
 
     @classmethod
     def local(
@@ -73,9 +78,15 @@ class Endpoint:
         while True:
             lease = await state.acquire_slot()
             if await state.paused_for() <= 0:
-                return lease, charge
+                break
             state.release_slot(lease)  # a pause began while we waited: do not hold a slot
             await self._wait_pause()
+        try:
+            await self.pacing.wait(estimated_tokens)  # last, so it sees who is about to send
+        except BaseException:
+            state.release_slot(lease)
+            raise
+        return lease, charge
 
     def release(self, lease: object, rtt: float, outcome: Outcome) -> None:
         """Give the slot back and let the outcome steer the limit."""
@@ -87,6 +98,14 @@ class Endpoint:
             logger.debug("%s: concurrency limit now %d", self.name, after)
             state.set_limit(after)
         state.release_slot(lease)
+        self.pacing.done()
+
+    def learn(self, headers: Mapping[str, str], max_wait: float = math.inf) -> None:
+        """Pace by the rate-limit headers of a response (quotas no rpm or tpm setting covers),
+        holding no request back longer than `max_wait` seconds."""
+        limits = parse_rate_headers(headers)
+        if limits is not None:
+            self.pacing.observe(limits, max_wait)
 
     def settle(self, charged: float, used_tokens: int | None) -> None:
         """Correct the tpm charge with the usage the provider reported."""
@@ -130,6 +149,7 @@ class Endpoint:
             )
             self._rpm, self._tpm = stricter
             self.state.set_rates(*stricter)
+            self.pacing.pace_requests, self.pacing.pace_tokens = (r is None for r in stricter)
 
 
 def _stricter(mine: _N | None, theirs: _N | None) -> _N | None:

@@ -535,6 +535,16 @@ def limit_headers(limit: int, remaining: int, reset: float) -> list[tuple[str, s
     ]
 
 
+def ietf_limit_headers(
+    limit: int, remaining: int, reset: float, window: float
+) -> list[tuple[str, str]]:
+    """The IETF draft's `RateLimit-Policy` and `RateLimit` for one request quota."""
+    return [
+        ("ratelimit-policy", f'"default";q={limit};w={max(1, math.ceil(window))}'),
+        ("ratelimit", f'"default";r={remaining};t={max(0, math.ceil(reset))}'),
+    ]
+
+
 def go_duration(seconds: float) -> str:
     """A duration as Go prints it, like OpenAI's x-ratelimit-reset-* headers: 250ms, 1.5s, 6m0s."""
     ms = max(0, math.ceil(seconds * 1000))

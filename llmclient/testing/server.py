@@ -32,7 +32,7 @@ __all__ = ["Fault", "ServerStats", "SimulatedServer"]
 _INFERENCE_PATHS = frozenset(
     {"/api/chat", "/api/generate", "/api/embed", "/v1/chat/completions", "/v1/embeddings"}
 )
-_WINDOW = 60.0  # seconds of the rpm sliding window
+_RATE_HEADERS = ("openai", "ietf", "both", "none")
 # Azure OpenAI's deployment paths (`AsyncAzureOpenAI`), served as the OpenAI path in group 1.
 _AZURE_PATH = re.compile(r"/openai/deployments/[^/]+(/chat/completions|/embeddings)")
 
@@ -61,9 +61,13 @@ class SimulatedServer:
     is 503 `{"error": "server busy, please try again.  maximum pending requests exceeded"}`.
 
     Service time is `latency + token_latency * tokens`, spent holding a slot. `rpm` limits
-    accepted inference requests over a sliding minute. Faults (see `Fault`) come from `inject()`
-    (first, in order) or at random from `fault_rates`; the rpm limit and random faults apply to
-    inference paths only. A fault answer is sent at once and holds no slot.
+    accepted inference requests over a sliding window of `rpm_window` seconds (a minute by
+    default), announced in each answer's headers: OpenAI's `x-ratelimit-*-requests`
+    (`rate_headers="openai"`), the IETF `RateLimit` and `RateLimit-Policy` ("ietf"), both, or
+    none; the reset they give is when the oldest counted request leaves the window. Faults
+    (see `Fault`) come from `inject()` (first, in order) or at random from `fault_rates`; the
+    rpm limit and random faults apply to inference paths only. A fault answer is sent at once
+    and holds no slot.
     """
 
     def __init__(
@@ -76,6 +80,8 @@ class SimulatedServer:
         latency: float = 0.05,
         token_latency: float = 0.0,
         rpm: int | None = None,
+        rpm_window: float = 60.0,
+        rate_headers: str = "openai",
         fault_rates: Mapping[str, float] | None = None,
         seed: int = 0,
         embedding_dim: int = 8,
@@ -89,6 +95,10 @@ class SimulatedServer:
             raise ValueError("latencies must be non-negative")
         if rpm is not None and rpm < 1:
             raise ValueError("rpm must be None or positive")
+        if not rpm_window > 0:
+            raise ValueError("rpm_window must be positive")
+        if rate_headers not in _RATE_HEADERS:
+            raise ValueError(f"rate_headers must be one of {', '.join(_RATE_HEADERS)}")
         if embedding_dim < 1:
             raise ValueError("embedding_dim must be positive")
         self._host = host
@@ -98,6 +108,8 @@ class SimulatedServer:
         self._latency = latency
         self._token_latency = token_latency
         self._rpm = rpm
+        self._rpm_window = rpm_window
+        self._rate_headers = rate_headers
         self._embedding_dim = embedding_dim
         self._models = tuple(models)
         self._rng = random.Random(seed)
@@ -264,11 +276,11 @@ class SimulatedServer:
 
     async def _admit(self, reply: Reply, now: float, rpm: int) -> bool:
         """Apply the rpm window: record the request, or answer 429 and return False."""
-        window = self._window
-        while window and window[0] <= now - _WINDOW:
+        window, span = self._window, self._rpm_window
+        while window and window[0] <= now - span:
             window.popleft()
         if len(window) >= rpm:
-            wait = window[0] + _WINDOW - now
+            wait = window[0] + span - now
             await reply.error(
                 429,
                 f"Rate limit reached for requests per min (RPM): Limit {rpm}, Used {len(window)},"
@@ -277,14 +289,24 @@ class SimulatedServer:
                 code="rate_limit_exceeded",
                 headers=[
                     ("retry-after", str(max(1, math.ceil(wait)))),
-                    *proto.limit_headers(rpm, 0, wait),
+                    *self._limit_headers(rpm, 0, wait),
                 ],
             )
             return False
         window.append(now)
         if reply.openai:
-            reply.headers = proto.limit_headers(rpm, rpm - len(window), window[0] + _WINDOW - now)
+            reply.headers = self._limit_headers(rpm, rpm - len(window), window[0] + span - now)
         return True
+
+    def _limit_headers(self, rpm: int, remaining: int, reset: float) -> list[tuple[str, str]]:
+        """The rate headers chosen by `rate_headers`: OpenAI's x-ratelimit-*, the IETF ones."""
+        kind = self._rate_headers
+        headers = []
+        if kind in ("openai", "both"):
+            headers += proto.limit_headers(rpm, remaining, reset)
+        if kind in ("ietf", "both"):
+            headers += proto.ietf_limit_headers(rpm, remaining, reset, self._rpm_window)
+        return headers
 
     async def _fault(
         self, request: Request, reply: Reply, fault: Fault, retry_after: float | None

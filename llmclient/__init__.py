@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "ConcurrencyProfile": "llmclient.profiles",
     "ConfigurationError": "llmclient.errors",
     "EndpointPool": "llmclient.limits",
+    "ServerCapacity": "llmclient.limits",
     "EndpointStats": "llmclient.limits",
     "ErrorKind": "llmclient.errors",
     "IncompleteStreamError": "llmclient.errors",
@@ -111,6 +112,7 @@ if _typing.TYPE_CHECKING:
     from llmclient.limits import Limit as Limit
     from llmclient.limits import LimitBackend as LimitBackend
     from llmclient.limits import Outcome as Outcome
+    from llmclient.limits import ServerCapacity as ServerCapacity
     from llmclient.limits.backends.redis import RedisBackend as RedisBackend
     from llmclient.mapping import ProgressCallback as ProgressCallback
     from llmclient.mapping import iterate_concurrent as iterate_concurrent

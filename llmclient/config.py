@@ -92,6 +92,7 @@ class ClientOptions(TypedDict, total=False):
     max_attempts: PositiveInt
     max_elapsed: PositiveFloat
     share_limits: bool
+    discover_limits: bool
     limits: Limits
     on_backend_error: Literal["wait", "fail"]
 
@@ -104,7 +105,7 @@ _FIELD_TYPES: dict[str, Any] = {
     },
 }
 SETTING_NAMES: tuple[str, ...] = tuple(_FIELD_TYPES)
-_PROFILE_FIELDS = ("max_concurrent", "rpm", "tpm", "timeout", "share_limits")
+_PROFILE_FIELDS = ("max_concurrent", "rpm", "tpm", "timeout", "share_limits", "discover_limits")
 _RETRY_FIELDS = ("max_attempts", "max_elapsed")
 _SECRET_FIELDS = frozenset({"api_key"})
 _URL_FIELDS = frozenset({"limits"})  # may hold a password: shown without it

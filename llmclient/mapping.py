@@ -84,6 +84,7 @@ class _Pool(Generic[T, R]):
         "_buffer",
         "_exhausted",
         "_fn",
+        "_given_pause_at",
         "_items",
         "_live",
         "_lock",
@@ -92,6 +93,7 @@ class _Pool(Generic[T, R]):
         "_pulled",
         "_ready",
         "_return_exceptions",
+        "_sized_by",
         "_space",
         "_tg",
         "_workers",
@@ -114,11 +116,12 @@ class _Pool(Generic[T, R]):
         self._items = items
         self._return_exceptions = return_exceptions
         self.total = len(items) if isinstance(items, Sized) else None
+        # Sized to the client's limit: asked again once its servers said what they take.
+        self._sized_by = _client_of(coro_fn) if max_concurrent is None else None
         if max_concurrent is None:
             max_concurrent = client_workers(coro_fn) or DEFAULT_MAX_WORKERS
-        limit = max_concurrent
-        self.n_workers = limit if self.total is None else max(1, min(limit, self.total))
-        self._pause_at = self.n_workers if pause_at is None else pause_at
+        self._given_pause_at = pause_at
+        self._size(max_concurrent)
         self._buffer: deque[tuple[int, R | BaseException]] = deque()
         self._ready: asyncio.Future[None] | None = None  # the consumer waits on it
         self._space = asyncio.Event()  # paused workers wait on it
@@ -142,9 +145,21 @@ class _Pool(Generic[T, R]):
         """Workers calling ``coro_fn`` or pulling an item (not paused, not ended)."""
         return self._live - self._paused
 
+    def _size(self, limit: int) -> None:
+        self.n_workers = limit if self.total is None else max(1, min(limit, self.total))
+        pause_at = self._given_pause_at
+        self._pause_at = self.n_workers if pause_at is None else pause_at
+
     async def __aenter__(self) -> _Pool[T, R]:
         if self._tg is not None:
             raise RuntimeError("a pool runs once: call amap() again for another run")
+        if self._sized_by is not None:
+            try:
+                workers = await self._sized_by.discover_limits()
+            except Exception as exc:  # a closed client: each call reports it
+                logger.debug("could not ask the client's servers what they take: %r", exc)
+            else:
+                self._size(workers)
         items = self._items
         source = aiter(items) if isinstance(items, AsyncIterable) else enumerate(items)
         self._tg = tg = asyncio.TaskGroup()
@@ -306,6 +321,17 @@ class _Pool(Generic[T, R]):
             raise asyncio.CancelledError() from exc
         else:
             raise exc
+
+
+class _SizedClient(Protocol):
+    async def discover_limits(self) -> int: ...
+
+
+def _client_of(coro_fn: Callable[..., object]) -> _SizedClient | None:
+    """The client a bound method (or a partial of one) belongs to, if it can say its size."""
+    target = coro_fn.func if isinstance(coro_fn, functools.partial) else coro_fn
+    client = getattr(target, "__self__", None)
+    return client if callable(getattr(client, "discover_limits", None)) else None
 
 
 def client_workers(coro_fn: Callable[..., object]) -> int | None:
@@ -671,8 +697,8 @@ async def run_concurrent(
     progress = _Progress(show, pool.total, desc, unit, desc_callback) if show else None
     results: list[Any] = [None] * (pool.total or 0)
     with _Tally(pool, desc, unit, log_interval, progress) as tally:
-        tally.start()
-        async with pool:
+        async with pool:  # sizes the workers: start() logs how many
+            tally.start()
             while batch := await pool.next_batch():
                 _store(results, batch)
                 tally.add(batch)
@@ -817,8 +843,8 @@ async def iterate_concurrent(
     """
     pool = _Pool(coro_fn, items, max_concurrent, return_exceptions, pause_at=1)
     with _Tally(pool, "processing", "item", 50, None) as tally:
-        tally.start()
         async with pool:
+            tally.start()
             async for pair in pool:
                 tally.count(1)
                 yield pair

@@ -15,6 +15,8 @@ Every default below is chosen for the kind of server behind the endpoint, and sa
 * **Local OpenAI-compatible** (`LOCAL_PROFILE`): an OpenAI-style base URL on a loopback,
   private, link-local or single-label host is a vLLM, llama.cpp, LM Studio or Ollama box,
   not a cloud: 4 concurrent (llama.cpp's `-np` and Ollama's slots are small), timeout 600 s.
+  Unless `discover_limits` is off, a client asks such a server once what it serves at once
+  (llama.cpp's `/props`, vLLM's `/metrics`) and uses that instead.
 
 Retries (all profiles): faults get up to 5 attempts while the endpoint's retry budget lasts;
 back-pressure (429, 503, saturated timeouts) is retried for up to 300 s. Exponential backoff
@@ -105,6 +107,7 @@ class ConcurrencyProfile(BaseModel):
     tpm: PositiveInt | None = None
     timeout: PositiveFloat = 600.0
     share_limits: bool = True
+    discover_limits: bool = True  # ask a local server what it can take when no limit is given
     retry: RetryPolicy = RetryPolicy()
     adaptive_max: PositiveInt = 64  # upper bound of the "auto" limit
     embed_batch_size: PositiveInt = 32

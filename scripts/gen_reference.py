@@ -36,6 +36,9 @@ SETTING_DOCS: dict[str, str] = {
     "max_elapsed": "Seconds from the call during which back-pressure (429, 503) is retried.",
     "share_limits": "Share the endpoint's limits with every client of the same server "
     "in the process.",
+    "discover_limits": "When no `max_concurrent` is given (or it is `auto`), ask a local "
+    "server once what it can take (llama.cpp `/props`, vLLM `/metrics`) and start there "
+    "(see Limits learned from servers).",
     "limits": 'Where limits live: `"local"` (this process) or a `redis://`, `rediss://` or '
     "`unix://` URL shared by every process (see Shared limits); in code also a `RedisBackend`.",
     "on_backend_error": 'When Redis is unreachable: `"wait"` (up to 30 s) or `"fail"`; both '

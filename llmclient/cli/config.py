@@ -1,14 +1,20 @@
 """`llmclient config`: the effective settings of a provider's client and where each came from.
 
 Reads `client.settings.rows()`: secrets are masked there; invalid environment values exit 2.
+When no `max_concurrent` is given (or it is `auto`), the local server is asked what it takes,
+as a client's first request would, and the row shows the answer and where it came from.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import asyncio
+from typing import TYPE_CHECKING, Any
 
-from llmclient.cli._common import add_target, add_verbose, table, target_settings
+from llmclient.cli._common import add_target, add_verbose, make_client, table, target_settings
+
+if TYPE_CHECKING:
+    from llmclient.config import ClientSettings
 
 HELP = "show the effective settings for a provider, each with its source"
 _PRECEDENCE = (
@@ -36,6 +42,9 @@ def command(args: argparse.Namespace) -> int:
     client_class = provider_class(args.provider)
     settings = target_settings(args)
     rows = [(name, value, _source(name, source)) for name, value, source in settings.rows()]
+    asked = asyncio.run(_ask_servers(args, settings))
+    if asked is not None:
+        rows = [asked if row[0] == "max_concurrent" else row for row in rows]
     print(f"{settings.provider} settings for {settings.endpoint} ({client_class.__name__})")
     print(table(("setting", "value", "source"), rows))
     native = ", ".join(client_class.native_env.values())
@@ -46,3 +55,45 @@ def command(args: argparse.Namespace) -> int:
 def _source(name: str, source: str) -> str:
     """The library's "argument" is a command-line option here."""
     return f"option --{name.replace('_', '-')}" if source == "argument" else source
+
+
+async def _ask_servers(
+    args: argparse.Namespace, settings: ClientSettings
+) -> tuple[str, str, str] | None:
+    """The `max_concurrent` row after asking each server what it takes, as a client would;
+    None when no limit is a default (or `auto`) or the provider has nothing to ask."""
+    from llmclient.config import public_url  # pydantic-settings: not for `--help`
+
+    profile = settings.profile
+    auto = profile.max_concurrent == "auto"
+    default = settings.sources["max_concurrent"]
+    if not profile.discover_limits or not (auto or default.startswith("default")):
+        return None
+    pool = settings.pool
+    own = pool.limits if pool is not None else (None,)
+    values, sources, asked = [], [], False
+    async with make_client(args) as client:
+        for url, limit in zip(settings.base_urls, own, strict=True):
+            name = public_url(url)
+            if limit is not None:
+                values.append(str(limit))
+                sources.append(f"pool: {name}")
+                continue
+            if client._capacity_probe(url) is None:
+                values.append(str(profile.max_concurrent))
+                sources.append(default)
+                continue
+            asked = True
+            try:
+                found = await client.server_capacity(url)
+            except Exception as exc:
+                found, why = None, f"not reached ({type(exc).__name__})"
+            else:
+                why = "did not say"
+            if found is None:
+                values.append(str(profile.max_concurrent))
+                sources.append(f"{default}: {name} {why}")
+            else:
+                values.append(f"auto from {found.slots}" if auto else str(found.slots))
+                sources.append(f"server: {found.source} at {name}")
+    return ("max_concurrent", ", ".join(values), "; ".join(sources)) if asked else None

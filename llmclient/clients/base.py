@@ -7,6 +7,7 @@ A client resolves its settings once, then sends every request through its `Pipel
 
 from __future__ import annotations
 
+import asyncio
 import math
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -33,6 +34,7 @@ from llmclient.errors import ConfigurationError, LLMError, UnsupportedFeatureErr
 from llmclient.limits import (
     Endpoint,
     EndpointStats,
+    FixedLimit,
     Limit,
     PoolDispatcher,
     RetryBudget,
@@ -40,6 +42,8 @@ from llmclient.limits import (
     shared_endpoint,
 )
 from llmclient.limits.backends import backend_for
+from llmclient.limits.discovery import ServerCapacity
+from llmclient.limits.endpoint import CapacityProbe
 from llmclient.limits.pool import ROUTE
 from llmclient.profiles import LOCAL_PROFILE, ConcurrencyProfile, is_local_endpoint
 from llmclient.telemetry import Observer
@@ -233,9 +237,14 @@ class BaseLLMClient(AsyncClosing):
         """The most requests this client can ever have on the wire: helpers size pools to it
         (for an endpoint pool, the sum over its servers)."""
         pool = self.settings.pool
+        latest = self._endpoints.latest()
         if pool is None:
-            return self.profile.max_workers
-        return sum(self._server_profile(limit).max_workers for limit in pool.limits)
+            return _workers(latest, self.profile)
+        members = latest.members if isinstance(latest, PoolDispatcher) else None
+        return sum(
+            _workers(members[i].endpoint if members else None, self._server_profile(limit))
+            for i, limit in enumerate(pool.limits)
+        )
 
     @property
     def endpoint_name(self) -> str:
@@ -416,13 +425,51 @@ class BaseLLMClient(AsyncClosing):
         url = url or self.settings.base_url
         name = public_url(url)
         budget = RetryBudget(p.retry.budget_tokens, p.retry.budget_refund)
+        probe = self._limit_probe(url, p) if p.discover_limits else None
         if not p.share_limits:
-            return Endpoint.local(name, p.new_limit(), p.rpm, p.tpm, budget)
+            endpoint = Endpoint.local(name, p.new_limit(), p.rpm, p.tpm, budget)
+            if probe is not None:
+                endpoint.ask_server(probe)
+            return endpoint
         key = self.settings.api_key
         shared_key = endpoint_key(
             url, key.get_secret_value() if key else None, is_local_endpoint(url)
         )
-        return shared_endpoint(shared_key, name, p.new_limit(), p.rpm, p.tpm, self._limits, budget)
+        return shared_endpoint(
+            shared_key, name, p.new_limit(), p.rpm, p.tpm, self._limits, budget, probe
+        )
+
+    def _limit_probe(self, url: str, profile: ConcurrencyProfile) -> CapacityProbe | None:
+        """The server question for `url` when its limit is a default (or `"auto"`)."""
+        if profile.max_concurrent != "auto":
+            if profile is not self.profile:
+                return None  # a pool server's own max_concurrent
+            if not self.settings.sources.get("max_concurrent", "").startswith("default"):
+                return None
+        return self._capacity_probe(url)
+
+    def _capacity_probe(self, url: str) -> CapacityProbe | None:
+        """Providers that can ask `url` what it serves at once return how (`ServerCapacity`)."""
+        return None
+
+    async def server_capacity(self, url: str | None = None) -> ServerCapacity | None:
+        """Ask the server (`url`, default the base URL) how many requests it serves at once:
+        llama.cpp's `/props`, vLLM's `/metrics`. None when this provider or server cannot say."""
+        self._check_open()
+        probe = self._capacity_probe(url or self.settings.base_url)
+        return await probe() if probe is not None else None
+
+    async def discover_limits(self) -> int:
+        """Ask the servers now what they can take, where the limit is a default (the first
+        request does it anyway, once per event loop); return the new `max_workers`."""
+        self._check_open()
+        target = self._endpoint()
+        if isinstance(target, PoolDispatcher):
+            endpoints = [member.endpoint for member in target.members]
+        else:
+            endpoints = [target]
+        await asyncio.gather(*(endpoint.discover() for endpoint in endpoints))
+        return self.max_workers
 
     def _server_profile(self, max_concurrent: Any) -> ConcurrencyProfile:
         """The profile of one server of an endpoint pool (its own `max_concurrent`, if set)."""
@@ -473,6 +520,18 @@ class BaseLLMClient(AsyncClosing):
         )
         self._pipeline.check_count(len(texts), len(vectors))
         return vectors
+
+
+def _workers(endpoint: Endpoint | PoolDispatcher | None, profile: ConcurrencyProfile) -> int:
+    """The most requests `endpoint` may have on the wire: what its server said it can take
+    when that replaced a fixed default, else what `profile` allows."""
+    if (
+        isinstance(endpoint, Endpoint)
+        and endpoint.discovered is not None
+        and isinstance(endpoint.limit, FixedLimit)
+    ):
+        return endpoint.concurrency_limit
+    return profile.max_workers
 
 
 def _first_limit(profile: ConcurrencyProfile) -> int:

@@ -6,6 +6,8 @@ The SDK's own retries are off: the base class retries, so attempts never multipl
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -34,6 +36,13 @@ from llmclient.errors import (
     ServerBusyError,
     ServerError,
 )
+from llmclient.limits.discovery import (
+    ServerCapacity,
+    capacity_from_llamacpp_props,
+    capacity_from_vllm_metrics,
+    server_root,
+)
+from llmclient.limits.endpoint import CapacityProbe
 from llmclient.profiles import LOCAL_PROFILE, OPENAI_PROFILE, ConcurrencyProfile, is_local_endpoint
 from llmclient.retry import parse_retry_after
 from llmclient.types import Completion, StreamEnd, Token, Usage, split_reasoning
@@ -44,6 +53,7 @@ _QUOTA_CODES = frozenset({"insufficient_quota", "credit_balance_exhausted"})
 _LOCAL_PLACEHOLDER_KEY = "llmclient-local"
 _LOCAL_ONLY = ("top_k", "repetition_penalty")  # sampling parameters only local servers take
 logger = logging.getLogger("llmclient")  # local servers ignore the key; the SDK wants one
+ASK_TIMEOUT = 5.0  # seconds asking a local server what it can take may take, in all
 
 
 class OpenAIClient(BaseLLMClient):
@@ -211,6 +221,36 @@ class OpenAIClient(BaseLLMClient):
     async def _ping(self) -> None:
         """`GET /models`: answers whenever the server is up."""
         await self._sdk.models.list()
+
+    def _capacity_probe(self, url: str) -> CapacityProbe | None:
+        """Local servers may say what they serve at once; the OpenAI cloud does not."""
+        if not is_local_endpoint(url):
+            return None
+        return functools.partial(self._ask_capacity, server_root(url))
+
+    async def _ask_capacity(self, root: str) -> ServerCapacity | None:
+        """llama.cpp's `GET /props` (`total_slots`), else vLLM's `GET /metrics`."""
+        async with asyncio.timeout(ASK_TIMEOUT):
+            props = await self._page(f"{root}/props")
+            if props is not None:
+                with contextlib.suppress(ValueError):
+                    found = capacity_from_llamacpp_props(props.json())
+                    if found is not None:
+                        return found
+            metrics = await self._page(f"{root}/metrics")
+            if metrics is not None:
+                return capacity_from_vllm_metrics(metrics.text, self.profile.adaptive_max)
+        return None
+
+    async def _page(self, url: str) -> httpx2.Response | None:
+        """The answer to a GET of `url`, None when the server has no such page."""
+        try:
+            response: httpx2.Response = await self._sdk.get(
+                url, cast_to=httpx2.Response, options={"max_retries": 0}
+            )
+        except openai.APIStatusError:
+            return None
+        return response
 
     async def _close_sdk(self, sdk: openai.AsyncOpenAI) -> None:
         await sdk.close()

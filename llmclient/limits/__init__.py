@@ -5,6 +5,7 @@ from llmclient.limits.algorithms import FixedLimit, LatencyLimit, Limit, Outcome
 from llmclient.limits.backends import EndpointState, LimitBackend, LocalBackend
 from llmclient.limits.budget import RetryBudget
 from llmclient.limits.concurrency import ConcurrencyLimiter
+from llmclient.limits.discovery import ServerCapacity
 from llmclient.limits.endpoint import Endpoint, endpoint_key, shared_endpoint
 from llmclient.limits.pool import EndpointPool, EndpointStats, PoolDispatcher
 from llmclient.limits.rate import RateLimits, TokenBucket
@@ -24,6 +25,7 @@ __all__ = [
     "PoolDispatcher",
     "RateLimits",
     "RetryBudget",
+    "ServerCapacity",
     "TokenBucket",
     "endpoint_key",
     "shared_endpoint",

@@ -14,17 +14,21 @@ import hashlib
 import logging
 import math
 import weakref
-from collections.abc import Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from llmclient.limits.algorithms import FixedLimit, Limit, Outcome
+from llmclient.limits.algorithms import FixedLimit, LatencyLimit, Limit, Outcome
 from llmclient.limits.backends import LOCAL, EndpointState, LimitBackend
 from llmclient.limits.budget import RetryBudget
+from llmclient.limits.discovery import ServerCapacity
 from llmclient.limits.headers import parse_rate_headers
 from llmclient.limits.pacing import ServerPacing
 
-__all__ = ["Endpoint", "endpoint_key", "shared_endpoint"]
+__all__ = ["CapacityProbe", "Endpoint", "endpoint_key", "shared_endpoint"]
+
+CapacityProbe = Callable[[], Awaitable[ServerCapacity | None]]
+"""Asks the server once how many requests it serves at once (None: it does not say)."""
 
 logger = logging.getLogger("llmclient")
 _N = TypeVar("_N", int, float)
@@ -34,7 +38,20 @@ class Endpoint:
     """Admission control for one server: pause gate, rate buckets, a slot, then the pacing
     the server's rate-limit headers call for."""
 
-    __slots__ = ("_cap", "_rpm", "_tpm", "budget", "limit", "name", "pacing", "state")
+    __slots__ = (
+        "_cap",
+        "_discovery",
+        "_given_cap",
+        "_probe",
+        "_rpm",
+        "_tpm",
+        "budget",
+        "discovered",
+        "limit",
+        "name",
+        "pacing",
+        "state",
+    )
 
     def __init__(
         self,
@@ -52,6 +69,10 @@ class Endpoint:
         self._cap = limit.max_limit
         self._rpm, self._tpm = rpm, tpm
         self.pacing = ServerPacing(pace_requests=rpm is None, pace_tokens=tpm is None)
+        self._probe: CapacityProbe | None = None
+        self._discovery: asyncio.Task[None] | None = None
+        self._given_cap: int | None = None  # the lowest max_concurrent a client gave
+        self.discovered: ServerCapacity | None = None  # what the server said it can take
 
     @classmethod
     def local(
@@ -70,8 +91,54 @@ class Endpoint:
         """How many requests may be on the wire at once now."""
         return min(self.limit.limit, self._cap)
 
+    def ask_server(self, probe: CapacityProbe) -> None:
+        """Before the first admission, ask the server what it can take (`probe`, once) and
+        start the limit there: the limit is a default, not one a client gave."""
+        if self._discovery is None:
+            self._probe = probe
+
+    async def discover(self) -> None:
+        """Run the server question `ask_server` set up, once; every caller waits for it."""
+        if self._probe is None and self._discovery is None:
+            return
+        if self._discovery is None:
+            probe, self._probe = self._probe, None
+            assert probe is not None
+            self._discovery = asyncio.ensure_future(self._ask(probe))
+        await asyncio.shield(self._discovery)
+
+    async def _ask(self, probe: CapacityProbe) -> None:
+        try:
+            capacity = await probe()
+        except Exception as exc:  # a server that cannot say keeps the profile's default
+            logger.info("%s: could not ask the server what it can take (%r)", self.name, exc)
+            return
+        if capacity is None:
+            logger.info(
+                "%s: the server did not say what it can take; max_concurrent stays %d",
+                self.name,
+                self.concurrency_limit,
+            )
+            return
+        self.discovered = capacity
+        _start_at(self.limit, capacity.slots)
+        if isinstance(self.limit, FixedLimit):
+            self.limit = FixedLimit(capacity.slots)
+            self._cap = capacity.slots
+        if self._given_cap is not None:
+            self._cap = min(self._cap, self._given_cap)
+        self.state.set_limit(self.concurrency_limit)
+        logger.info(
+            "%s: max_concurrent %d, from the server (%s)",
+            self.name,
+            self.concurrency_limit,
+            capacity.source,
+        )
+
     async def admit(self, estimated_tokens: int) -> tuple[object, float]:
         """Wait until a request may go on the wire; return its slot lease and tpm charge."""
+        if self._probe is not None or self._discovery is not None:
+            await self.discover()
         state = self.state
         await self._wait_pause()
         charge = await state.reserve(estimated_tokens) if state.rates_active else 0.0
@@ -119,6 +186,8 @@ class Endpoint:
 
     async def aclose(self) -> None:
         """Close the state's connections, if it has any (a remote backend's)."""
+        if self._discovery is not None and not self._discovery.done():
+            self._discovery.cancel()
         close = getattr(self.state, "aclose", None)
         if close is not None:
             await close()
@@ -130,6 +199,9 @@ class Endpoint:
 
     def tighten(self, max_concurrent: int | None, rpm: float | None, tpm: int | None) -> None:
         """Apply a stricter setting from another client of the same endpoint (never loosen)."""
+        if max_concurrent is not None:
+            given = self._given_cap
+            self._given_cap = max_concurrent if given is None else min(given, max_concurrent)
         if max_concurrent is not None and max_concurrent < self._cap:
             if isinstance(self.limit, FixedLimit):
                 logger.warning(
@@ -150,6 +222,15 @@ class Endpoint:
             self._rpm, self._tpm = stricter
             self.state.set_rates(*stricter)
             self.pacing.pace_requests, self.pacing.pace_tokens = (r is None for r in stricter)
+
+
+def _start_at(limit: Limit, slots: int) -> None:
+    """Start an adaptive limit (or a fleet's, through `inner`) at `slots`."""
+    inner = getattr(limit, "inner", None)
+    if isinstance(inner, LatencyLimit):
+        limit = inner
+    if isinstance(limit, LatencyLimit):
+        limit.limit = max(limit.min_limit, min(slots, limit.max_limit))
 
 
 def _stricter(mine: _N | None, theirs: _N | None) -> _N | None:
@@ -186,10 +267,13 @@ def shared_endpoint(
     tpm: int | None,
     backend: LimitBackend = LOCAL,
     budget: RetryBudget | None = None,
+    probe: CapacityProbe | None = None,
 ) -> Endpoint:
     """The running loop's `Endpoint` for `key`, created with `new_limit` on first use.
 
     A later client of the same key with a fixed limit below the current one lowers it.
+    `probe` marks `new_limit` as a default: the server is asked (once) what it can take, and
+    a later client's default does not count as a limit it gave.
     """
     endpoints = _registry.setdefault(asyncio.get_running_loop(), {})
     endpoint = endpoints.get((backend, key))
@@ -197,8 +281,12 @@ def shared_endpoint(
         limit = backend.share(key, new_limit)
         state = backend.state(key, limit.limit, rpm, tpm)
         endpoint = Endpoint(name, limit, state, rpm, tpm, budget)
+        if probe is not None:
+            endpoint.ask_server(probe)
+        elif isinstance(limit, FixedLimit):
+            endpoint._given_cap = limit.limit
         endpoints[(backend, key)] = endpoint
     else:
-        fixed = new_limit.limit if isinstance(new_limit, FixedLimit) else None
-        endpoint.tighten(fixed, rpm, tpm)
+        given = isinstance(new_limit, FixedLimit) and probe is None
+        endpoint.tighten(new_limit.limit if given else None, rpm, tpm)
     return endpoint

@@ -513,6 +513,39 @@ def listing(path: str, models: tuple[str, ...]) -> JSONObject:
     return openai_model(path.removeprefix("/v1/models/"))
 
 
+# --- capacity pages of llama.cpp and vLLM --------------------------------------------------------
+
+
+def llamacpp_props(total_slots: int, model: str) -> JSONObject:
+    """llama.cpp's `GET /props` (the fields a client reads, and a few others)."""
+    return {
+        "default_generation_settings": {"n_ctx": 4096, "params": {"n_predict": -1}},
+        "total_slots": total_slots,
+        "model_alias": model,
+        "model_path": f"/models/{model}.gguf",
+        "endpoint_slots": True,
+        "endpoint_props": False,
+        "endpoint_metrics": False,
+        "build_info": "b1-simulated",
+    }
+
+
+def vllm_metrics(running: int, waiting: int, model: str) -> str:
+    """vLLM's Prometheus `GET /metrics`: the scheduler gauges, in the exposition format."""
+    labels = f'{{engine="0",model_name="{model}"}}'
+    return (
+        "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+        "# TYPE vllm:num_requests_running gauge\n"
+        f"vllm:num_requests_running{labels} {float(running)}\n"
+        "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
+        "# TYPE vllm:num_requests_waiting gauge\n"
+        f"vllm:num_requests_waiting{labels} {float(waiting)}\n"
+        "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.\n"
+        "# TYPE vllm:kv_cache_usage_perc gauge\n"
+        f"vllm:kv_cache_usage_perc{labels} 0.0\n"
+    )
+
+
 # --- errors and headers -----------------------------------------------------------------------
 
 

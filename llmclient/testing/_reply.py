@@ -70,6 +70,11 @@ class Reply:
         if status == 200:
             self.stats.completed += 1
 
+    async def page(self, content_type: str, body: bytes) -> None:
+        """Send a 200 answer that is no inference (a server's status page): not `completed`."""
+        self.stats.statuses[200] += 1
+        await self.responder.send(200, [("content-type", content_type)], body)
+
     async def error(
         self,
         status: int,

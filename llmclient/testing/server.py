@@ -25,7 +25,7 @@ from . import _faults
 from . import _protocols as proto
 from ._faults import Fault
 from ._http import HTTPServer, Request, Responder
-from ._reply import Reply, ServerStats, ndjson, sse
+from ._reply import JSON_TYPE, Reply, ServerStats, dumps, ndjson, sse
 
 __all__ = ["Fault", "ServerStats", "SimulatedServer"]
 
@@ -33,6 +33,7 @@ _INFERENCE_PATHS = frozenset(
     {"/api/chat", "/api/generate", "/api/embed", "/v1/chat/completions", "/v1/embeddings"}
 )
 _RATE_HEADERS = ("openai", "ietf", "both", "none")
+_INTROSPECTION = ("llama.cpp", "vllm")
 # Azure OpenAI's deployment paths (`AsyncAzureOpenAI`), served as the OpenAI path in group 1.
 _AZURE_PATH = re.compile(r"/openai/deployments/[^/]+(/chat/completions|/embeddings)")
 
@@ -64,7 +65,10 @@ class SimulatedServer:
     accepted inference requests over a sliding window of `rpm_window` seconds (a minute by
     default), announced in each answer's headers: OpenAI's `x-ratelimit-*-requests`
     (`rate_headers="openai"`), the IETF `RateLimit` and `RateLimit-Policy` ("ietf"), both, or
-    none; the reset they give is when the oldest counted request leaves the window. Faults
+    none; the reset they give is when the oldest counted request leaves the window.
+    `introspection` adds the pages a real server answers about its capacity: llama.cpp's
+    `GET /props` (`total_slots` = `parallel`) and `/health`, or vLLM's Prometheus
+    `GET /metrics` (`vllm:num_requests_running` and `_waiting`, live). Faults
     (see `Fault`) come from `inject()` (first, in order) or at random from `fault_rates`; the
     rpm limit and random faults apply to inference paths only. A fault answer is sent at once
     and holds no slot.
@@ -82,6 +86,7 @@ class SimulatedServer:
         rpm: int | None = None,
         rpm_window: float = 60.0,
         rate_headers: str = "openai",
+        introspection: str | None = None,
         fault_rates: Mapping[str, float] | None = None,
         seed: int = 0,
         embedding_dim: int = 8,
@@ -99,6 +104,8 @@ class SimulatedServer:
             raise ValueError("rpm_window must be positive")
         if rate_headers not in _RATE_HEADERS:
             raise ValueError(f"rate_headers must be one of {', '.join(_RATE_HEADERS)}")
+        if introspection is not None and introspection not in _INTROSPECTION:
+            raise ValueError(f"introspection must be None or one of {', '.join(_INTROSPECTION)}")
         if embedding_dim < 1:
             raise ValueError("embedding_dim must be positive")
         self._host = host
@@ -134,6 +141,11 @@ class SimulatedServer:
             ("GET", "/api/version"): self._listing,
             ("GET", "/v1/models"): self._listing,
         }
+        if introspection == "llama.cpp":
+            self._routes[("GET", "/props")] = self._llamacpp_props
+            self._routes[("GET", "/health")] = self._llamacpp_props
+        elif introspection == "vllm":
+            self._routes[("GET", "/metrics")] = self._vllm_metrics
 
     @staticmethod
     def _cumulative(rates: Mapping[str, float]) -> list[tuple[float, Fault]]:
@@ -462,3 +474,14 @@ class SimulatedServer:
 
     async def _listing(self, request: Request, reply: Reply, arrival: float) -> None:
         await reply.json(proto.listing(request.path, self._models))
+
+    async def _llamacpp_props(self, request: Request, reply: Reply, arrival: float) -> None:
+        if request.path == "/health":
+            payload: object = {"status": "ok"}
+        else:
+            payload = proto.llamacpp_props(self._parallel, self._models[0])
+        await reply.page(JSON_TYPE[1], dumps(payload))
+
+    async def _vllm_metrics(self, request: Request, reply: Reply, arrival: float) -> None:
+        page = proto.vllm_metrics(self._stats.in_flight, self._stats.waiting, self._models[0])
+        await reply.page("text/plain; version=0.0.4; charset=utf-8", page.encode())

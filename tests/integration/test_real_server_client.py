@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from llmclient import OpenAIClient
+from llmclient import OpenAIClient, ServerCapacity, run_concurrent
 from tests.integration import real_server
 from tests.integration.helpers import LLAMA_PARALLEL, server_metrics
 
@@ -95,6 +95,26 @@ async def test_limit_holds_at_the_real_server(llama_server: Any) -> None:
     assert len(answers) == 40
     assert peak["processing"] == LLAMA_PARALLEL  # the slots were used...
     assert peak["deferred"] == 0  # ...and nothing ever waited in the server's own queue
+
+
+async def test_props_total_slots_become_the_default_limit(llama_server: Any) -> None:
+    """No max_concurrent given: the client asks `/props` and holds at the server's -np."""
+    async with client(llama_server) as llm:
+        found = await llm.server_capacity()
+        assert found == ServerCapacity(LLAMA_PARALLEL, "llama.cpp /props total_slots")
+    peak = {"processing": 0, "deferred": 0}
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_server(llama_server.url, peak, stop))
+    async with client(llama_server) as llm:
+        answers = await run_concurrent(
+            lambda i: llm.generate(f"q{i}", **FIXED), range(30), progress_bar=False
+        )
+        assert llm.max_workers == LLAMA_PARALLEL
+    stop.set()
+    await watcher
+    assert len(answers) == 30
+    assert peak["processing"] == LLAMA_PARALLEL
+    assert peak["deferred"] == 0
 
 
 async def run_batch(llm: OpenAIClient, n: int) -> tuple[float, float]:

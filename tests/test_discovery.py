@@ -374,3 +374,41 @@ async def test_simulated_introspection_pages_are_not_inference() -> None:
         assert server.stats.completed == 0
     with pytest.raises(ValueError, match="introspection must be None or one of"):
         SimulatedServer(introspection="tgi")
+
+
+async def test_config_shows_each_pool_servers_figure(
+    simulated_server_factory: ServerFactory,
+) -> None:
+    two = await simulated_server_factory(parallel=2, introspection="llama.cpp")
+    five = await simulated_server_factory(parallel=5, introspection="llama.cpp")
+    result = await run_cli(
+        "config",
+        "--provider",
+        "openai",
+        "--base-url",
+        two.openai_base_url,
+        "--base-url",
+        five.openai_base_url,
+    )
+    assert result.code == 0, result
+    row = next(line for line in result.out.splitlines() if line.startswith("max_concurrent"))
+    assert row.split()[1:3] == ["2,", "5"]
+    assert f"llama.cpp /props total_slots at {five.openai_base_url}" in row
+
+
+async def test_config_does_not_ask_when_the_limit_is_given(
+    simulated_server_factory: ServerFactory,
+) -> None:
+    server = await simulated_server_factory(parallel=3, introspection="llama.cpp")
+    result = await run_cli(
+        "config",
+        "--provider",
+        "openai",
+        "--base-url",
+        server.openai_base_url,
+        env={"LLMCLIENT_OPENAI_MAX_CONCURRENT": "7"},
+    )
+    assert result.code == 0, result
+    row = next(line for line in result.out.splitlines() if line.startswith("max_concurrent"))
+    assert row.split()[1] == "7" and "env LLMCLIENT_OPENAI_MAX_CONCURRENT" in row
+    assert server.stats.requests == 0

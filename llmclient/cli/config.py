@@ -60,17 +60,18 @@ def _source(name: str, source: str) -> str:
 async def _ask_servers(
     args: argparse.Namespace, settings: ClientSettings
 ) -> tuple[str, str, str] | None:
-    """The `max_concurrent` row after asking each server what it takes, as a client would;
-    None when no limit is a default (or `auto`) or the provider has nothing to ask."""
+    """The `max_concurrent` row per server: a pool server's own limit, or what the server
+    said when asked as a client would; None when that adds nothing to the settings row."""
     from llmclient.config import public_url  # pydantic-settings: not for `--help`
 
     profile = settings.profile
     auto = profile.max_concurrent == "auto"
-    default = settings.sources["max_concurrent"]
-    if not profile.discover_limits or not (auto or default.startswith("default")):
-        return None
+    default = _source("max_concurrent", settings.sources["max_concurrent"])
+    ask = profile.discover_limits and (auto or default.startswith("default"))
     pool = settings.pool
     own = pool.limits if pool is not None else (None,)
+    if not ask and all(limit is None for limit in own):
+        return None
     values, sources, asked = [], [], False
     async with make_client(args) as client:
         for url, limit in zip(settings.base_urls, own, strict=True):
@@ -79,7 +80,7 @@ async def _ask_servers(
                 values.append(str(limit))
                 sources.append(f"pool: {name}")
                 continue
-            if client._capacity_probe(url) is None:
+            if not ask or client._capacity_probe(url) is None:
                 values.append(str(profile.max_concurrent))
                 sources.append(default)
                 continue
@@ -96,4 +97,6 @@ async def _ask_servers(
             else:
                 values.append(f"auto from {found.slots}" if auto else str(found.slots))
                 sources.append(f"server: {found.source} at {name}")
-    return ("max_concurrent", ", ".join(values), "; ".join(sources)) if asked else None
+    if not asked and all(limit is None for limit in own):
+        return None
+    return ("max_concurrent", ", ".join(values), "; ".join(sources))

@@ -20,8 +20,6 @@ import multiprocessing
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -31,7 +29,7 @@ from llmclient import OllamaClient, run_concurrent
 from llmclient.limits import FixedLimit, shared_endpoint
 from llmclient.limits.backends import LOCAL
 from llmclient.limits.backends.redis import RedisBackend
-from llmclient.testing.redis import RedisServer
+from llmclient.testing.redis import HOLDER_KEY, RedisServer, start_holder
 
 KEY = ("http://127.0.0.1:9",)
 
@@ -91,26 +89,9 @@ def fleet(url: str, limits: str, processes: int, slots: int, total: int) -> dict
     return {"wall": max(ends), "first_done": min(ends), "rps": total / max(ends)}
 
 
-_HOLDER = """
-import asyncio, sys
-from llmclient.limits import FixedLimit, shared_endpoint
-from llmclient.limits.backends import LOCAL
-from llmclient.limits.backends.redis import RedisBackend
-
-async def main():
-    backend = RedisBackend(sys.argv[1], lease=float(sys.argv[2]))
-    endpoint = shared_endpoint(("http://127.0.0.1:9",), "x", FixedLimit(4), None, None, backend)
-    for _ in range(4):
-        await endpoint.admit(0)
-    print("holding", flush=True)
-    await asyncio.sleep(3600)
-
-asyncio.run(main())
-"""
-
-
 async def _take_all(url: str, lease: float) -> float:
-    endpoint = shared_endpoint(KEY, "x", FixedLimit(4), None, None, RedisBackend(url, lease=lease))
+    backend = RedisBackend(url, lease=lease)
+    endpoint = shared_endpoint(HOLDER_KEY, "x", FixedLimit(4), None, None, backend)
     for _ in range(4):
         await endpoint.admit(0)
     return time.perf_counter()
@@ -118,10 +99,7 @@ async def _take_all(url: str, lease: float) -> float:
 
 def crash_recovery(url: str, lease: float) -> float:
     """Seconds from SIGKILL of a process holding all 4 slots until another holds them all."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, url, str(lease)], stdout=subprocess.PIPE
-    )
-    assert holder.stdout is not None and holder.stdout.readline().strip() == b"holding"
+    holder = start_holder(url, lease, 4)
     time.sleep(lease)  # the heartbeat keeps them past one lease time
     killed = time.perf_counter()
     os.kill(holder.pid, signal.SIGKILL)

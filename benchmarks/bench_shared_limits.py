@@ -6,10 +6,13 @@ in a child process. Prints:
 1. Admission overhead: one admit + release cycle on an idle endpoint, local vs Redis
    (goal: Redis under 1 ms on loopback), and a whole request through a client.
 2. Throughput of 4 processes sharing a 16-slot limit in Redis vs 1 process with 16 slots
-   (goal: within 10%), with the server's peak in flight and each process's share.
+   (goal: within 10%), with the server's peak in flight, over a few interleaved rounds; and,
+   for reference, 4 processes with a fixed split of 4 slots each (what 4 processes cost
+   without any sharing).
 3. How long a SIGKILLed holder's slots take to come back, for a given lease.
 
     python benchmarks/bench_shared_limits.py [--cycles 2000] [--requests 800] [--lease 2]
+        [--rounds 3]
 """
 
 from __future__ import annotations
@@ -112,6 +115,7 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=2000)
     parser.add_argument("--requests", type=int, default=800)
     parser.add_argument("--lease", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the timed comparisons")
     args = parser.parse_args()
 
     with RedisServer() as redis_server:
@@ -120,31 +124,47 @@ def main() -> None:
         print("1. admission overhead (idle endpoint, admit + release)")
         print(f"   local: {local:8.1f} µs   redis: {shared:8.1f} µs   (+{shared - local:.1f} µs)")
         with timed_server_process(parallel=16, latency=0.0) as server:
-            costs = {
-                name: statistics.median(
-                    asyncio.run(request_cost(server.url, limits, 300)) for _ in range(3)
+            runs = [
+                (
+                    asyncio.run(request_cost(server.url, "local", 300)),
+                    asyncio.run(request_cost(server.url, redis_server.url, 300)),
                 )
-                for name, limits in (("local", "local"), ("redis", redis_server.url))
-            }
+                for _ in range(args.rounds)
+            ]
+        local_ms = statistics.median(a for a, _ in runs)
+        redis_ms = statistics.median(b for _, b in runs)
+        extra = sorted((b - a) * 1e3 for a, b in runs)
         print(
-            f"   one request through a client: local {costs['local']:.3f} ms, "
-            f"redis {costs['redis']:.3f} ms (+{(costs['redis'] - costs['local']) * 1e3:.0f} µs)"
+            f"   one request through a client: local {local_ms:.3f} ms, redis {redis_ms:.3f} ms "
+            f"(+{statistics.median(extra):.0f} µs; rounds {extra[0]:.0f} to {extra[-1]:.0f} µs)"
         )
 
         print(f"2. throughput, {args.requests} requests on a 16-slot server (latency 50 ms)")
         ideal = args.requests / 16 * 0.05
-        for label, processes, slots, limits in (
+        rows = (
             ("1 process, 16 slots, local", 1, 16, "local"),
             ("4 processes sharing 16 slots in Redis", 4, 16, redis_server.url),
-        ):
-            with timed_server_process(parallel=16, latency=0.05) as server:
-                figures = fleet(server.url, limits, processes, slots, args.requests)
-                peak = server.report()["peak_in_flight"]
-            print(
-                f"   {label:40s} {figures['rps']:7.1f} req/s  wall {figures['wall']:.2f} s "
-                f"({figures['wall'] / ideal:.2f}x ideal)  peak in flight {peak}  "
-                f"first process done at {figures['first_done'] / figures['wall']:.0%} of wall"
-            )
+            ("4 processes, 4 slots each, local", 4, 4, "local"),
+        )
+        rates: dict[str, list[float]] = {label: [] for label, *_ in rows}
+        for _ in range(args.rounds):  # interleaved: the machine's load drifts
+            for label, processes, slots, limits in rows:
+                with timed_server_process(parallel=16, latency=0.05) as server:
+                    figures = fleet(server.url, limits, processes, slots, args.requests)
+                    peak = server.report()["peak_in_flight"]
+                rates[label].append(figures["rps"])
+                print(
+                    f"   {label:40s} {figures['rps']:7.1f} req/s  wall {figures['wall']:.2f} s "
+                    f"({figures['wall'] / ideal:.2f}x ideal)  peak in flight {peak}  "
+                    f"first process done at {figures['first_done'] / figures['wall']:.0%} of wall"
+                )
+        one, shared, split = (rates[label] for label, *_ in rows)
+        ratios = sorted(b / a for a, b in zip(one, shared, strict=True))
+        print(
+            f"   Redis fleet / one process: median {statistics.median(ratios):.0%} "
+            f"(rounds {ratios[0]:.0%} to {ratios[-1]:.0%}); a fixed split of the slots "
+            f"(no sharing): {statistics.median(b / a for a, b in zip(one, split, strict=True)):.0%}"
+        )
 
         print(f"3. slots of a SIGKILLed holder (lease {args.lease} s) came back after ", end="")
         print(f"{crash_recovery(redis_server.url, args.lease):.2f} s")

@@ -10,6 +10,7 @@ one process at a time (the leader) from the samples of all. Needs the `redis` ex
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -44,6 +45,7 @@ T = TypeVar("T")
 OnError = Literal["wait", "fail"]
 _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 _SAMPLES_KEPT = 10_000
+_MAX_FLIGHTS = 4  # batches sent whose replies are not read yet
 
 
 class RedisBackend:
@@ -119,6 +121,19 @@ def _key_text(key: Hashable) -> str:
     return "|".join(str(part) for part in parts)
 
 
+class _Batch:
+    """Work sent to Redis in one write: script calls (a `SLOTS` call first, if any), samples."""
+
+    __slots__ = ("calls", "count", "enters", "packed", "releases", "renew", "sync")
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[str], list[EncodableT]]] = []
+        self.releases: list[str] = []
+        self.enters: dict[str, int] = {}
+        self.sync = self.renew = False
+        self.packed, self.count = b"", 0
+
+
 class _Space:
     """One endpoint's keys in Redis and this event loop's connection to them.
 
@@ -169,6 +184,9 @@ class _Space:
         self._start()
 
     def _start(self) -> None:
+        self._flights: collections.deque[_Batch] = collections.deque()  # sent, replies unread
+        self._sent, self._landed = asyncio.Event(), asyncio.Event()
+        self._retry_at, self._delay = 0.0, 0.05
         self._kick = asyncio.Event()
         self._closed = asyncio.Event()  # loops end on it even if a cancellation got lost
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -338,7 +356,7 @@ class _Space:
 
     # ------------------------------------------------------------------ background work
     async def _run(self) -> None:
-        loops = [self._writer(), self._heartbeat(), self._listen(), self._lead()]
+        loops = [self._writer(), self._reader(), self._heartbeat(), self._listen(), self._lead()]
         tasks = [asyncio.ensure_future(loop) for loop in loops]
         try:
             await asyncio.gather(*tasks)
@@ -361,114 +379,160 @@ class _Space:
             await asyncio.wait_for(self._closed.wait(), seconds)
 
     async def _writer(self) -> None:
-        delay = 0.05
+        """Send pending work as soon as there is some: a batch does not wait for the replies
+        to earlier ones (`_reader` takes those in order), so a release never queues behind a
+        round trip."""
         while not self._closed.is_set():
             await self._kick.wait()
             self._kick.clear()
-            try:
-                await self._flush()
-            except Exception as error:  # sent again; if Redis stays away, leases run out
-                _reraise_cancel(error)
-                waited = self._down(error)
-                backend = self.backend
-                if backend.on_error == "fail" or waited >= backend.wait_timeout:
-                    failure = self.unavailable(error, waited)
-                    for _, grant in self.waiters.values():
-                        if not grant.done():
-                            grant.set_exception(failure)
-                await self._nap(min(delay, max(0.01, backend.wait_timeout - waited)))
-                delay = min(delay * 2, 1.0)
+            await asyncio.sleep(0)  # requests that are ready now join this batch
+            backoff = self._retry_at - time.monotonic()
+            if backoff > 0:
+                await self._nap(backoff)
+            if len(self._flights) >= _MAX_FLIGHTS:
+                self._landed.clear()
+                await self._landed.wait()
                 self._kick.set()
+                continue
+            batch = self._take()
+            if batch is None:
+                continue
+            try:
+                await self._conn.send_packed_command(batch.packed, check_health=False)
+            except Exception as error:
+                _reraise_cancel(error)
+                await self._conn.disconnect()
+                self._requeue(batch, batch.calls)
+                self._failed(error)
             else:
-                delay = 0.05
-                self._up()
+                self._flights.append(batch)
+                self._sent.set()
 
-    async def _flush(self) -> None:
-        """Send what is pending in one pipeline: one `SLOTS` call, writes and samples."""
-        await asyncio.sleep(0)  # requests that are ready now join this round trip
-        releases, self._releases = self._releases, []
-        enters, self._enters = self._enters, {}
-        if self._sync_due:
-            enters = {holder: limit for holder, (limit, _) in self.waiters.items()}
-        renew = self._renew_due
-        renewals = list(self.held) if renew else []
-        sync, self._sync_due, self._renew_due = self._sync_due, False, False
-        samples, self._samples = self._samples, []
-        writes, self._writes = self._writes, []
-        calls = list(writes)
-        if releases or enters or renewals or sync:
-            args: list[EncodableT] = [self.me, self.grants, self.lease_ms, self.idle_ms]
-            args += [len(releases), *releases, len(renewals), *renewals]
-            for holder, limit in enters.items():
-                args += [holder, limit]
-            calls.insert(0, ("SLOTS", self.slot_keys, args))
-        if not (calls or samples):
-            return
-        try:
-            results = await self._send(calls, samples)
-        except BaseException:
-            # Sent again on the next flush (a restarted Redis drops the first write on the old
-            # connection); releases, renewals and entering the line are idempotent.
-            self._releases[:0], self._writes[:0] = releases, writes
-            for holder, limit in enters.items():
-                if holder in self.waiters:
-                    self._enters.setdefault(holder, limit)
-            self._sync_due |= sync
-            self._renew_due |= renew
-            raise
-        if calls and calls[0][0] == "SLOTS":
-            held, pause_ms, fleet, *mine = results[0]
-            self.fleet_limit = int(fleet) or self.fleet_limit
-            self.saw_pause(int(pause_ms))
-            self._granted(mine, int(held))
-
-    async def _send(
-        self, calls: list[tuple[str, list[str], list[EncodableT]]], samples: list[str]
-    ) -> list[Any]:
-        """Run script `calls` (and push `samples`) in one round trip; return the scripts' results.
-
-        On the writer's own connection, packed here: the pool and pipeline machinery of the
-        client cost more CPU than the round trip. Scripts go by hash; the ones Redis does not
-        know (after a restart) are loaded and run again.
-        """
-        k = self.keys
-        results: list[Any] = [None] * len(calls)
-        todo = list(range(len(calls)))
-        extra: list[tuple[EncodableT, ...]] = []
-        if samples:
-            extra.append(("RPUSH", k["samples"], *samples))
-            extra.append(("LTRIM", k["samples"], -_SAMPLES_KEPT, -1))
-            extra.append(("PEXPIRE", k["samples"], self.idle_ms))
+    async def _reader(self) -> None:
+        """Read the replies of the batches sent, in order, and act on them."""
         conn = self._conn
-        for _ in range(2):
-            packed = [self._evalsha(*calls[i]) for i in todo]
-            packed += [_pack(command) for command in extra]
-            extra = []
+        while not self._closed.is_set():
+            if not self._flights:
+                self._sent.clear()
+                await self._sent.wait()
+                continue
+            batch = self._flights[0]
             replies: list[Any] = []
             try:
-                await conn.send_packed_command(b"".join(packed), check_health=False)
-                for _ in packed:
+                for _ in range(batch.count):
                     try:
                         replies.append(await conn.read_response())
                     except ResponseError as error:
                         replies.append(error)
-            except BaseException:
+            except Exception as error:  # all in flight are sent again
+                _reraise_cancel(error)
                 await conn.disconnect()
-                raise
-            missing = []
-            for i, reply in zip(todo, replies, strict=False):
-                if isinstance(reply, NoScriptError):
-                    missing.append(i)
-                elif isinstance(reply, Exception):
-                    raise reply
-                else:
-                    results[i] = reply
-            if not missing:
-                return results
-            for name in {calls[i][0] for i in missing}:
+                flights, self._flights = list(self._flights), collections.deque()
+                for lost in flights:
+                    self._requeue(lost, lost.calls)
+                self._landed.set()
+                self._failed(error)
+                continue
+            self._flights.popleft()
+            self._landed.set()
+            try:
+                await self._land(batch, replies)
+            except Exception as error:
+                _reraise_cancel(error)
+                self._failed(error)
+
+    def _take(self) -> _Batch | None:
+        """Everything pending, as one batch: one `SLOTS` call, writes and samples."""
+        batch = _Batch()
+        batch.releases, self._releases = self._releases, []
+        batch.enters, self._enters = self._enters, {}
+        batch.sync, batch.renew = self._sync_due, self._renew_due
+        self._sync_due = self._renew_due = False
+        if batch.sync:
+            batch.enters = {holder: limit for holder, (limit, _) in self.waiters.items()}
+        renewals = list(self.held) if batch.renew else []
+        samples, self._samples = self._samples, []
+        batch.calls = list(self._writes)
+        self._writes = []
+        if batch.releases or batch.enters or renewals or batch.sync:
+            args: list[EncodableT] = [self.me, self.grants, self.lease_ms, self.idle_ms]
+            args += [len(batch.releases), *batch.releases, len(renewals), *renewals]
+            for holder, limit in batch.enters.items():
+                args += [holder, limit]
+            batch.calls.insert(0, ("SLOTS", self.slot_keys, args))
+        if not (batch.calls or samples):
+            return None
+        packed = [self._evalsha(*call) for call in batch.calls]
+        if samples:
+            k = self.keys["samples"]
+            packed.append(_pack(("RPUSH", k, *samples)))
+            packed.append(_pack(("LTRIM", k, -_SAMPLES_KEPT, -1)))
+            packed.append(_pack(("PEXPIRE", k, self.idle_ms)))
+        batch.packed, batch.count = b"".join(packed), len(packed)
+        return batch
+
+    def _requeue(self, batch: _Batch, calls: list[tuple[str, list[str], list[EncodableT]]]) -> None:
+        """Send `calls` of `batch` again with the next batch (a restarted Redis drops the first
+        write on the old connection); releases, renewals and entering the line are idempotent."""
+        for call in calls:
+            if call[0] != "SLOTS":
+                self._writes.append(call)
+            else:
+                self._releases[:0] = batch.releases
+                for holder, limit in batch.enters.items():
+                    if holder in self.waiters:
+                        self._enters.setdefault(holder, limit)
+                self._sync_due |= batch.sync
+                self._renew_due |= batch.renew
+        self._kick.set()
+
+    def _failed(self, error: BaseException) -> None:
+        """Redis failed us: fail the waiters if so configured, and retry after a backoff."""
+        waited = self._down(error)
+        backend = self.backend
+        if backend.on_error == "fail" or waited >= backend.wait_timeout:
+            failure = self.unavailable(error, waited)
+            for _, grant in self.waiters.values():
+                if not grant.done():
+                    grant.set_exception(failure)
+        delay = min(self._delay, max(0.01, backend.wait_timeout - waited))
+        self._retry_at = time.monotonic() + delay
+        self._delay = min(self._delay * 2, 1.0)
+        self._kick.set()
+
+    async def _land(self, batch: _Batch, replies: list[Any]) -> None:
+        """Act on a batch's replies: grants, the pause and the fleet limit from `SLOTS`;
+        scripts Redis does not know (after a restart) are loaded and their calls sent again."""
+        missing = []
+        for call, reply in zip(batch.calls, replies, strict=False):
+            if isinstance(reply, NoScriptError):
+                missing.append(call)
+            elif isinstance(reply, Exception):
+                self._requeue(batch, [call])
+                raise reply
+        if missing:
+            for name in {call[0] for call in missing}:
                 self.scripts[name].sha = await self.redis.script_load(self.scripts[name].script)
-            todo = missing
-        raise RedisConnectionError("Redis keeps forgetting the scripts")
+            self._heads.clear()
+            self._requeue(batch, missing)
+        self._delay = 0.05
+        self._up()
+        if batch.calls and batch.calls[0][0] == "SLOTS" and batch.calls[0] not in missing:
+            held, pause_ms, fleet, *mine = replies[0]
+            self.fleet_limit = int(fleet) or self.fleet_limit
+            self.saw_pause(int(pause_ms))
+            self._granted(mine, int(held))
+
+    async def _flush(self) -> None:
+        """Send what is pending and wait for its replies (the loop is ending)."""
+        await self._conn.disconnect()  # replies to batches in flight are not read
+        self._flights.clear()
+        batch = self._take()
+        if batch is not None:
+            await self._conn.send_packed_command(batch.packed, check_health=False)
+            for _ in range(batch.count):
+                with contextlib.suppress(ResponseError):
+                    await self._conn.read_response()
 
     def _evalsha(self, name: str, keys: list[str], args: list[EncodableT]) -> bytes:
         """EVALSHA of script `name`, packed; the part up to the keys is packed once."""

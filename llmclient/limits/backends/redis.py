@@ -2,9 +2,11 @@
 
 Each request holds a lease in a sorted set per endpoint; a heartbeat renews the leases of
 live requests, so a crashed process's slots come back after one lease time. Waiters queue in
-arrival order across processes and wake on a release (pub/sub), re-checking now and then in
-case a lease ran out. rpm/tpm buckets and the pause live in Redis too; `"auto"` is steered by
-one process at a time (the leader) from the samples of all. Needs the `redis` extra.
+arrival order across processes; a release grants the freed slot to the first in line in the
+same script call and tells only its process (pub/sub), and waiters are re-sent now and then in
+case a message was lost or a lease ran out. rpm/tpm buckets and the pause live in Redis too;
+`"auto"` is steered by one process at a time (the leader) from the samples of all. Needs the
+`redis` extra.
 """
 
 from __future__ import annotations

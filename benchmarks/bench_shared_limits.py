@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import multiprocessing
 import os
 import signal
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 from _server import timed_server_process
@@ -32,9 +34,19 @@ from llmclient import OllamaClient, run_concurrent
 from llmclient.limits import FixedLimit, shared_endpoint
 from llmclient.limits.backends import LOCAL
 from llmclient.limits.backends.redis import RedisBackend
-from llmclient.testing.redis import HOLDER_KEY, RedisServer, start_holder
+from llmclient.testing.redis import RedisServer
 
 KEY = ("http://127.0.0.1:9",)
+
+
+def _holder_module() -> Any:
+    """tests/redis_holder.py (the process that holds slots until killed), loaded by path."""
+    path = Path(__file__).resolve().parents[1] / "tests" / "redis_holder.py"
+    spec = importlib.util.spec_from_file_location("redis_holder", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 async def admit_cycles(limits: Any, cycles: int) -> float:
@@ -94,7 +106,7 @@ def fleet(url: str, limits: str, processes: int, slots: int, total: int) -> dict
 
 async def _take_all(url: str, lease: float) -> float:
     backend = RedisBackend(url, lease=lease)
-    endpoint = shared_endpoint(HOLDER_KEY, "x", FixedLimit(4), None, None, backend)
+    endpoint = shared_endpoint(KEY, "x", FixedLimit(4), None, None, backend)
     for _ in range(4):
         await endpoint.admit(0)
     return time.perf_counter()
@@ -102,7 +114,7 @@ async def _take_all(url: str, lease: float) -> float:
 
 def crash_recovery(url: str, lease: float) -> float:
     """Seconds from SIGKILL of a process holding all 4 slots until another holds them all."""
-    holder = start_holder(url, lease, 4)
+    holder = _holder_module().start_holder(url, lease, 4)
     time.sleep(lease)  # the heartbeat keeps them past one lease time
     killed = time.perf_counter()
     os.kill(holder.pid, signal.SIGKILL)

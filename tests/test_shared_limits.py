@@ -31,7 +31,8 @@ from llmclient import (
 from llmclient.limits import FixedLimit, shared_endpoint
 from llmclient.limits.backends.redis import FleetLimit, RedisBackend
 from llmclient.testing import SimulatedServer
-from llmclient.testing.redis import HOLDER_KEY, RedisServer, start_holder
+from llmclient.testing.redis import RedisServer
+from tests.redis_holder import HOLDER_KEY, start_holder
 
 KEY = ("http://127.0.0.1:9",)
 

@@ -1,23 +1,18 @@
 """`RedisServer`: a private `redis-server` on a free loopback port, for tests of shared limits.
 
 It keeps nothing on disk, and `stop()` then `start()` brings it back on the same port empty,
-as a real Redis restart without persistence would. `start_holder()` starts another process
-that takes slots in it and keeps them until killed (`python -m llmclient.testing.redis`).
+as a real Redis restart without persistence would.
 """
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from types import TracebackType
 
-__all__ = ["HOLDER_KEY", "RedisServer", "start_holder"]
-
-HOLDER_KEY = ("http://127.0.0.1:9",)  # the endpoint key a holder takes its slots from
+__all__ = ["RedisServer"]
 
 
 def _free_port() -> int:
@@ -92,32 +87,3 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-async def _hold(url: str, lease: float, slots: int) -> None:
-    from llmclient.limits import FixedLimit, shared_endpoint
-    from llmclient.limits.backends.redis import RedisBackend
-
-    backend = RedisBackend(url, lease=lease)
-    endpoint = shared_endpoint(HOLDER_KEY, "holder", FixedLimit(slots), None, None, backend)
-    for _ in range(slots):
-        await endpoint.admit(0)
-    print("holding", flush=True)
-    await asyncio.sleep(3600)
-
-
-def start_holder(url: str, lease: float, slots: int) -> subprocess.Popen[str]:
-    """A process holding `slots` slots of `HOLDER_KEY` (limit `slots`) in the Redis at `url`,
-    its heartbeat renewing them, until killed; returns once it holds them all."""
-    command = [sys.executable, "-m", "llmclient.testing.redis", url, str(lease), str(slots)]
-    holder = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert holder.stdout is not None
-    if holder.stdout.readline().strip() != "holding":
-        holder.kill()
-        holder.wait(10)
-        raise RuntimeError("the holder process did not take its slots")
-    return holder
-
-
-if __name__ == "__main__":
-    asyncio.run(_hold(sys.argv[1], float(sys.argv[2]), int(sys.argv[3])))

@@ -150,6 +150,26 @@ async def test_a_release_goes_to_the_first_in_line_not_to_the_releasers_own_wait
     await r.aclose()
 
 
+async def test_a_grant_whose_message_is_lost_still_reaches_its_waiter(
+    redis_server: RedisServer,
+) -> None:
+    a = shared_endpoint(KEY, "a", FixedLimit(1), None, None, RedisBackend(redis_server.url))
+    backend_b = RedisBackend(redis_server.url, lease=2.0)
+    b = shared_endpoint(KEY, "b", FixedLimit(1), None, None, backend_b)
+    held, _ = await a.admit(0)
+    waiting = asyncio.create_task(b.admit(0))
+    r = redis.asyncio.Redis.from_url(redis_server.url)
+    while await r.zcard("llmclient:{http://127.0.0.1:9}:queue") < 1:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    # Cut every pub/sub connection, then release: the grant to b is published to nobody.
+    await r.client_kill_filter(_type="pubsub")
+    a.state.release_slot(held)
+    lease, _ = await asyncio.wait_for(waiting, 30)  # b re-sends its waiter and finds the slot
+    assert await r.zrange("llmclient:{http://127.0.0.1:9}:slots", 0, -1) == [lease.encode()]
+    b.state.release_slot(lease)
+    await r.aclose()
+
+
 async def test_many_waiters_of_several_processes_never_exceed_the_limit(
     redis_server: RedisServer,
 ) -> None:

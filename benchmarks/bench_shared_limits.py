@@ -6,23 +6,26 @@ in a child process. Prints:
 1. Admission overhead: one admit + release cycle on an idle endpoint, local vs Redis
    (goal: Redis under 1 ms on loopback), and a whole request through a client.
 2. Throughput of 4 processes sharing a 16-slot limit in Redis vs 1 process with 16 slots
-   (goal: within 10%), with the server's peak in flight and each process's share.
+   (goal: within 10%), with the server's peak in flight, over a few interleaved rounds; and,
+   for reference, 4 processes with a fixed split of 4 slots each (what 4 processes cost
+   without any sharing).
 3. How long a SIGKILLed holder's slots take to come back, for a given lease.
 
     python benchmarks/bench_shared_limits.py [--cycles 2000] [--requests 800] [--lease 2]
+        [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import multiprocessing
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from _server import timed_server_process
@@ -34,6 +37,16 @@ from llmclient.limits.backends.redis import RedisBackend
 from llmclient.testing.redis import RedisServer
 
 KEY = ("http://127.0.0.1:9",)
+
+
+def _holder_module() -> Any:
+    """tests/redis_holder.py (the process that holds slots until killed), loaded by path."""
+    path = Path(__file__).resolve().parents[1] / "tests" / "redis_holder.py"
+    spec = importlib.util.spec_from_file_location("redis_holder", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 async def admit_cycles(limits: Any, cycles: int) -> float:
@@ -91,26 +104,9 @@ def fleet(url: str, limits: str, processes: int, slots: int, total: int) -> dict
     return {"wall": max(ends), "first_done": min(ends), "rps": total / max(ends)}
 
 
-_HOLDER = """
-import asyncio, sys
-from llmclient.limits import FixedLimit, shared_endpoint
-from llmclient.limits.backends import LOCAL
-from llmclient.limits.backends.redis import RedisBackend
-
-async def main():
-    backend = RedisBackend(sys.argv[1], lease=float(sys.argv[2]))
-    endpoint = shared_endpoint(("http://127.0.0.1:9",), "x", FixedLimit(4), None, None, backend)
-    for _ in range(4):
-        await endpoint.admit(0)
-    print("holding", flush=True)
-    await asyncio.sleep(3600)
-
-asyncio.run(main())
-"""
-
-
 async def _take_all(url: str, lease: float) -> float:
-    endpoint = shared_endpoint(KEY, "x", FixedLimit(4), None, None, RedisBackend(url, lease=lease))
+    backend = RedisBackend(url, lease=lease)
+    endpoint = shared_endpoint(KEY, "x", FixedLimit(4), None, None, backend)
     for _ in range(4):
         await endpoint.admit(0)
     return time.perf_counter()
@@ -118,10 +114,7 @@ async def _take_all(url: str, lease: float) -> float:
 
 def crash_recovery(url: str, lease: float) -> float:
     """Seconds from SIGKILL of a process holding all 4 slots until another holds them all."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, url, str(lease)], stdout=subprocess.PIPE
-    )
-    assert holder.stdout is not None and holder.stdout.readline().strip() == b"holding"
+    holder = _holder_module().start_holder(url, lease, 4)
     time.sleep(lease)  # the heartbeat keeps them past one lease time
     killed = time.perf_counter()
     os.kill(holder.pid, signal.SIGKILL)
@@ -134,6 +127,7 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=2000)
     parser.add_argument("--requests", type=int, default=800)
     parser.add_argument("--lease", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the timed comparisons")
     args = parser.parse_args()
 
     with RedisServer() as redis_server:
@@ -142,31 +136,47 @@ def main() -> None:
         print("1. admission overhead (idle endpoint, admit + release)")
         print(f"   local: {local:8.1f} µs   redis: {shared:8.1f} µs   (+{shared - local:.1f} µs)")
         with timed_server_process(parallel=16, latency=0.0) as server:
-            costs = {
-                name: statistics.median(
-                    asyncio.run(request_cost(server.url, limits, 300)) for _ in range(3)
+            runs = [
+                (
+                    asyncio.run(request_cost(server.url, "local", 300)),
+                    asyncio.run(request_cost(server.url, redis_server.url, 300)),
                 )
-                for name, limits in (("local", "local"), ("redis", redis_server.url))
-            }
+                for _ in range(args.rounds)
+            ]
+        local_ms = statistics.median(a for a, _ in runs)
+        redis_ms = statistics.median(b for _, b in runs)
+        extra = sorted((b - a) * 1e3 for a, b in runs)
         print(
-            f"   one request through a client: local {costs['local']:.3f} ms, "
-            f"redis {costs['redis']:.3f} ms (+{(costs['redis'] - costs['local']) * 1e3:.0f} µs)"
+            f"   one request through a client: local {local_ms:.3f} ms, redis {redis_ms:.3f} ms "
+            f"(+{statistics.median(extra):.0f} µs; rounds {extra[0]:.0f} to {extra[-1]:.0f} µs)"
         )
 
         print(f"2. throughput, {args.requests} requests on a 16-slot server (latency 50 ms)")
         ideal = args.requests / 16 * 0.05
-        for label, processes, slots, limits in (
+        rows = (
             ("1 process, 16 slots, local", 1, 16, "local"),
             ("4 processes sharing 16 slots in Redis", 4, 16, redis_server.url),
-        ):
-            with timed_server_process(parallel=16, latency=0.05) as server:
-                figures = fleet(server.url, limits, processes, slots, args.requests)
-                peak = server.report()["peak_in_flight"]
-            print(
-                f"   {label:40s} {figures['rps']:7.1f} req/s  wall {figures['wall']:.2f} s "
-                f"({figures['wall'] / ideal:.2f}x ideal)  peak in flight {peak}  "
-                f"first process done at {figures['first_done'] / figures['wall']:.0%} of wall"
-            )
+            ("4 processes, 4 slots each, local", 4, 4, "local"),
+        )
+        rates: dict[str, list[float]] = {label: [] for label, *_ in rows}
+        for _ in range(args.rounds):  # interleaved: the machine's load drifts
+            for label, processes, slots, limits in rows:
+                with timed_server_process(parallel=16, latency=0.05) as server:
+                    figures = fleet(server.url, limits, processes, slots, args.requests)
+                    peak = server.report()["peak_in_flight"]
+                rates[label].append(figures["rps"])
+                print(
+                    f"   {label:40s} {figures['rps']:7.1f} req/s  wall {figures['wall']:.2f} s "
+                    f"({figures['wall'] / ideal:.2f}x ideal)  peak in flight {peak}  "
+                    f"first process done at {figures['first_done'] / figures['wall']:.0%} of wall"
+                )
+        one, shared, split = (rates[label] for label, *_ in rows)
+        ratios = sorted(b / a for a, b in zip(one, shared, strict=True))
+        print(
+            f"   Redis fleet / one process: median {statistics.median(ratios):.0%} "
+            f"(rounds {ratios[0]:.0%} to {ratios[-1]:.0%}); a fixed split of the slots "
+            f"(no sharing): {statistics.median(b / a for a, b in zip(one, split, strict=True)):.0%}"
+        )
 
         print(f"3. slots of a SIGKILLed holder (lease {args.lease} s) came back after ", end="")
         print(f"{crash_recovery(redis_server.url, args.lease):.2f} s")

@@ -32,6 +32,7 @@ from llmclient.limits import FixedLimit, shared_endpoint
 from llmclient.limits.backends.redis import FleetLimit, RedisBackend
 from llmclient.testing import SimulatedServer
 from llmclient.testing.redis import RedisServer
+from tests.redis_holder import HOLDER_KEY, start_holder
 
 KEY = ("http://127.0.0.1:9",)
 
@@ -102,6 +103,106 @@ async def test_arrival_order_is_kept_across_processes(redis_server: RedisServer)
     await asyncio.gather(*tasks)
     await r.aclose()
     assert order == ["2.4", "2.1", "2.3", "2.2"]
+
+
+async def test_a_release_goes_to_the_first_in_line_not_to_the_releasers_own_waiter(
+    redis_server: RedisServer,
+) -> None:
+    def process(name: str, lease: float) -> Any:
+        backend = RedisBackend(redis_server.url, lease=lease)
+        return shared_endpoint(KEY, name, FixedLimit(4), None, None, backend)
+
+    a, b, c = process("a", 5.0), process("b", 4.0), process("c", 3.0)
+    held = {name: [(await p.admit(0))[0] for _ in range(2)] for name, p in (("a", a), ("c", c))}
+    r = redis.asyncio.Redis.from_url(redis_server.url)
+    slots, queue = "llmclient:{http://127.0.0.1:9}:slots", "llmclient:{http://127.0.0.1:9}:queue"
+    order: list[str] = []
+
+    async def wait_in_line(endpoint: Any, name: str) -> object:
+        lease, _ = await endpoint.admit(0)
+        order.append(name)
+        return lease
+
+    tasks = {}
+    for n, (endpoint, name) in enumerate([(b, "b1"), (a, "a1"), (a, "a2"), (b, "b2")]):
+        tasks[name] = asyncio.create_task(wait_in_line(endpoint, name))
+        while await r.zcard(queue) < n + 1:  # noqa: ASYNC110 (queued before the next arrives)
+            await asyncio.sleep(0.01)
+
+    async def give_back(endpoint: Any, lease: object, expected: list[str]) -> None:
+        endpoint.state.release_slot(lease)
+        for _ in range(300):
+            if len(order) == len(expected):
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # a second grant, if one were made, would show by now
+        assert order == expected
+        assert await r.zcard(slots) == 4  # the freed slot went straight to one waiter
+
+    # a's release goes to b1, first in line, although a has waiters of its own.
+    await give_back(a, held["a"][0], ["b1"])
+    await give_back(a, held["a"][1], ["b1", "a1"])  # now a1 is first: handed over within a
+    await give_back(c, held["c"][0], ["b1", "a1", "a2"])
+    await give_back(c, held["c"][1], ["b1", "a1", "a2", "b2"])
+    assert await r.zcard(queue) == 0
+    for name, endpoint in (("b1", b), ("a1", a), ("a2", a), ("b2", b)):
+        endpoint.state.release_slot(await tasks[name])
+    await r.aclose()
+
+
+async def test_a_grant_whose_message_is_lost_still_reaches_its_waiter(
+    redis_server: RedisServer,
+) -> None:
+    a = shared_endpoint(KEY, "a", FixedLimit(1), None, None, RedisBackend(redis_server.url))
+    backend_b = RedisBackend(redis_server.url, lease=2.0)
+    b = shared_endpoint(KEY, "b", FixedLimit(1), None, None, backend_b)
+    held, _ = await a.admit(0)
+    waiting = asyncio.create_task(b.admit(0))
+    r = redis.asyncio.Redis.from_url(redis_server.url)
+    while await r.zcard("llmclient:{http://127.0.0.1:9}:queue") < 1:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    # Cut every pub/sub connection, then release: the grant to b is published to nobody.
+    await r.client_kill_filter(_type="pubsub")
+    a.state.release_slot(held)
+    lease, _ = await asyncio.wait_for(waiting, 30)  # b re-sends its waiter and finds the slot
+    assert await r.zrange("llmclient:{http://127.0.0.1:9}:slots", 0, -1) == [lease.encode()]
+    b.state.release_slot(lease)
+    await r.aclose()
+
+
+async def test_many_waiters_of_several_processes_never_exceed_the_limit(
+    redis_server: RedisServer,
+) -> None:
+    limit, in_flight, peak = 3, 0, 0
+    done: dict[str, int] = {}
+
+    async def one(endpoint: Any, n: int) -> None:
+        nonlocal in_flight, peak
+        lease, _ = await endpoint.admit(0)
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.001 * (n % 4))
+        in_flight -= 1
+        endpoint.state.release_slot(lease)
+        done[endpoint.name] = done.get(endpoint.name, 0) + 1
+
+    endpoints = [
+        shared_endpoint(
+            KEY, f"p{i}", FixedLimit(limit), None, None, RedisBackend(redis_server.url, lease=lease)
+        )
+        for i, lease in enumerate([5.0, 4.0, 3.0])
+    ]
+    await asyncio.gather(*(one(e, n) for n in range(40) for e in endpoints))
+    assert peak == limit
+    assert done == {"p0": 40, "p1": 40, "p2": 40}
+    r = redis.asyncio.Redis.from_url(redis_server.url)
+    for _ in range(100):  # the last releases are sent in the background
+        if await r.zcard("llmclient:{http://127.0.0.1:9}:slots") == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert await r.zcard("llmclient:{http://127.0.0.1:9}:slots") == 0
+    assert await r.zcard("llmclient:{http://127.0.0.1:9}:queue") == 0
+    await r.aclose()
 
 
 async def test_pause_reaches_every_process(redis_server: RedisServer) -> None:
@@ -366,36 +467,14 @@ def test_four_processes_with_local_limits_put_sixteen_on_the_server(
     assert slow_server.stats.peak_waiting == 12
 
 
-_HOLDER = """
-import asyncio, sys
-from llmclient.limits import FixedLimit, shared_endpoint
-from llmclient.limits.backends.redis import RedisBackend
-
-async def main():
-    backend = RedisBackend(sys.argv[1], lease=float(sys.argv[2]))
-    endpoint = shared_endpoint(("http://127.0.0.1:9",), "x", FixedLimit(2), None, None, backend)
-    await endpoint.admit(0)
-    await endpoint.admit(0)
-    print("holding", flush=True)
-    await asyncio.sleep(3600)
-
-asyncio.run(main())
-"""
-
-
 def test_a_killed_holders_slots_come_back_after_the_lease(redis_server: RedisServer) -> None:
     lease = 2.0
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, redis_server.url, str(lease)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = start_holder(redis_server.url, lease, 2)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
 
         async def take_both(wait: float) -> float:
             backend = RedisBackend(redis_server.url, lease=lease)
-            endpoint = shared_endpoint(KEY, "x", FixedLimit(2), None, None, backend)
+            endpoint = shared_endpoint(HOLDER_KEY, "x", FixedLimit(2), None, None, backend)
             started = time.monotonic()
             async with asyncio.timeout(wait):
                 await endpoint.admit(0)

@@ -1,83 +1,96 @@
 """The Lua scripts of the Redis backend; each runs atomically and reads the clock from Redis.
 
 Per endpoint, under `llmclient:{<endpoint>}:`: `slots` (holder -> lease expiry, ms), `queue`
-(waiting holder -> arrival number), `wexp` (waiting holder -> expiry), `seq`, `conf` (the
-fleet-wide limit), `pause` (its TTL is the pause), `rpm`/`tpm` (buckets), `samples`, `leader`.
+(waiting holder -> arrival number), `wexp` (waiting holder -> expiry), `wait` (waiting holder
+-> "limit lease-ms"), `seq`, `conf` (the fleet-wide limit), `pause` (its TTL is the pause),
+`rpm`/`tpm` (buckets), `samples`, `leader`. Holders are `<process id>:<number>`.
 """
 
 from __future__ import annotations
 
-__all__ = ["ACQUIRE", "LEAD", "PAUSE", "RELEASE", "RENEW", "RESERVE", "SETTLE"]
+__all__ = ["LEAD", "PAUSE", "RESERVE", "SETTLE", "SLOTS"]
 
 _NOW = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
 
-# KEYS: slots, queue, wexp, seq, conf, pause.  ARGV: holder, limit, lease ms, idle ms.
-# A slot goes to a waiter only when fewer waiters stand before it than slots are free, so
-# processes are served in arrival order.  Returns {granted, slots held, pause ms left, limit}.
-ACQUIRE = (
+# KEYS: slots, queue, wexp, seq, conf, pause, wait.
+# ARGV: me, grant channel prefix, lease ms, idle ms, n, releases (n), m, renewals (m), then
+# (holder, limit) pairs of waiters to enter (or keep) in line.
+# One call does a process's whole slot traffic: it frees released slots, renews held ones
+# (written back even if missing, so a restarted Redis relearns live leases), puts new waiters
+# at the end of the line, then grants free slots to the line in arrival order: the first in
+# line is admitted while fewer slots are held than its limit (and the fleet's), and nobody
+# passes it.  Other processes learn of their grants on `<prefix><owner>` ("<held> <pause ms>
+# <holders>..."); the caller's own are returned.
+# Returns {slots held, pause ms left, fleet limit or 0, the caller's granted holders...}.
+SLOTS = (
     _NOW
     + """
-local holder, lease, idle = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+local me, prefix, lease, idle = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local function forget(holder)
+  redis.call('ZREM', KEYS[2], holder)
+  redis.call('ZREM', KEYS[3], holder)
+  redis.call('HDEL', KEYS[7], holder)
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
-for i = 1, #gone do
-  redis.call('ZREM', KEYS[2], gone[i])
-  redis.call('ZREM', KEYS[3], gone[i])
+for i = 1, #gone do forget(gone[i]) end
+local at = 5
+local n = tonumber(ARGV[at])
+for i = at + 1, at + n do
+  redis.call('ZREM', KEYS[1], ARGV[i])
+  forget(ARGV[i])
 end
-local limit = tonumber(ARGV[2])
+at = at + n + 1
+n = tonumber(ARGV[at])
+for i = at + 1, at + n do redis.call('ZADD', KEYS[1], now + lease, ARGV[i]) end
+local mine = {}
+for i = at + n + 1, #ARGV - 1, 2 do
+  local holder = ARGV[i]
+  if redis.call('ZSCORE', KEYS[1], holder) then
+    mine[#mine + 1] = holder
+  else
+    if not redis.call('ZSCORE', KEYS[2], holder) then
+      redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[4]), holder)
+    end
+    redis.call('ZADD', KEYS[3], now + lease, holder)
+    redis.call('HSET', KEYS[7], holder, ARGV[i + 1] .. ' ' .. lease)
+  end
+end
 local fleet = tonumber(redis.call('HGET', KEYS[5], 'limit'))
-if fleet and fleet < limit then limit = fleet end
 local held = redis.call('ZCARD', KEYS[1])
+local others = {}
+while true do
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  if not first then break end
+  local terms = redis.call('HGET', KEYS[7], first)
+  if terms then
+    local limit, ms = string.match(terms, '(%d+) (%d+)')
+    limit = tonumber(limit)
+    if fleet and fleet < limit then limit = fleet end
+    if held >= limit then break end
+    redis.call('ZADD', KEYS[1], now + tonumber(ms), first)
+    held = held + 1
+    local owner = string.match(first, '^[^:]*')
+    if owner == me then
+      mine[#mine + 1] = first
+    else
+      others[owner] = (others[owner] or '') .. ' ' .. first
+    end
+  end
+  forget(first)
+end
+for _, i in ipairs({1, 2, 3, 4, 7}) do redis.call('PEXPIRE', KEYS[i], idle) end
 local pause = redis.call('PTTL', KEYS[6])
 if pause < 0 then pause = 0 end
-local granted = 0
-if held < limit then
-  local ahead = redis.call('ZRANK', KEYS[2], holder)
-  if not ahead then ahead = redis.call('ZCARD', KEYS[2]) end
-  if ahead < limit - held then
-    redis.call('ZADD', KEYS[1], now + lease, holder)
-    redis.call('ZREM', KEYS[2], holder)
-    redis.call('ZREM', KEYS[3], holder)
-    held = held + 1
-    granted = 1
-  end
+for owner, granted in pairs(others) do
+  redis.call('PUBLISH', prefix .. owner, held .. ' ' .. pause .. granted)
 end
-if granted == 0 then
-  if not redis.call('ZSCORE', KEYS[2], holder) then
-    redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[4]), holder)
-  end
-  redis.call('ZADD', KEYS[3], now + lease, holder)
-end
-for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], idle) end
-return {granted, held, pause, fleet or 0}
-"""
-)
-
-# KEYS: slots, queue, wexp.  ARGV: channel, holders...  Frees holders (or waiting places).
-RELEASE = """
-local freed = 0
-for i = 2, #ARGV do
-  freed = freed + redis.call('ZREM', KEYS[1], ARGV[i])
-  redis.call('ZREM', KEYS[2], ARGV[i])
-  redis.call('ZREM', KEYS[3], ARGV[i])
-end
-if freed > 0 then redis.call('PUBLISH', ARGV[1], freed) end
-return freed
-"""
-
-# KEYS: slots, wexp.  ARGV: lease ms, idle ms, number of holders, holders..., waiters...
-# Holders are written back even if missing, so a restarted Redis relearns live leases.
-RENEW = (
-    _NOW
-    + """
-local lease, idle, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-for i = 4, 3 + n do redis.call('ZADD', KEYS[1], now + lease, ARGV[i]) end
-for i = 4 + n, #ARGV do redis.call('ZADD', KEYS[2], 'XX', now + lease, ARGV[i]) end
-if n > 0 then redis.call('PEXPIRE', KEYS[1], idle) end
-return redis.call('ZCARD', KEYS[1])
+local result = {held, pause, fleet or 0}
+for i = 1, #mine do result[#result + 1] = mine[i] end
+return result
 """
 )
 

@@ -343,26 +343,30 @@ async def test_redis_limits_take_the_servers_figure(
     assert server.stats.peak_waiting == 0
 
 
+async def max_concurrent_row(*urls: str, env: dict[str, str] | None = None) -> str:
+    """The `max_concurrent` row of `llmclient config` for OpenAI-compatible `urls`."""
+    args = [arg for url in urls for arg in ("--base-url", url)]
+    result = await run_cli("config", "--provider", "openai", *args, env=env)
+    assert result.code == 0, result
+    return next(line for line in result.out.splitlines() if line.startswith("max_concurrent"))
+
+
 async def test_config_shows_the_servers_figure_as_the_source(
     simulated_server_factory: ServerFactory,
 ) -> None:
     server = await simulated_server_factory(parallel=3, introspection="llama.cpp")
-    result = await run_cli("config", "--provider", "openai", "--base-url", server.openai_base_url)
-    assert result.code == 0, result
-    rows = {line.split()[0]: line for line in result.out.splitlines()}
-    assert rows["max_concurrent"].split()[1] == "3"
-    assert "server: llama.cpp /props total_slots" in rows["max_concurrent"]
+    row = await max_concurrent_row(server.openai_base_url)
+    assert row.split()[1] == "3"
+    assert "server: llama.cpp /props total_slots" in row
 
 
 async def test_config_says_when_the_server_does_not(
     simulated_server_factory: ServerFactory,
 ) -> None:
     server = await simulated_server_factory()
-    result = await run_cli("config", "--provider", "openai", "--base-url", server.openai_base_url)
-    assert result.code == 0, result
-    rows = {line.split()[0]: line for line in result.out.splitlines()}
-    assert rows["max_concurrent"].split()[1] == "4"
-    assert "did not say" in rows["max_concurrent"]
+    row = await max_concurrent_row(server.openai_base_url)
+    assert row.split()[1] == "4"
+    assert "did not say" in row
 
 
 async def test_simulated_introspection_pages_are_not_inference() -> None:
@@ -381,17 +385,7 @@ async def test_config_shows_each_pool_servers_figure(
 ) -> None:
     two = await simulated_server_factory(parallel=2, introspection="llama.cpp")
     five = await simulated_server_factory(parallel=5, introspection="llama.cpp")
-    result = await run_cli(
-        "config",
-        "--provider",
-        "openai",
-        "--base-url",
-        two.openai_base_url,
-        "--base-url",
-        five.openai_base_url,
-    )
-    assert result.code == 0, result
-    row = next(line for line in result.out.splitlines() if line.startswith("max_concurrent"))
+    row = await max_concurrent_row(two.openai_base_url, five.openai_base_url)
     assert row.split()[1:3] == ["2,", "5"]
     assert f"llama.cpp /props total_slots at {five.openai_base_url}" in row
 
@@ -400,15 +394,7 @@ async def test_config_does_not_ask_when_the_limit_is_given(
     simulated_server_factory: ServerFactory,
 ) -> None:
     server = await simulated_server_factory(parallel=3, introspection="llama.cpp")
-    result = await run_cli(
-        "config",
-        "--provider",
-        "openai",
-        "--base-url",
-        server.openai_base_url,
-        env={"LLMCLIENT_OPENAI_MAX_CONCURRENT": "7"},
-    )
-    assert result.code == 0, result
-    row = next(line for line in result.out.splitlines() if line.startswith("max_concurrent"))
+    env = {"LLMCLIENT_OPENAI_MAX_CONCURRENT": "7"}
+    row = await max_concurrent_row(server.openai_base_url, env=env)
     assert row.split()[1] == "7" and "env LLMCLIENT_OPENAI_MAX_CONCURRENT" in row
     assert server.stats.requests == 0

@@ -24,7 +24,7 @@ from collections.abc import (
     Sized,
 )
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast, overload
 
 from llmclient._checks import check_int
 
@@ -327,11 +327,18 @@ class _SizedClient(Protocol):
     async def discover_limits(self) -> int: ...
 
 
+def _owner(coro_fn: Callable[..., object]) -> object:
+    """The object a bound method (or a partial of one) belongs to; None for a function."""
+    target = coro_fn.func if isinstance(coro_fn, functools.partial) else coro_fn
+    return getattr(target, "__self__", None)
+
+
 def _client_of(coro_fn: Callable[..., object]) -> _SizedClient | None:
     """The client a bound method (or a partial of one) belongs to, if it can say its size."""
-    target = coro_fn.func if isinstance(coro_fn, functools.partial) else coro_fn
-    client = getattr(target, "__self__", None)
-    return client if callable(getattr(client, "discover_limits", None)) else None
+    client = _owner(coro_fn)
+    if not callable(getattr(client, "discover_limits", None)):
+        return None
+    return cast(_SizedClient, client)
 
 
 def client_workers(coro_fn: Callable[..., object]) -> int | None:
@@ -340,8 +347,7 @@ def client_workers(coro_fn: Callable[..., object]) -> int | None:
     `run_concurrent(client.generate_answer, prompts)` then runs as many workers as the client
     can put on the wire, not `DEFAULT_MAX_WORKERS` mostly waiting for its slots.
     """
-    target = coro_fn.func if isinstance(coro_fn, functools.partial) else coro_fn
-    workers = getattr(getattr(target, "__self__", None), "max_workers", None)
+    workers = getattr(_owner(coro_fn), "max_workers", None)
     return workers if isinstance(workers, int) and not isinstance(workers, bool) else None
 
 

@@ -137,8 +137,9 @@ class Endpoint:
 
     async def admit(self, estimated_tokens: int) -> tuple[object, float]:
         """Wait until a request may go on the wire; return its slot lease and tpm charge."""
-        if self._probe is not None or self._discovery is not None:
-            await self.discover()
+        discovery = self._discovery
+        if self._probe is not None or (discovery is not None and not discovery.done()):
+            await self.discover()  # once: later admissions do not touch the finished task
         state = self.state
         await self._wait_pause()
         charge = await state.reserve(estimated_tokens) if state.rates_active else 0.0

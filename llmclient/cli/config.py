@@ -67,11 +67,8 @@ async def _ask_servers(
     profile = settings.profile
     auto = profile.max_concurrent == "auto"
     default = _source("max_concurrent", settings.sources["max_concurrent"])
-    ask = profile.discover_limits and (auto or default.startswith("default"))
     pool = settings.pool
     own = pool.limits if pool is not None else (None,)
-    if not ask and all(limit is None for limit in own):
-        return None
     values, sources, asked = [], [], False
     async with make_client(args) as client:
         for url, limit in zip(settings.base_urls, own, strict=True):
@@ -80,13 +77,14 @@ async def _ask_servers(
                 values.append(str(limit))
                 sources.append(f"pool: {name}")
                 continue
-            if not ask or client._capacity_probe(url) is None:
+            probe = client._limit_probe(url, client.profile)  # the rule a request follows
+            if probe is None:
                 values.append(str(profile.max_concurrent))
                 sources.append(default)
                 continue
             asked = True
             try:
-                found = await client.server_capacity(url)
+                found = await probe()
             except Exception as exc:
                 found, why = None, f"not reached ({type(exc).__name__})"
             else:

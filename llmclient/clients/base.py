@@ -425,7 +425,7 @@ class BaseLLMClient(AsyncClosing):
         url = url or self.settings.base_url
         name = public_url(url)
         budget = RetryBudget(p.retry.budget_tokens, p.retry.budget_refund)
-        probe = self._limit_probe(url, p) if p.discover_limits else None
+        probe = self._limit_probe(url, p)
         if not p.share_limits:
             endpoint = Endpoint.local(name, p.new_limit(), p.rpm, p.tpm, budget)
             if probe is not None:
@@ -440,7 +440,10 @@ class BaseLLMClient(AsyncClosing):
         )
 
     def _limit_probe(self, url: str, profile: ConcurrencyProfile) -> CapacityProbe | None:
-        """The server question for `url` when its limit is a default (or `"auto"`)."""
+        """The server question for `url` when its limit is a default (or `"auto"`) and
+        `discover_limits` is on; None otherwise."""
+        if not profile.discover_limits:
+            return None
         if profile.max_concurrent != "auto":
             if profile is not self.profile:
                 return None  # a pool server's own max_concurrent

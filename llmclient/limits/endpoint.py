@@ -3,8 +3,9 @@
 An `Endpoint` joins a `Limit` (how many), a backend's `EndpointState` (where slots, buckets
 and pause live) and the order of admission: pause gate, then rate buckets, then a slot.
 Clients of the same endpoint in one event loop share one `Endpoint`, so a second client
-cannot double the load on a server; the registry is per event loop because asyncio
-primitives belong to the loop that created them.
+cannot double the load on a server. The registry is per event loop because asyncio
+primitives belong to the loop that created them; the backend shares slots, pause and an
+adaptive limit between the loops (the local backend per process, Redis per fleet).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import asyncio
 import hashlib
 import logging
 import math
+import threading
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 from llmclient.limits.algorithms import FixedLimit, LatencyLimit, Limit, Outcome
-from llmclient.limits.backends import LOCAL, EndpointState, LimitBackend
+from llmclient.limits.backends import LOCAL, EndpointState, LimitBackend, LocalState
 from llmclient.limits.budget import RetryBudget
 from llmclient.limits.discovery import ServerCapacity
 from llmclient.limits.headers import parse_rate_headers
@@ -31,6 +33,7 @@ CapacityProbe = Callable[[], Awaitable[ServerCapacity | None]]
 """Asks the server once how many requests it serves at once (None: it does not say)."""
 
 logger = logging.getLogger("llmclient")
+_SAMPLES = threading.Lock()
 _N = TypeVar("_N", int, float)
 
 
@@ -83,8 +86,8 @@ class Endpoint:
         tpm: int | None = None,
         budget: RetryBudget | None = None,
     ) -> Endpoint:
-        """An endpoint whose state lives in this process only."""
-        return cls(name, limit, LOCAL.state(name, limit.limit, rpm, tpm), rpm, tpm, budget)
+        """An endpoint whose state is its own (shared with no other client)."""
+        return cls(name, limit, LocalState(limit.limit, rpm, tpm), rpm, tpm, budget)
 
     @property
     def concurrency_limit(self) -> int:
@@ -160,7 +163,8 @@ class Endpoint:
         """Give the slot back and let the outcome steer the limit."""
         state = self.state
         before = self.concurrency_limit
-        self.limit.on_sample(rtt, state.in_flight, outcome)
+        with _SAMPLES:  # one limit may be steered from several threads' loops
+            self.limit.on_sample(rtt, state.in_flight, outcome)
         after = self.concurrency_limit
         if after != before:
             logger.debug("%s: concurrency limit now %d", self.name, after)

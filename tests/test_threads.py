@@ -8,7 +8,9 @@ the wire than `max_concurrent`.
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 
 from llmclient import BaseLLMClient, OllamaClient, OpenAIClient
+from llmclient.limits.concurrency import ConcurrencyLimiter
 from llmclient.testing import SimulatedServer
 
 
@@ -98,3 +101,57 @@ def test_separate_limits_stay_separate_across_threads(wide_server: SimulatedServ
     results = in_threads([asking(c, f"s{n}") for n, c in enumerate(clients)])
     assert [len(r) for r in results] == [12, 12]
     assert wide_server.stats.peak_in_flight == 4
+
+
+def test_limiter_across_loops_with_cancellations_leaks_no_slot() -> None:
+    limiter = ConcurrencyLimiter(2)
+    peak = 0
+
+    async def hold() -> None:
+        nonlocal peak
+        await limiter.acquire()
+        try:
+            peak = max(peak, limiter.in_flight)
+            await asyncio.sleep(0.001)
+        finally:
+            limiter.release()
+
+    async def churn(seed: int) -> None:
+        chooser = random.Random(seed)
+        for _ in range(40):
+            tasks = [asyncio.ensure_future(hold()) for _ in range(6)]
+            await asyncio.sleep(chooser.random() * 0.003)
+            for task in chooser.sample(tasks, 3):
+                task.cancel()  # some while waiting, some while a slot is being handed over
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    with ThreadPoolExecutor(3) as pool:
+        for future in [pool.submit(asyncio.run, churn(seed)) for seed in range(3)]:
+            future.result(timeout=60)
+    assert limiter.in_flight == 0 and limiter.waiting == 0
+    assert peak == 2
+
+
+def test_a_pause_in_one_thread_holds_back_another(wide_server: SimulatedServer) -> None:
+    client = make("ollama", wide_server)
+    paused, asked = threading.Event(), threading.Event()
+
+    async def pause_and_stay() -> None:
+        await client.generate_answer("before the pause")
+        client._endpoint().pause(0.5)  # as a 429's Retry-After does
+        paused.set()
+        # this loop stays open while the other thread asks
+        assert await asyncio.to_thread(asked.wait, 30)
+
+    async def ask_after_pause() -> float:
+        assert paused.wait(10)
+        started = time.monotonic()
+        await client.generate_answer("after the pause")
+        asked.set()
+        return time.monotonic() - started
+
+    with ThreadPoolExecutor(2) as pool:
+        stays = pool.submit(asyncio.run, pause_and_stay())
+        waited = pool.submit(asyncio.run, ask_after_pause()).result(timeout=30)
+        stays.result(timeout=30)
+    assert waited >= 0.3  # the other thread's loop saw the pause

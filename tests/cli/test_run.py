@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import logging
 import os
+import pty
+import re
 import signal
+import struct
+import sys
+import termios
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -628,3 +634,45 @@ async def test_lines_added_to_the_input_during_the_run_wait_for_the_next_run(
     records = by_id(output)
     assert set(records) == {f"q{i}" for i in range(400)}
     assert records["q399"]["answer"] == "Simulated reply to: question"
+
+
+def read_terminal(master: int) -> str:
+    """Everything written to a pseudo-terminal until its last writer closes it."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the command has exited
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return b"".join(chunks).decode(errors="replace")
+
+
+async def test_the_progress_bar_keeps_moving_on_a_terminal(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    # 4 slow answers first (as while a model loads), then 396 short ones, 4 at a time: at least
+    # 1.5 s, over which a bar refreshed every 0.1 s shows well over 10 counts on the way.
+    server = await simulated_server_factory(parallel=4, latency=0.01, token_latency=0.005)
+    slow = [{"id": f"s{i}", "prompt": " ".join(["w"] * 40), "max_tokens": 40} for i in range(4)]
+    fast = [{"id": f"q{i}", "prompt": f"q{i}", "max_tokens": 1} for i in range(396)]
+    source = write_jsonl(tmp_path / "in.jsonl", slow + fast)
+    output = tmp_path / "out.jsonl"
+    master, terminal = pty.openpty()  # stderr is a terminal: the bar is drawn
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # 120 columns
+    args = run_args(server, source, output, "--max-concurrent", "4")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "llmclient", *args, stdout=asyncio.subprocess.PIPE, stderr=terminal
+    )
+    os.close(terminal)
+    screen, (out, _) = await asyncio.gather(
+        asyncio.to_thread(read_terminal, master), process.communicate()
+    )
+
+    assert process.returncode == 0, screen
+    assert "done 400, failed 0" in out.decode()
+    shown = {int(n) for n in re.findall(r"\b(\d+)/400\b", screen)}
+    assert len(shown - {0, 400}) >= 10, screen

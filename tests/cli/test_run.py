@@ -196,6 +196,32 @@ async def test_malformed_lines_are_reported_and_skipped(
     assert records["m"]["usage"]["completion_tokens"] == 3
 
 
+async def test_a_line_that_is_not_utf8_is_named_and_skipped(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(
+        b'{"id": "a", "prompt": "fine"}\n'
+        b'{"id": "latin1", "prompt": "caf\xe9"}\n'  # Latin-1, not UTF-8
+        b'{"id": "b", "prompt": "caf\xc3\xa9"}\n'
+    )
+    output = tmp_path / "out.jsonl"
+    result = await run_cli(*run_args(server, source, output))
+    assert result.code == 0, result
+    assert result.err_lines == [
+        f"llmclient: {source}:2: skipped: not valid UTF-8 (byte 0xe9 at column 32)"
+    ]
+    assert "done 2, failed 0, skipped 0 (already in the output), malformed 1" in result.out
+    records = {r["id"]: r for r in read_records(output)}
+    assert set(records) == {"a", "b"}
+    assert records["b"]["answer"] == "Simulated reply to: café"
+    assert server.stats.requests == 2
+
+    strict = await run_cli(*run_args(server, source, tmp_path / "strict.jsonl", "--strict"))
+    assert "the first at line 2: not valid UTF-8" in assert_one_line_error(strict, 2)
+
+
 async def test_strict_refuses_malformed_lines_before_sending(
     tmp_path: Path, simulated_server_factory: Factory
 ) -> None:

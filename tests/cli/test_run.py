@@ -555,6 +555,56 @@ async def test_a_missing_input_is_one_line(
     assert line.endswith("nope.jsonl: No such file or directory")
 
 
+async def test_a_symlink_loop_as_input_or_output_is_one_line(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(3))
+    loop = tmp_path / "loop.jsonl"
+    loop.symlink_to(loop)
+
+    as_output = await run_cli(*run_args(server, source, loop))
+    as_input = await run_cli(*run_args(server, loop, tmp_path / "out.jsonl"))
+
+    line = assert_one_line_error(as_output, 2)
+    assert line.startswith(f"llmclient: error: cannot write {loop}: Too many levels of symbolic")
+    line = assert_one_line_error(as_input, 2)
+    assert line == f"llmclient: error: cannot read {loop}: Too many levels of symbolic links"
+    assert server.stats.requests == 0
+
+
+async def test_an_output_path_ending_in_a_slash_is_refused_not_written_as_a_file(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(3))
+    args = run_args(server, source, tmp_path / "results")
+    args[args.index("-o") + 1] += "/"  # meant as a directory
+    line = assert_one_line_error(await run_cli(*args), 2)
+    assert line.endswith(
+        f"names a directory; give the path of a file, e.g. {tmp_path}/results/output.jsonl "
+        "(see --help)"
+    )
+    assert not (tmp_path / "results").exists()
+    assert server.stats.requests == 0
+
+
+async def test_a_device_as_input_is_one_line_and_as_output_is_not_read(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(3))
+    endless = Path("/dev/zero")  # reading it never ends
+
+    as_input = await run_cli(*run_args(server, endless, tmp_path / "out.jsonl"))
+    as_output = await run_cli(*run_args(server, source, endless))
+
+    line = assert_one_line_error(as_input, 2)
+    assert line.startswith("llmclient: error: cannot read /dev/zero: not a regular file — ")
+    assert as_output.code == 0, as_output
+    assert "done 3, failed 0" in as_output.out
+
+
 # --- the output fails while the job runs -----------------------------------------------------
 
 

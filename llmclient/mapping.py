@@ -1,4 +1,4 @@
-"""Map an async function over many items with a fixed pool of workers pulling items lazily.
+"""Map an async function over many items with a bounded pool of workers pulling items lazily.
 
 Owns the pool (`amap`: outcomes in completion order) and what is built on it: `run_concurrent`
 (results in input order, progress, log lines), `run_concurrent_sync` and `iterate_concurrent`.
@@ -52,7 +52,7 @@ turning into one task per item.
 """
 
 _PROGRESS_INTERVAL = 0.1
-"""Minimum seconds between two progress updates (bar refresh or callback call)."""
+"""Minimum seconds between two progress updates (tqdm's ``mininterval``, or callback calls)."""
 
 
 class ProgressCallback(Protocol):
@@ -70,7 +70,8 @@ class ProgressCallback(Protocol):
 
 
 class _Pool(Generic[T, R]):
-    """One run of ``coro_fn`` over ``items``: a fixed pool of workers and their outcomes.
+    """One run of ``coro_fn`` over ``items``: a pool of up to ``n_workers`` workers and their
+    outcomes. An input without a len() starts one worker, then one more per item pulled.
 
     Used as ``async with pool: async for index, outcome in pool`` (or ``next_batch()``).
     Finished outcomes wait in ``_buffer`` in completion order; a worker that leaves
@@ -94,8 +95,10 @@ class _Pool(Generic[T, R]):
         "_ready",
         "_return_exceptions",
         "_sized_by",
+        "_source",
         "_space",
         "_tg",
+        "_to_start",
         "_workers",
         "error",
         "failed",
@@ -131,6 +134,8 @@ class _Pool(Generic[T, R]):
         self._exhausted = False
         self._pulled = 0  # items pulled from an async iterator
         self._tg: asyncio.TaskGroup | None = None
+        self._source: Iterator[tuple[int, T]] | AsyncIterator[T] | None = None
+        self._to_start = 0  # workers not started yet: one more starts per item pulled
         self._workers: list[asyncio.Task[None]] = []
         self.error: BaseException | None = None  # the first failure, once the run stops
         self.failed: set[int] = set()  # indices whose outcome is an exception raised
@@ -161,18 +166,27 @@ class _Pool(Generic[T, R]):
             else:
                 self._size(workers)
         items = self._items
-        source = aiter(items) if isinstance(items, AsyncIterable) else enumerate(items)
-        self._tg = tg = asyncio.TaskGroup()
-        await tg.__aenter__()
-        for _ in range(self.n_workers):
-            task = tg.create_task(self._worker(source))
-            task.add_done_callback(self._worker_done)
-            self._workers.append(task)
-        self._live = self.n_workers
+        self._source = aiter(items) if isinstance(items, AsyncIterable) else enumerate(items)
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        # A sized input starts its workers at once (no more than its items); any other input
+        # one at a time as items arrive, so a huge limit never means a huge pool.
+        self._to_start = self.n_workers
+        for _ in range(self.n_workers if self.total is not None else 1):
+            self._start_worker()
         return self
+
+    def _start_worker(self) -> None:
+        assert self._tg is not None and self._source is not None
+        self._to_start -= 1
+        self._live += 1
+        task = self._tg.create_task(self._worker(self._source))
+        task.add_done_callback(self._worker_done)
+        self._workers.append(task)
 
     async def __aexit__(self, *exc_info: object) -> None:
         """Cancel the workers still running and wait for them; the body's error propagates."""
+        self._to_start = 0
         for task in self._workers:
             task.cancel()
         assert self._tg is not None
@@ -244,6 +258,8 @@ class _Pool(Generic[T, R]):
                         return
             else:
                 for i, item in source:  # the hot path: no coroutine of ours per item
+                    if self._to_start:
+                        self._start_worker()
                     try:
                         outcome: R | BaseException = await fn(item)
                     except (Exception, asyncio.CancelledError) as exc:
@@ -271,6 +287,8 @@ class _Pool(Generic[T, R]):
                 self._exhausted = True
                 return None
             self._pulled += 1
+            if self._to_start:
+                self._start_worker()
             return self._pulled - 1, item
 
     async def _call(self, me: asyncio.Task[None], i: int, item: T) -> bool:
@@ -307,6 +325,7 @@ class _Pool(Generic[T, R]):
         """End the run on its first failure: keep the error, cancel the other workers."""
         if self.error is None:
             self.error = exc
+        self._to_start = 0
         for task in self._workers:
             if task is not me:
                 task.cancel()
@@ -372,9 +391,10 @@ def amap(
             async for index, page in outcomes:
                 ...
 
-    A fixed pool of workers (``max_concurrent``; by default the client's ``max_workers`` when
+    A pool of workers (``max_concurrent``; by default the client's ``max_workers`` when
     ``coro_fn`` is a client's method, else ``DEFAULT_MAX_WORKERS``; no more than
-    ``len(items)`` for sized inputs) pulls items lazily from any iterable, generator or
+    ``len(items)`` for sized inputs; other inputs start one worker, then one more per item
+    pulled) pulls items lazily from any iterable, generator or
     async iterable. A worker whose outcome the consumer has not taken yet pulls nothing new,
     so at most a pool's worth of finished outcomes wait for a slow consumer.
 
@@ -391,7 +411,11 @@ def amap(
 
 
 class _Progress:
-    """Sends progress to a tqdm bar or a ProgressCallback; throttled by the caller."""
+    """Sends progress to a tqdm bar (``tqdm.auto``: a widget in a notebook) or a ProgressCallback.
+
+    The bar throttles its own refreshes (``mininterval``); a callback, or a bar whose
+    description comes from ``desc_callback``, is updated at most every ``_PROGRESS_INTERVAL``.
+    """
 
     def __init__(
         self,
@@ -407,12 +431,32 @@ class _Progress:
         self.completed: list[Any] = []  # successful results, for desc_callback
         self.callback: ProgressCallback | None = None
         self.bar: tqdm[Any] | None = None
+        self._shown_at = time.monotonic()
         if callable(target):
             self.callback = target
         else:
-            from tqdm import tqdm
+            from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr)
+            # miniters=1: tqdm checks the clock on every update instead of guessing how many
+            # updates to skip from the rate so far (a burst then freezes the bar).
+            self.bar = tqdm(
+                total=total,
+                desc=desc,
+                unit=unit,
+                file=sys.stderr,
+                mininterval=_PROGRESS_INTERVAL,
+                miniters=1,
+            )
+
+    def advance(self, done: int) -> None:
+        """``done`` items finished: show it, unless the last update is too recent."""
+        if self.bar is not None and self.desc_callback is None:
+            self.bar.update(done - self.bar.n)  # tqdm skips refreshes within its mininterval
+            return
+        now = time.monotonic()
+        if now - self._shown_at >= _PROGRESS_INTERVAL:
+            self._shown_at = now
+            self.emit(done)
 
     def emit(self, done: int, final: bool = False) -> None:
         desc = self.desc
@@ -439,24 +483,16 @@ class _Progress:
 
 
 class _Tally:
-    """Counts a run's finished items: a log line every log_interval, throttled progress.
+    """Counts a run's finished items: a log line every log_interval, and the progress display.
 
-    Per batch of outcomes only `done` moves; `_tick` runs when it reaches `_next_at`: a log
-    line every `log_interval`, and a clock check for the progress display every `stride`
-    completions, the stride aiming at one check per progress interval. As a context manager
-    it logs the run's summary and closes the progress bar.
+    As a context manager it logs the run's summary and closes the progress bar.
     """
 
     __slots__ = (
         "_completed",
         "_desc",
-        "_interval",
-        "_last_d",
-        "_last_t",
         "_log_interval",
-        "_next_at",
         "_next_log",
-        "_next_prog",
         "_pool",
         "_progress",
         "_t0",
@@ -480,13 +516,9 @@ class _Tally:
         self._completed = None  # successful results in completion order, for desc_callback
         if progress is not None and progress.desc_callback is not None:
             self._completed = progress.completed
-        self._interval = _PROGRESS_INTERVAL
         self.done = 0
         self._next_log = log_interval
-        self._next_prog = 1
-        self._next_at = 1 if progress is not None else log_interval
-        self._t0 = self._last_t = time.monotonic()
-        self._last_d = 0
+        self._t0 = time.monotonic()
 
     def __enter__(self) -> _Tally:
         return self
@@ -503,43 +535,20 @@ class _Tally:
     def add(self, batch: Collection[tuple[int, Any]]) -> None:
         """Count a batch of outcomes (keeping the successful ones when desc_callback wants them)."""
         completed = self._completed
-        if completed is None:
-            self.count(len(batch))
-            return
-        failed = self._pool.failed
-        for i, outcome in batch:
-            if i not in failed:
-                completed.append(outcome)
-            self.count(1)
+        if completed is not None:
+            failed = self._pool.failed
+            completed.extend(outcome for i, outcome in batch if i not in failed)
+        self.count(len(batch))
 
     def count(self, n: int) -> None:
-        """Add ``n`` completions, ticking at every threshold crossed on the way."""
-        done = self.done + n
-        while done >= self._next_at:
-            self.done = self._next_at
-            self._tick()
-        self.done = done
-
-    def _tick(self) -> None:
-        d = self.done
-        if d >= self._next_log:
-            self._next_log = d + self._log_interval
+        """Add ``n`` completions: a log line at every ``log_interval`` crossed, then progress."""
+        done = self.done = self.done + n
+        while done >= self._next_log:
             if logger.isEnabledFor(logging.INFO):
-                self._log_progress(d)
-        if self._progress is None:
-            self._next_at = self._next_log
-            return
-        if d >= self._next_prog:
-            now = time.monotonic()
-            dt, interval, last_d = now - self._last_t, self._interval, self._last_d
-            if dt >= interval:
-                self._progress.emit(d)
-                stride = int((d - last_d) * interval / dt) if dt > 0 else 1
-                self._last_t, self._last_d = now, d
-            else:
-                stride = int((d - last_d) * (interval - dt) / dt) if dt > 0 else 2 * (d - last_d)
-            self._next_prog = d + max(1, stride)
-        self._next_at = min(self._next_log, self._next_prog)
+                self._log_progress(self._next_log)
+            self._next_log += self._log_interval
+        if self._progress is not None:
+            self._progress.advance(done)
 
     def _log_progress(self, d: int) -> None:
         elapsed = time.monotonic() - self._t0

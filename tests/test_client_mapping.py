@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
@@ -135,3 +136,73 @@ async def test_a_client_method_sizes_the_pool_to_the_client(
     assert client_workers(llm.generate_answer) == 3
     assert client_workers(short) == 3
     assert client_workers(len) is None
+
+
+def workers_running() -> int:
+    """The pool's worker tasks alive in this event loop."""
+    return sum(1 for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "_Pool._worker")  # type: ignore[union-attr]
+
+
+async def test_a_huge_client_limit_starts_no_more_workers_than_items_pulled(
+    simulated_server_factory: Factory,
+) -> None:
+    server = await simulated_server_factory(parallel=4, latency=0.001)
+    async with client(server, max_concurrent=10**6) as llm:
+        assert llm.max_workers == 10**6
+        workers_at_pull: list[tuple[int, int]] = []
+
+        def prompts() -> Iterator[str]:
+            for i in range(50):
+                workers_at_pull.append((i, workers_running()))
+                yield f"q{i}"
+
+        short = functools.partial(llm.generate_answer, max_tokens=1)
+        pairs = [pair async for pair in iterate_concurrent(short, prompts())]
+        assert sorted(i for i, _ in pairs) == list(range(50))
+        assert await run_concurrent(short, prompts(), progress_bar=False) == ["Simulated"] * 50
+    assert len(workers_at_pull) == 100
+    # Item i is pulled by one of the workers started so far: one, then one more per item pulled.
+    assert all(workers <= i + 1 for i, workers in workers_at_pull), workers_at_pull
+
+
+async def slow_round_then_short(
+    server: SimulatedServer, progress: bool | Callable[..., object]
+) -> list[str]:
+    """400 answers, 4 at a time: 4 slow ones first (as while a model loads), then short ones."""
+    async with client(server, max_concurrent=4) as llm:
+
+        async def ask(i: int) -> str:
+            if i < 4:
+                return await llm.generate_answer(" ".join(["w"] * 40), max_tokens=40)
+            return await llm.generate_answer(f"q{i}", max_tokens=1)
+
+        return await run_concurrent(ask, range(400), progress_bar=progress, max_concurrent=4)
+
+
+# At least 1.5 s of completions after the slow round, so updates every 0.1 s are well over
+# 10. The stride guessed from the slow round used to freeze the display until the end.
+
+
+async def test_a_progress_callback_keeps_moving_after_a_slow_first_round(
+    simulated_server_factory: Factory,
+) -> None:
+    server = await simulated_server_factory(parallel=4, latency=0.01, token_latency=0.005)
+    fractions: list[float | tuple[int, None]] = []
+
+    def progress(fraction: float | tuple[int, None], /, *, desc: str) -> None:
+        fractions.append(fraction)
+
+    assert len(await slow_round_then_short(server, progress)) == 400
+    intermediate = [f for f in fractions if isinstance(f, float) and 0 < f < 1]
+    assert len(intermediate) >= 10, fractions
+    assert intermediate == sorted(intermediate) and fractions[-1] == 1.0
+
+
+async def test_the_progress_bar_keeps_moving_after_a_slow_first_round(
+    simulated_server_factory: Factory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = await simulated_server_factory(parallel=4, latency=0.01, token_latency=0.005)
+    assert len(await slow_round_then_short(server, True)) == 400
+    bar = capsys.readouterr().err
+    shown = {int(n) for n in re.findall(r"\b(\d+)/400\b", bar)}
+    assert len(shown - {0, 400}) >= 10, bar

@@ -368,7 +368,7 @@ async def test_error_from_a_progress_callback_ends_the_run(
     broken = LookupError("bad description")
 
     def describe(done: int, total: int | None, results: list[int]) -> str:
-        if done == 3:
+        if done >= 3:
             raise broken
         return "ok"
 
@@ -483,9 +483,12 @@ async def test_progress_callable_gets_every_fraction_without_throttle(
 ) -> None:
     monkeypatch.setattr(mapping, "_PROGRESS_INTERVAL", 0.0)
     recorder = Recorder()
-    await run_concurrent(double, list(range(40)), progress_bar=recorder, desc="doubling")
+    await run_concurrent(
+        double, list(range(40)), progress_bar=recorder, desc="doubling", max_concurrent=1
+    )
     fractions = [f for f, _ in recorder.calls]
-    # One call at start, one per completion; the last completion already says 1.0.
+    # One call at start, one per batch of completions (one worker: a batch is one completion);
+    # the last completion already says 1.0.
     assert fractions == [0.0] + [i / 40 for i in range(1, 41)] + [1.0]
     assert {d for _, d in recorder.calls} == {"doubling"}
 
@@ -506,7 +509,7 @@ async def test_progress_callable_is_throttled_but_monotonic_and_ends_at_one() ->
 async def test_progress_callable_with_unknown_total(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mapping, "_PROGRESS_INTERVAL", 0.0)
     recorder = Recorder()
-    await run_concurrent(double, (x for x in range(5)), progress_bar=recorder)
+    await run_concurrent(double, (x for x in range(5)), progress_bar=recorder, max_concurrent=1)
     assert [f for f, _ in recorder.calls] == [
         (0, None),
         (1, None),
@@ -754,11 +757,12 @@ async def test_amap_holds_at_most_a_pools_worth_for_a_slow_consumer() -> None:
 async def test_leaving_amap_early_cancels_the_calls_still_running(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    tracker = Tracker(delay=10)
+    tracker = Tracker(delay=10, busy=3)
     source = Counting(1000)
 
     async def fn(x: int) -> int:
-        if x == 0:
+        if x == 0:  # once the other workers (started one per item pulled) are all busy
+            await tracker.all_busy.wait()
             return -1
         return await tracker(x)
 

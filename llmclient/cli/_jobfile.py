@@ -52,6 +52,7 @@ def id_key(value: str | int) -> str:
 
 def parse_line(text: str, line: int) -> Item:
     """One input line as an `Item`; raise `MalformedLine` saying what is wrong."""
+    _check_utf8(text)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
@@ -62,6 +63,18 @@ def parse_line(text: str, line: int) -> Item:
     if isinstance(item_id, bool) or not isinstance(item_id, str | int):
         raise MalformedLine(f"id must be a string or an integer, got {item_id!r}")
     return Item(item_id, line, _prompt(data), _params(data))
+
+
+def _check_utf8(text: str) -> None:
+    """Refuse a line holding bytes that are not UTF-8 (read as surrogate escapes), rather than
+    sending replacement characters in their place."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        byte = ord(text[error.start]) - 0xDC00
+        raise MalformedLine(
+            f"not valid UTF-8 (byte 0x{byte:02x} at column {error.start + 1})"
+        ) from None
 
 
 def _prompt(data: Mapping[str, Any]) -> str | list[dict[str, str]]:
@@ -97,8 +110,9 @@ def _params(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Non-blank lines with their 1-based numbers."""
-    with path.open(encoding="utf-8", errors="replace") as lines:
+    """Non-blank lines with their 1-based numbers; bytes that are not UTF-8 kept as surrogate
+    escapes, for `parse_line` to refuse."""
+    with path.open(encoding="utf-8", errors="surrogateescape") as lines:
         for number, text in enumerate(lines, start=1):
             if text.strip():
                 yield number, text

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,8 @@ class Existing:
 
 def load(path: Path) -> Existing:
     """Read the records in `path`, creating it if missing; cut off a torn last line left by an
-    interrupted run.
+    interrupted run. A path that is not a regular file (/dev/null, a pipe) holds no records:
+    it is not read, since a device such as /dev/zero never ends.
 
     An output that cannot be written (its directory is missing, it is a directory, no
     permission) is a `UsageError` naming the path and what to do, raised before anything is sent.
@@ -44,6 +46,9 @@ def load(path: Path) -> Existing:
     except OSError as error:
         raise _unwritable(path, error) from None
     found = Existing()
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # /dev/null, a pipe: nothing to resume from
+        os.close(fd)
+        return found
     good_end = 0
     with os.fdopen(fd, "r+b") as lines:
         for number, raw in enumerate(lines, start=1):

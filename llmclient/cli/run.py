@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import stat
 import sys
 import time
 import traceback
@@ -56,7 +58,7 @@ def add_parser(commands: Any) -> None:
         "...). Rerun the same command to resume after an interruption.",
     )
     parser.add_argument("input", type=Path, metavar="INPUT.jsonl", help="one request per line")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTPUT.jsonl")
+    parser.add_argument("-o", "--output", type=output_path, required=True, metavar="OUTPUT.jsonl")
     add_target(parser)
     parser.add_argument("--max-concurrent", metavar="N|auto", help="requests on the wire at once")
     parser.add_argument("--rpm", type=float, help="requests per minute for this endpoint")
@@ -83,6 +85,16 @@ def add_parser(commands: Any) -> None:
     parser.set_defaults(handler=command)
 
 
+def output_path(text: str) -> Path:
+    """argparse type: the path of a file; `out/` names a directory (Path would drop the slash
+    and write a file named `out`)."""
+    if text.endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} names a directory; give the path of a file, e.g. {text}output.jsonl"
+        )
+    return Path(text)
+
+
 def port_number(text: str) -> int:
     """argparse type: a TCP port, 1 to 65535."""
     port = positive_int(text)
@@ -102,7 +114,7 @@ class Tally:
 
 def command(args: argparse.Namespace) -> int:
     """Check the input, resume from the output, answer the rest, print a summary."""
-    if args.output.resolve() == args.input.resolve():
+    if os.path.realpath(args.output) == os.path.realpath(args.input):  # no error on a loop
         raise UsageError("the output file must not be the input file")
     scan = _checked_input(args.input, args.strict)
     metrics = _serve_metrics(args.metrics_port)
@@ -172,6 +184,7 @@ def _resume(output: Path, retry_failed: bool) -> resultfile.Existing:
 
 def _checked_input(path: Path, strict: bool) -> jobfile.Scan:
     """Scan the input; report malformed lines, refuse duplicates (and malformed, if strict)."""
+    _check_regular(path)
     try:
         scan = jobfile.scan(path)
     except OSError as error:
@@ -193,6 +206,20 @@ def _checked_input(path: Path, strict: bool) -> jobfile.Scan:
             f"{path}: duplicate id {key} on lines {first} and {again}{more}; ids must be unique"
         )
     return scan
+
+
+def _check_regular(path: Path) -> None:
+    """Refuse an input that is not a file (a device, a pipe): it is read twice, and a device
+    such as /dev/zero never ends. A missing path or a directory is left to the scan's error."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise UsageError(
+            f"cannot read {path}: not a regular file — the input is read twice (a check, then "
+            "the job); save it to a file first"
+        )
 
 
 def _client(args: argparse.Namespace, observer: Observer | None = None) -> BaseLLMClient:

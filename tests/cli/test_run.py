@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import logging
 import os
+import pty
+import re
 import signal
+import struct
+import sys
+import termios
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -188,6 +194,32 @@ async def test_malformed_lines_are_reported_and_skipped(
     records = {r["id"]: r for r in read_records(output)}
     assert set(records) == {"a", 7, "m"}
     assert records["m"]["usage"]["completion_tokens"] == 3
+
+
+async def test_a_line_that_is_not_utf8_is_named_and_skipped(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(
+        b'{"id": "a", "prompt": "fine"}\n'
+        b'{"id": "latin1", "prompt": "caf\xe9"}\n'  # Latin-1, not UTF-8
+        b'{"id": "b", "prompt": "caf\xc3\xa9"}\n'
+    )
+    output = tmp_path / "out.jsonl"
+    result = await run_cli(*run_args(server, source, output))
+    assert result.code == 0, result
+    assert result.err_lines == [
+        f"llmclient: {source}:2: skipped: not valid UTF-8 (byte 0xe9 at column 32)"
+    ]
+    assert "done 2, failed 0, skipped 0 (already in the output), malformed 1" in result.out
+    records = {r["id"]: r for r in read_records(output)}
+    assert set(records) == {"a", "b"}
+    assert records["b"]["answer"] == "Simulated reply to: café"
+    assert server.stats.requests == 2
+
+    strict = await run_cli(*run_args(server, source, tmp_path / "strict.jsonl", "--strict"))
+    assert "the first at line 2: not valid UTF-8" in assert_one_line_error(strict, 2)
 
 
 async def test_strict_refuses_malformed_lines_before_sending(
@@ -523,6 +555,56 @@ async def test_a_missing_input_is_one_line(
     assert line.endswith("nope.jsonl: No such file or directory")
 
 
+async def test_a_symlink_loop_as_input_or_output_is_one_line(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(3))
+    loop = tmp_path / "loop.jsonl"
+    loop.symlink_to(loop)
+
+    as_output = await run_cli(*run_args(server, source, loop))
+    as_input = await run_cli(*run_args(server, loop, tmp_path / "out.jsonl"))
+
+    line = assert_one_line_error(as_output, 2)
+    assert line.startswith(f"llmclient: error: cannot write {loop}: Too many levels of symbolic")
+    line = assert_one_line_error(as_input, 2)
+    assert line == f"llmclient: error: cannot read {loop}: Too many levels of symbolic links"
+    assert server.stats.requests == 0
+
+
+async def test_an_output_path_ending_in_a_slash_is_refused_not_written_as_a_file(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(3))
+    args = run_args(server, source, tmp_path / "results")
+    args[args.index("-o") + 1] += "/"  # meant as a directory
+    line = assert_one_line_error(await run_cli(*args), 2)
+    assert line.endswith(
+        f"names a directory; give the path of a file, e.g. {tmp_path}/results/output.jsonl "
+        "(see --help)"
+    )
+    assert not (tmp_path / "results").exists()
+    assert server.stats.requests == 0
+
+
+async def test_a_device_as_input_is_one_line_and_as_output_is_not_read(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(3))
+    endless = Path("/dev/zero")  # reading it never ends
+
+    as_input = await run_cli(*run_args(server, endless, tmp_path / "out.jsonl"))
+    as_output = await run_cli(*run_args(server, source, endless))
+
+    line = assert_one_line_error(as_input, 2)
+    assert line.startswith("llmclient: error: cannot read /dev/zero: not a regular file — ")
+    assert as_output.code == 0, as_output
+    assert "done 3, failed 0" in as_output.out
+
+
 # --- the output fails while the job runs -----------------------------------------------------
 
 
@@ -628,3 +710,45 @@ async def test_lines_added_to_the_input_during_the_run_wait_for_the_next_run(
     records = by_id(output)
     assert set(records) == {f"q{i}" for i in range(400)}
     assert records["q399"]["answer"] == "Simulated reply to: question"
+
+
+def read_terminal(master: int) -> str:
+    """Everything written to a pseudo-terminal until its last writer closes it."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the command has exited
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return b"".join(chunks).decode(errors="replace")
+
+
+async def test_the_progress_bar_keeps_moving_on_a_terminal(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    # 4 slow answers first (as while a model loads), then 396 short ones, 4 at a time: at least
+    # 1.5 s, over which a bar refreshed every 0.1 s shows well over 10 counts on the way.
+    server = await simulated_server_factory(parallel=4, latency=0.01, token_latency=0.005)
+    slow = [{"id": f"s{i}", "prompt": " ".join(["w"] * 40), "max_tokens": 40} for i in range(4)]
+    fast = [{"id": f"q{i}", "prompt": f"q{i}", "max_tokens": 1} for i in range(396)]
+    source = write_jsonl(tmp_path / "in.jsonl", slow + fast)
+    output = tmp_path / "out.jsonl"
+    master, terminal = pty.openpty()  # stderr is a terminal: the bar is drawn
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # 120 columns
+    args = run_args(server, source, output, "--max-concurrent", "4")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "llmclient", *args, stdout=asyncio.subprocess.PIPE, stderr=terminal
+    )
+    os.close(terminal)
+    screen, (out, _) = await asyncio.gather(
+        asyncio.to_thread(read_terminal, master), process.communicate()
+    )
+
+    assert process.returncode == 0, screen
+    assert "done 400, failed 0" in out.decode()
+    shown = {int(n) for n in re.findall(r"\b(\d+)/400\b", screen)}
+    assert len(shown - {0, 400}) >= 10, screen

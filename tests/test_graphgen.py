@@ -255,6 +255,8 @@ def test_variables_are_strings_and_unknown_ones_are_llmclients(
         build_as_init_llm("openai_api", variables, temperature="hot")
     with pytest.raises(ConfigurationError, match="tp_size='2'"):
         build_as_init_llm("openai_api", variables, tp_size="2")
+    with pytest.raises(ConfigurationError, match="keep_reasoning"):
+        build_as_init_llm("openai_api", variables, keep_reasoning="true")
     assert threaded_server.stats.requests == 1
 
 

@@ -181,12 +181,7 @@ class _GraphGenClient(BaseLLMClient):
     filter_think_tags = staticmethod(filter_think_tags)
 
     def __init__(self, model: str, *, backend: str, **keywords: Any) -> None:
-        if backend not in self.backends:
-            known = _CLASS_FOR.get(backend, f"one of {sorted(_CLASS_FOR)}")
-            raise ConfigurationError(
-                f"invalid argument: backend={backend!r}: {type(self).__name__} serves "
-                f"{' or '.join(map(repr, self.backends))}; use {known}"
-            )
+        self._check(backend, keywords)
         self.backend = backend
         given = _keywords(
             {k: keywords.pop(k) for k in list(keywords) if k in _Keywords.model_fields}
@@ -210,6 +205,20 @@ class _GraphGenClient(BaseLLMClient):
             **_rate_limits(given),
             **keywords,
         )
+
+    def _check(self, backend: str, keywords: dict[str, Any]) -> None:
+        """Refuse a backend this class does not serve, and keep_reasoning (GraphGen has none)."""
+        if backend not in self.backends:
+            known = _CLASS_FOR.get(backend, f"one of {sorted(_CLASS_FOR)}")
+            raise ConfigurationError(
+                f"invalid argument: backend={backend!r}: {type(self).__name__} serves "
+                f"{' or '.join(map(repr, self.backends))}; use {known}"
+            )
+        if "keep_reasoning" in keywords:
+            raise ConfigurationError(
+                "invalid argument: keep_reasoning: answers follow GraphGen's filter_think_tags; "
+                "llmclient's plain clients take keep_reasoning=True"
+            )
 
     async def generate_answer(self, text: str, history: History = None, **extra: Any) -> str:
         """GraphGen's answer: `filter_think_tags` of the text; its usage joins `token_usage`."""

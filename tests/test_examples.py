@@ -97,6 +97,8 @@ def test_graphgen_migration_example(
     threaded_server: SimulatedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     example = load("graphgen_migration")
+    monkeypatch.setenv("SYNTHESIZER_BACKEND", "openai_api")
+    monkeypatch.setenv("SYNTHESIZER_SYSTEM_PROMPT", "You are a helpful assistant.")
     monkeypatch.setenv("SYNTHESIZER_MODEL", "sim-model")
     monkeypatch.setenv("SYNTHESIZER_BASE_URL", threaded_server.openai_base_url)
     threaded_server.inject("401", path="/v1/chat/completions")  # one chunk fails: None
@@ -113,5 +115,6 @@ def test_graphgen_migration_example(
         b["messages"][0] == {"role": "system", "content": "You are a helpful assistant."}
         for b in bodies
     )
-    assert {b["temperature"] for b in bodies} == {0.0}
-    assert sorted({b["max_tokens"] for b in bodies}) == [64, 256]
+    assert {(b["temperature"], b["top_p"]) for b in bodies} == {(0.0, 0.95)}  # GraphGen's
+    assert sorted({b["max_tokens"] for b in bodies}) == [64, 4096]
+    assert len(result["client"].token_usage) == 17

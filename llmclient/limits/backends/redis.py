@@ -24,16 +24,16 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
-from llmclient._checks import check_number
+from llmclient._checks import check_number, check_text
 from llmclient.errors import ConfigurationError, LimitsUnavailableError
 from llmclient.limits.algorithms import FixedLimit, Limit, Outcome
 from llmclient.limits.backends import _lua
@@ -55,8 +55,10 @@ class RedisBackend:
 
     `lease` is how long a slot outlives its holder's last heartbeat (a crashed process's slots
     return after it). When Redis cannot be reached, `on_error="wait"` holds requests for up to
-    `wait_timeout` seconds before failing; `"fail"` fails them at once. Either way the error
-    names the Redis URL; there is never a silent fallback to per-process limits.
+    `wait_timeout` seconds before failing (`math.inf`: until Redis is back); `"fail"` fails
+    them at once. Either way the error names the Redis URL; there is never a silent fallback
+    to per-process limits. Every setting is checked here: a bad one raises
+    `ConfigurationError` (`TypeError` for a wrong type) before any request.
     """
 
     __slots__ = ("__weakref__", "_spaces", "lease", "on_error", "prefix", "url", "wait_timeout")
@@ -70,16 +72,13 @@ class RedisBackend:
         wait_timeout: float = 30.0,
         prefix: str = "llmclient",
     ) -> None:
-        if urlsplit(url).scheme not in REDIS_SCHEMES:
-            raise ConfigurationError(
-                f"invalid argument: limits={public_url(url)!r}: "
-                "must be redis://, rediss:// or unix:// (or 'local')"
-            )
-        check_number("lease", lease, 0.05)
-        check_number("wait_timeout", wait_timeout, 0)
+        _check_url(url)
+        check_number("lease", lease, 0.05, finite=True)
+        check_number("wait_timeout", wait_timeout, 0, above=True)
+        check_text("prefix", prefix)
         if on_error not in ("wait", "fail"):
             raise ConfigurationError(
-                f"invalid argument: on_backend_error={on_error!r}: must be 'wait' or 'fail'"
+                f"invalid argument: on_error={on_error!r}: must be 'wait' or 'fail'"
             )
         self.url, self.lease, self.on_error = url, float(lease), on_error
         self.wait_timeout, self.prefix = float(wait_timeout), prefix
@@ -115,6 +114,27 @@ class RedisBackend:
         if space is None:
             space = spaces[key] = _Space(self, _key_text(key))
         return space
+
+
+def _check_url(url: object) -> None:
+    """`url` is a Redis URL redis-py can connect with (checked before any request is made)."""
+    if not isinstance(url, str):
+        raise TypeError(f"limits={url!r}: must be a str")
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if scheme not in REDIS_SCHEMES:
+        raise ConfigurationError(
+            f"invalid argument: limits={public_url(url)!r}: "
+            "must be redis://, rediss:// or unix:// (or 'local')"
+        )
+    try:
+        db = urlsplit(url).path.strip("/")
+        if scheme != "unix" and db and not db.isdigit():
+            raise ValueError(f"database {db!r} is not a number")
+        ConnectionPool.from_url(url).make_connection()  # type: ignore[no-untyped-call]
+    except (ValueError, TypeError, RedisError) as error:
+        raise ConfigurationError(
+            f"invalid argument: limits={public_url(url)!r}: not a valid Redis URL ({error})"
+        ) from None
 
 
 def _key_text(key: Hashable) -> str:

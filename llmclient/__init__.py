@@ -10,8 +10,7 @@ checkers and IDEs); tests/test_public_api.py checks that the two agree.
 import typing as _typing
 
 from llmclient._lazy import lazy_exports as _lazy_exports
-
-__version__ = "0.1.0"
+from llmclient._version import __version__ as __version__
 
 _EXPORTS: dict[str, str] = {
     # name: module that defines it

@@ -352,6 +352,19 @@ async def test_auto_is_one_fleet_limit_steered_by_one_leader(
         await c.aclose()
 
 
+async def test_a_fleet_limit_starts_from_the_servers_figure(
+    redis_server: RedisServer, simulated_server_factory: Any
+) -> None:
+    server = await simulated_server_factory(parallel=5, introspection="llama.cpp", latency=0.01)
+    url = server.openai_base_url
+    limits = RedisBackend(redis_server.url)
+    async with OpenAIClient("sim-model", base_url=url, max_concurrent="auto", limits=limits) as c:
+        await c.generate_answer("x")
+        limit = c._endpoint().limit
+        assert isinstance(limit, FleetLimit)
+        assert limit.inner.limit >= 4  # started at 5 (not at 1); one sample may step it
+
+
 # ---------------------------------------------------------------------- configuration
 
 

@@ -230,11 +230,12 @@ class Endpoint:
 
 
 def _start_at(limit: Limit, slots: int) -> None:
-    """Start an adaptive limit (or a fleet's, through `inner`) at `slots`."""
-    inner = getattr(limit, "inner", None)
-    if isinstance(inner, LatencyLimit):
-        limit = inner
-    if isinstance(limit, LatencyLimit):
+    """Start an adaptive limit at `slots` (a limit with its own `start_at`, e.g. a fleet's,
+    by that)."""
+    start_at = getattr(limit, "start_at", None)
+    if callable(start_at):
+        start_at(slots)
+    elif isinstance(limit, LatencyLimit):
         limit.limit = max(limit.min_limit, min(slots, limit.max_limit))
 
 

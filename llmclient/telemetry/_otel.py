@@ -17,6 +17,7 @@ from opentelemetry import context, metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from llmclient._version import __version__
 from llmclient.errors import LLMError
 from llmclient.telemetry._events import AttemptInfo, Observer, RequestInfo
 
@@ -95,8 +96,6 @@ class OpenTelemetryObserver(Observer):
         *,
         capture_content: bool = False,
     ) -> None:
-        from llmclient import __version__
-
         self.capture_content = capture_content
         self._tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=tracer_provider)
         meter = metrics.get_meter(SCOPE, __version__, meter_provider=meter_provider)

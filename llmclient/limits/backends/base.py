@@ -25,10 +25,15 @@ def public_url(url: str) -> str:
     'redis://10.0.0.5:6380/1'
     >>> public_url("unix:///run/redis.sock?db=2")
     'unix:///run/redis.sock'
+    >>> public_url("redis://:pw@[::1/0")
+    'redis://<hidden>'
     """
     if "://" not in url:  # not a URL at all: shown as given, unless it may hold a password
         return url if "@" not in url else "<hidden>"
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return f"{url.partition('://')[0]}://<hidden>"
     try:
         port = f":{parts.port}" if parts.port else ""
     except ValueError:

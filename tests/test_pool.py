@@ -16,6 +16,7 @@ from llmclient import (
     LLMConnectionError,
     OllamaClient,
     OpenAIClient,
+    ServerBusyError,
     run_concurrent,
 )
 from llmclient.limits import Endpoint, PoolDispatcher
@@ -212,7 +213,7 @@ async def test_a_server_that_keeps_refusing_is_taken_out_and_probed_back(
         assert not out.healthy
         assert out.problem is not None and "3 server_busy in a row" in out.problem
         assert "last probe: server_busy" in out.problem
-        refused = busy.stats.by_path[chat]
+        refused, served = busy.stats.by_path[chat], healthy.stats.by_path[chat]
         port = int(busy.url.rpartition(":")[2])
         await busy.stop()  # it recovers: the same server, without its fault
         recovered = await simulated_server_factory(parallel=2, latency=0.01, port=port)
@@ -220,10 +221,10 @@ async def test_a_server_that_keeps_refusing_is_taken_out_and_probed_back(
         await asyncio.wait_for(run_concurrent(client.generate_answer, prompts(40)), 120)
     assert len(answers) == 60 and all(a.startswith("Simulated reply") for a in answers)
     assert client.stats.failed == 0
-    assert healthy.stats.by_path[chat] - healthy.stats.completed == 0
+    assert served == 60  # the busy one answered none
     assert refused < 60  # taken out after a few refusals, not retried there again and again
-    assert recovered.stats.completed > 0
-    assert healthy.stats.completed + recovered.stats.completed == 100
+    assert recovered.stats.by_path[chat] > 0
+    assert healthy.stats.by_path[chat] + recovered.stats.by_path[chat] == 100
 
 
 async def test_the_retry_of_a_refused_request_goes_to_another_server(
@@ -356,6 +357,19 @@ async def test_a_slot_freed_by_another_client_of_the_server_reaches_the_pool() -
     shared.release(lease, 0.01, _success())  # the pool hears nothing of this release
     member, _ = await asyncio.wait_for(waiting, 10)
     assert member is pool.members[0] and shared.state.in_flight == 1
+
+
+async def test_a_refusing_server_comes_back_when_every_other_is_out() -> None:
+    pool = dispatcher(1, 1)
+    busy, other = pool.members
+    for _ in range(pool.spec.unhealthy_after):
+        pool.finished(busy, ServerBusyError("server busy"), 0.01, cancelled=False)
+    assert not busy.healthy and other.healthy
+    pool.finished(other, LLMConnectionError("connection refused"), 0.01, cancelled=False)
+    # It is up, only busy: back-pressure is waited out there rather than failing every request.
+    assert busy.healthy and busy.problem is None
+    assert not other.healthy
+    await pool.aclose()
 
 
 def _success():  # type: ignore[no-untyped-def]

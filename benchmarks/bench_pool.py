@@ -5,6 +5,8 @@ is compared with the sum of the servers' capacities (slots / latency), with one 
 7 slots under one client (the same capacity, no dispatch: what the client's own turnaround
 leaves of it) and with round-robin dispatch (request i to server i mod 3, each server under
 its own client and limit), which is what spreading work without regard to capacity gives.
+Last, "one busy": the 4-slot server beside one that answers every request with 503 (its
+listings, hence the probes, answer): what a refusing member costs the pool.
 
     python benchmarks/bench_pool.py [--requests 420] [--latency 0.05] [--rounds 3]
 """
@@ -66,6 +68,17 @@ async def one_server(url: str, requests: int) -> tuple[float, list[int]]:
         return time.monotonic() - started, [requests]
 
 
+async def one_busy(urls: list[str], requests: int) -> tuple[float, list[int]]:
+    async with OllamaClient("sim-model", host=EndpointPool({urls[0]: 4, urls[1]: 4})) as client:
+        started = time.monotonic()
+        await run_concurrent(
+            client.generate_answer, [f"q{i}" for i in range(requests)], progress_bar=False
+        )
+        wall = time.monotonic() - started
+        shares = [stats.answered for stats in client.endpoint_stats.values()]
+    return wall, shares
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=420)
@@ -82,14 +95,20 @@ def main() -> None:
             stack.enter_context(server_process(parallel=n, latency=args.latency)) for n in SLOTS
         ]
         single = stack.enter_context(server_process(parallel=sum(SLOTS), latency=args.latency))
+        busy = stack.enter_context(
+            server_process(parallel=4, latency=args.latency, fault_rates={"503": 1.0})
+        )
         runs = (
             ("pool", lambda: pooled(urls, args.requests)),
             ("one server", lambda: one_server(single, args.requests)),
             ("round-robin", lambda: round_robin(urls, args.requests)),
+            ("one busy", lambda: one_busy([busy, urls[2]], args.requests)),
         )
         for name, run in runs:
             wall, shares = min(asyncio.run(run()) for _ in range(args.rounds))
             rate = args.requests / wall
+            if name == "one busy":  # only the 4-slot server serves
+                capacity = SLOTS[2] / args.latency
             print(
                 f"{name:12} wall {wall:6.2f}s  {rate:6.1f} req/s  {rate / capacity:6.1%} of "
                 f"capacity  per server {shares}"

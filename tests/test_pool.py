@@ -9,12 +9,14 @@ import pytest
 
 from llmclient import (
     OLLAMA_PROFILE,
+    OPENAI_PROFILE,
     ConfigurationError,
     EndpointPool,
     FixedLimit,
     LLMConnectionError,
     OllamaClient,
     OpenAIClient,
+    ServerBusyError,
     run_concurrent,
 )
 from llmclient.limits import Endpoint, PoolDispatcher
@@ -24,6 +26,8 @@ from tests.conftest import FAST_RETRY
 
 Factory = Callable[..., Awaitable[SimulatedServer]]
 PROFILE = OLLAMA_PROFILE.model_copy(update={"retry": FAST_RETRY})
+OPENAI_FAST = OPENAI_PROFILE.model_copy(update={"retry": FAST_RETRY})
+CHAT_PATH = {"ollama": "/api/chat", "openai": "/v1/chat/completions"}
 
 
 def prompts(count: int) -> list[str]:
@@ -37,6 +41,19 @@ async def wait_until(condition: Callable[[], bool], what: str) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"never happened: {what}")
+
+
+def pool_client(
+    provider: str, servers: list[SimulatedServer], **options: float
+) -> tuple[OllamaClient | OpenAIClient, list[str]]:
+    """A client of `provider` over `servers` (2 slots each), and each server's stats key."""
+    if provider == "ollama":
+        urls = [server.url for server in servers]
+        pool = EndpointPool(dict.fromkeys(urls, 2), **options)  # type: ignore[arg-type]
+        return OllamaClient("sim-model", host=pool, profile=PROFILE), urls
+    urls = [server.openai_base_url for server in servers]
+    pool = EndpointPool(dict.fromkeys(urls, 2), **options)  # type: ignore[arg-type]
+    return OpenAIClient("sim-model", base_url=pool, profile=OPENAI_FAST), urls
 
 
 # --------------------------------------------------------------------- dispatch over HTTP
@@ -178,6 +195,71 @@ async def test_the_retry_of_a_server_error_goes_to_another_server(
     assert health.healthy and health.failed == 1  # one error does not take it out
 
 
+@pytest.mark.parametrize("provider", ["ollama", "openai"])
+async def test_a_server_that_keeps_refusing_is_taken_out_and_probed_back(
+    simulated_server_factory: Factory, provider: str
+) -> None:
+    busy = await simulated_server_factory(parallel=2, latency=0.01)
+    healthy = await simulated_server_factory(parallel=2, latency=0.01)
+    busy.inject(Fault.BUSY, 100_000)  # 503 to every request, probes included: busy for good
+    client, (busy_url, _) = pool_client(
+        provider, [busy, healthy], unhealthy_after=3, probe_interval=0.05
+    )
+    chat = CHAT_PATH[provider]
+    async with client:
+        job = run_concurrent(client.generate_answer, prompts(60))
+        answers = await asyncio.wait_for(job, 120)  # a hang guard only
+        out = client.endpoint_stats[busy_url]
+        assert not out.healthy
+        assert out.problem is not None and "3 server_busy in a row" in out.problem
+        assert "last probe: server_busy" in out.problem
+        refused, served = busy.stats.by_path[chat], healthy.stats.by_path[chat]
+        port = int(busy.url.rpartition(":")[2])
+        await busy.stop()  # it recovers: the same server, without its fault
+        recovered = await simulated_server_factory(parallel=2, latency=0.01, port=port)
+        await wait_until(lambda: client.endpoint_stats[busy_url].healthy, "taken back in")
+        await asyncio.wait_for(run_concurrent(client.generate_answer, prompts(40)), 120)
+    assert len(answers) == 60 and all(a.startswith("Simulated reply") for a in answers)
+    assert client.stats.failed == 0
+    assert served == 60  # the busy one answered none
+    assert refused < 60  # taken out after a few refusals, not retried there again and again
+    assert recovered.stats.by_path[chat] > 0
+    assert healthy.stats.by_path[chat] + recovered.stats.by_path[chat] == 100
+
+
+async def test_the_retry_of_a_refused_request_goes_to_another_server(
+    simulated_server_factory: Factory,
+) -> None:
+    refusing = await simulated_server_factory(parallel=1, latency=0.01)
+    other = await simulated_server_factory(parallel=1, latency=0.01)
+    refusing.inject(Fault.BUSY, 1, path="/api/chat")
+    urls = [refusing.url, other.url]
+    async with OllamaClient("sim-model", host=urls, profile=PROFILE) as client:
+        completion = await client.generate("hello")  # both idle: the first listed is tried
+        health = client.endpoint_stats[refusing.url]
+    assert completion.attempts == 2
+    assert refusing.stats.statuses[503] == 1 and refusing.stats.completed == 0
+    assert other.stats.completed == 1
+    assert health.healthy and health.failed == 1  # one refusal does not take it out
+
+
+async def test_the_last_server_in_the_pool_is_not_taken_out_for_refusing(
+    simulated_server_factory: Factory,
+) -> None:
+    down = await simulated_server_factory(parallel=1)
+    busy = await simulated_server_factory(parallel=1, latency=0.01)
+    busy.inject(Fault.BUSY, 6, path="/api/chat")
+    pool = EndpointPool([down.url, busy.url], unhealthy_after=2, probe_interval=30)
+    await down.stop()
+    async with OllamaClient("sim-model", host=pool, profile=PROFILE) as client:
+        answers = await run_concurrent(client.generate_answer, prompts(3))
+        health = client.endpoint_stats[busy.url]
+    # Busy is back-pressure: with no other server to take the work, it is waited out.
+    assert len(answers) == 3
+    assert busy.stats.statuses[503] == 6 and busy.stats.completed == 3
+    assert health.healthy
+
+
 async def test_all_servers_down_names_each_and_why(simulated_server_factory: Factory) -> None:
     servers = [await simulated_server_factory(parallel=1) for _ in range(2)]
     urls = [s.url for s in servers]
@@ -275,6 +357,19 @@ async def test_a_slot_freed_by_another_client_of_the_server_reaches_the_pool() -
     shared.release(lease, 0.01, _success())  # the pool hears nothing of this release
     member, _ = await asyncio.wait_for(waiting, 10)
     assert member is pool.members[0] and shared.state.in_flight == 1
+
+
+async def test_a_refusing_server_comes_back_when_every_other_is_out() -> None:
+    pool = dispatcher(1, 1)
+    busy, other = pool.members
+    for _ in range(pool.spec.unhealthy_after):
+        pool.finished(busy, ServerBusyError("server busy"), 0.01, cancelled=False)
+    assert not busy.healthy and other.healthy
+    pool.finished(other, LLMConnectionError("connection refused"), 0.01, cancelled=False)
+    # It is up, only busy: back-pressure is waited out there rather than failing every request.
+    assert busy.healthy and busy.problem is None
+    assert not other.healthy
+    await pool.aclose()
 
 
 def _success():  # type: ignore[no-untyped-def]

@@ -23,6 +23,7 @@ from llmclient.errors import (
     LLMError,
     RateLimitError,
     RequestTimeoutError,
+    ServerBusyError,
     ServerError,
 )
 from llmclient.limits.budget import RetryBudget
@@ -49,7 +50,8 @@ class EndpointPool:
     `endpoints` is a list of URLs (each gets the profile's `max_concurrent`), or a mapping
     of URL to its own `max_concurrent` (None: the profile's). A server is taken out of the
     pool when a connection to it is refused or breaks, or after `unhealthy_after` server
-    errors (5xx, timeouts that were not overload) in a row; it is probed every
+    errors (5xx, timeouts that were not overload) in a row, or `unhealthy_after` refusals
+    (503, 429 without Retry-After) in a row while another server is in; it is probed every
     `probe_interval` seconds and comes back when a probe answers.
 
     >>> EndpointPool({"http://gpu1:11434": 1, "http://gpu2:11434": None}).urls
@@ -171,6 +173,9 @@ class PoolMember:
         "name",
         "pool",
         "problem",
+        "reason",
+        "refusals",
+        "refusing",
         "reserved",
         "resume_at",
         "url",
@@ -184,8 +189,11 @@ class PoolMember:
         self.endpoint = endpoint
         self.healthy = True
         self.problem: str | None = None
+        self.reason: str | None = None  # why it was taken out
         self.faults = 0  # server errors in a row
-        self.faulted_at = -math.inf  # loop time of its last server error
+        self.refusals = 0  # refusals (503, 429 without Retry-After) in a row
+        self.refusing = False  # out for refusing: up, but not serving
+        self.faulted_at = -math.inf  # loop time of its last server error or refusal
         self.reserved = 0  # handed a slot by the pool, not yet admitted by the endpoint
         self.resume_at = 0.0  # loop time before which it gets no new request (Retry-After)
         self.answered = self.failed = 0
@@ -304,8 +312,8 @@ class PoolDispatcher:
     def _pick(self) -> PoolMember | None:
         """The server with the least in flight for its limit among those with a free slot.
 
-        A server that failed within the last `probe_interval` comes after the others, so the
-        retry of a request it failed goes elsewhere when there is room.
+        A server that failed or refused within the last `probe_interval` comes after the
+        others, so the retry of a request it failed or refused goes elsewhere when there is room.
         """
         now = asyncio.get_running_loop().time()
         recent = now - self.spec.probe_interval
@@ -373,7 +381,7 @@ class PoolDispatcher:
             pass
         elif error is None:
             member.answered += 1
-            member.faults = 0
+            member.faults = member.refusals = 0
             member.latencies.append(latency)
             self.budget.on_success()
         else:
@@ -400,13 +408,30 @@ class PoolDispatcher:
         elif isinstance(error, RateLimitError) and error.retry_after:
             resume_at = asyncio.get_running_loop().time() + min(error.retry_after, _MAX_PAUSE)
             member.resume_at = max(member.resume_at, resume_at)
+        elif isinstance(error, ServerBusyError | RateLimitError):
+            self._refused(member, error)
 
-    def _take_out(self, member: PoolMember, reason: str) -> None:
-        member.faults = 0
-        member.problem = reason
+    def _refused(self, member: PoolMember, error: LLMError) -> None:
+        """Count a refusal; `unhealthy_after` in a row take `member` out while another is in.
+
+        The last server in keeps serving: its refusals are back-pressure, retried as for one
+        server, instead of failing every request at once.
+        """
+        member.refusals += 1
+        member.faulted_at = asyncio.get_running_loop().time()
+        others_in = any(m.healthy for m in self.members if m is not member)
+        if member.refusals >= self.spec.unhealthy_after and others_in:
+            status = f" (HTTP {error.status_code})" if error.status_code else ""
+            reason = f"{member.refusals} {error.kind} in a row, the last{status}: {error.message}"
+            self._take_out(member, reason, refusing=True)
+
+    def _take_out(self, member: PoolMember, reason: str, refusing: bool = False) -> None:
+        member.faults = member.refusals = 0
+        member.problem = member.reason = reason
         if not member.healthy:
             return
         member.healthy = False
+        member.refusing = refusing
         logger.warning(
             "%s: taken out of the pool (%s); probing it every %gs",
             member.name,
@@ -415,24 +440,32 @@ class PoolDispatcher:
         )
         if not self._closed and member not in self._probes:
             self._probes[member] = asyncio.get_running_loop().create_task(self._probe(member))
+        if not any(m.healthy for m in self.members):  # the refusing ones are up: back in
+            for other in self.members:
+                if other.refusing:
+                    self._take_back(other, "every other server is out")
+
+    def _take_back(self, member: PoolMember, why: str) -> None:
+        member.healthy = True
+        member.refusing = False
+        member.problem = member.reason = None
+        member.faults = member.refusals = 0
+        logger.warning("%s: %s; back in the pool", member.name, why)
+        self._dispatch()
 
     async def _probe(self, member: PoolMember) -> None:
         """Ping `member` every `probe_interval` seconds until it answers; then take it back."""
-        reason = member.problem
         try:
-            while True:
+            while not member.healthy:
                 await asyncio.sleep(self.spec.probe_interval)
+                if member.healthy:  # taken back meanwhile
+                    return
                 try:
                     await self._ping(member)
                 except Exception as error:  # any failure means: still down
-                    member.problem = f"{reason}; last probe: {_describe(error)}"
+                    member.problem = f"{member.reason}; last probe: {_describe(error)}"
                     continue
-                member.healthy = True
-                member.problem = None
-                member.faults = 0
-                logger.warning("%s: answered a probe; back in the pool", member.name)
-                self._dispatch()
-                return
+                self._take_back(member, "answered a probe")
         finally:
             self._probes.pop(member, None)
 

@@ -273,6 +273,7 @@ class Pipeline:
     ) -> T:
         attempt = await self._admit(estimated_tokens, probe)
         route = ROUTE.set(attempt.member)  # a pool's server: the provider call goes there
+        failure: LLMError | None = None
         try:
             async with asyncio.timeout(self.profile.timeout):
                 result = await send()
@@ -282,9 +283,11 @@ class Pipeline:
             if error is None:
                 raise
             self._log_attempt(operation, attempt, latency, error)
-            raise error from self.safe_cause(exc)
+            failure = self.chained(error, exc)
         finally:
             ROUTE.reset(route)
+        if failure is not None:
+            raise failure  # outside `except`: Python chains no hidden __context__ to it
         latency = attempt.finish(None, usage_of(result))
         self._log_attempt(operation, attempt, latency, None)
         return result
@@ -447,23 +450,37 @@ class Pipeline:
             error = self.translate(exc, where)
             if error is None:
                 raise
-            raise error from self.safe_cause(exc)
+            failure = self.chained(error, exc)
+        raise failure  # outside `except`: Python chains no hidden __context__ to it
 
     # ------------------------------------------------------------------ errors
-    def safe_cause(self, exc: BaseException) -> BaseException | None:
-        """`exc` as the cause to chain, or None when it (or its chain) shows the API key."""
+    def chained(self, error: LLMError, exc: BaseException) -> LLMError:
+        """`error`, to raise outside any `except`, caused by the provider's `exc`; with no
+        cause nor context at all when the API key shows in `exc` or anything it chains to."""
+        if self._shows_secret(exc):
+            error.__cause__ = error.__context__ = None
+            error.__suppress_context__ = True
+        elif error is not exc:
+            error.__cause__ = exc
+            error.__suppress_context__ = True
+        return error
+
+    def _shows_secret(self, exc: BaseException) -> bool:
+        """Whether the API key is in the text, arguments or attributes of `exc` or of any
+        exception it reaches by `__cause__` and `__context__` (shown in tracebacks or not)."""
         secret = self._secret
-        if not secret:
-            return exc
-        seen: BaseException | None = exc
-        visited: set[int] = set()
-        while seen is not None and id(seen) not in visited:  # a chain can loop
-            visited.add(id(seen))
-            texts = (str(seen), repr(seen.args), repr(getattr(seen, "body", None)))
-            if any(secret in text for text in texts):
-                return None
-            seen = seen.__cause__ or seen.__context__
-        return exc
+        todo: list[BaseException | None] = [exc]
+        seen: set[int] = set()
+        while secret and todo:
+            linked = todo.pop()
+            if linked is None or id(linked) in seen:  # a chain can loop
+                continue
+            seen.add(id(linked))
+            shown = (str(linked), repr(linked.args), repr(getattr(linked, "__dict__", {})))
+            if any(secret in text for text in shown):
+                return True
+            todo += [linked.__cause__, linked.__context__]
+        return False
 
     def translate(self, error: BaseException, where: str | None = None) -> LLMError | None:
         """The llmclient error for a provider exception; None for cancellation and bugs.

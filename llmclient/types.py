@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal, Self, TypeAlias
 
 from llmclient._aclose import AsyncClosing
@@ -156,17 +158,20 @@ class TextStream(AsyncIterator[str], AsyncClosing):
 
     Use `async with client.stream(...) as deltas: async for delta in deltas: ...`: leaving the
     block early (break, an exception) gives the slot back at once. A stream left half-read
-    and still referenced keeps its slot until it is closed or collected (a warning is logged
-    then). After the last delta, `finish_reason` and `usage` hold what the server reported.
+    keeps its slot while something refers to it, until `aclose()`; once nothing does, it is
+    freed, its slot released and its HTTP answer closed (with a warning). After the last
+    delta, `finish_reason` and `usage` hold what the server reported.
     """
 
-    __slots__ = ("_deltas", "_open", "finish_reason", "usage")
+    __slots__ = ("__weakref__", "_deltas", "_open", "finish_reason", "usage")
 
     def __init__(self, relay: Callable[[Callable[[StreamEnd], None]], AsyncIterator[str]]) -> None:
         self._open = False  # started and not yet ended: holding a slot
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
-        self._deltas = relay(self._ended)
+        # Weakly: the relay holding the stream would make a cycle that only the cyclic GC
+        # frees, so a dropped stream would keep its slot until that runs.
+        self._deltas = relay(partial(_record_end, weakref.ref(self)))
 
     def __aiter__(self) -> Self:
         return self
@@ -178,9 +183,6 @@ class TextStream(AsyncIterator[str], AsyncClosing):
         except BaseException:
             self._open = False
             raise
-
-    def _ended(self, end: StreamEnd) -> None:
-        self.finish_reason, self.usage = end.finish_reason, end.usage
 
     async def aclose(self) -> None:
         """Stop the stream and release its slot."""
@@ -195,6 +197,13 @@ class TextStream(AsyncIterator[str], AsyncClosing):
                 "a stream was garbage-collected before it ended or was closed: it held its "
                 "endpoint slot until now; use `async with client.stream(...)`"
             )
+
+
+def _record_end(stream: weakref.ref[TextStream], end: StreamEnd) -> None:
+    """Keep what the server reported at the end in the stream, if it is still alive."""
+    alive = stream()
+    if alive is not None:
+        alive.finish_reason, alive.usage = end.finish_reason, end.usage
 
 
 def split_reasoning(text: str) -> tuple[str, str | None]:

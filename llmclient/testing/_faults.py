@@ -43,6 +43,10 @@ class Fault(StrEnum):
     {"error": {"message", "type": "server_error", "param", "code"}}`; Ollama: the NDJSON line
     `{"error": "..."}`), as the servers do when generation fails mid-stream; a whole answer
     gets the same error as a 500, as the servers answer when generation fails before it.
+
+    `inject(..., echo_key=True)` makes a fault's error message (status answers, the mid-stream
+    error event) and the proxy's HTML page end with the request's Authorization header value,
+    as some proxies and gateways echo request headers in their error pages.
     """
 
     INTERNAL_ERROR = "500"
@@ -106,6 +110,11 @@ class Target:
     gen: proto.Generation | None  # chat and generate requests only
     request_id: str
     api_key: str
+    authorization: str = ""  # the Authorization header, when the fault echoes it
+
+    def echoed(self, message: str) -> str:
+        """`message`, ending with the echoed Authorization header if the fault echoes it."""
+        return f"{message} (Authorization: {self.authorization})" if self.authorization else message
 
     @property
     def stream(self) -> bool:
@@ -163,6 +172,7 @@ def describe(
     models: tuple[str, ...],
     embedding_dim: int,
     request_id: str,
+    echo_key: bool = False,
 ) -> Target:
     """Read what a request asks, leniently: a fault answers even a request the endpoint would
     refuse with 400."""
@@ -180,7 +190,8 @@ def describe(
         answer = _embedding_answer(path, body, embedding_dim)
     else:
         answer = proto.listing(path, models)
-    return Target(path, openai, answer, gen, request_id, _bearer(request))
+    echoed = (request.header("authorization") or "") if echo_key else ""
+    return Target(path, openai, answer, gen, request_id, _bearer(request), echoed)
 
 
 # --- answers ------------------------------------------------------------------------------------
@@ -193,15 +204,17 @@ async def answer(
     match fault:
         case Fault.INTERNAL_ERROR:
             message = OPENAI_SERVER_ERROR if target.openai else "internal server error"
-            await reply.error(500, message, type_="server_error")
+            await reply.error(500, target.echoed(message), type_="server_error")
         case Fault.BUSY:
-            await reply.error(503, proto.BUSY_MESSAGE, type_="api_error")
+            await reply.error(503, target.echoed(proto.BUSY_MESSAGE), type_="api_error")
         case Fault.RATE_LIMIT:
             wait = 1.0 if retry_after is None else retry_after
             await reply.error(
                 429,
-                "Rate limit reached for requests per min (RPM). "
-                f"Please try again in {proto.go_duration(wait)}.",
+                target.echoed(
+                    "Rate limit reached for requests per min (RPM). "
+                    f"Please try again in {proto.go_duration(wait)}."
+                ),
                 type_="requests",
                 code="rate_limit_exceeded",
                 headers=[
@@ -212,7 +225,10 @@ async def answer(
             )
         case Fault.INSUFFICIENT_QUOTA:
             await reply.error(
-                429, QUOTA_MESSAGE, type_="insufficient_quota", code="insufficient_quota"
+                429,
+                target.echoed(QUOTA_MESSAGE),
+                type_="insufficient_quota",
+                code="insufficient_quota",
             )
         case Fault.INVALID_API_KEY:
             message = (
@@ -221,7 +237,9 @@ async def answer(
                 if target.openai
                 else "unauthorized"
             )
-            await reply.error(401, message, type_="invalid_request_error", code="invalid_api_key")
+            await reply.error(
+                401, target.echoed(message), type_="invalid_request_error", code="invalid_api_key"
+            )
         case Fault.ECHO_KEY:
             message = (
                 f"Incorrect API key provided: {target.api_key}. You can find your API key at "
@@ -239,7 +257,11 @@ async def answer(
         case Fault.MALFORMED:
             await reply.raw(200, [JSON_TYPE], b'{"model": "sim-model", "message": {"con')
         case Fault.HTML:
-            await reply.raw(200, [("content-type", "text/html; charset=utf-8")], PROXY_HTML)
+            page = PROXY_HTML
+            if target.authorization:  # the gateway shows the request's headers
+                shown = f"<p>Authorization: {target.authorization}</p>\n</body>".encode()
+                page = page.replace(b"</body>", shown)
+            await reply.raw(200, [("content-type", "text/html; charset=utf-8")], page)
         case Fault.JSON_ARRAY:
             await reply.raw(200, [JSON_TYPE], b"[]")
         case Fault.MISSING_FIELDS:
@@ -327,10 +349,10 @@ async def _truncated(target: Target, reply: Reply) -> None:
 async def _stream_error(target: Target, reply: Reply) -> None:
     if target.gen is None or not target.stream:
         message = OPENAI_SERVER_ERROR if target.openai else OLLAMA_RUN_ERROR
-        await reply.error(500, message, type_="server_error")
+        await reply.error(500, target.echoed(message), type_="server_error")
         return
     if target.openai:
-        error = sse(proto.openai_error(OPENAI_SERVER_ERROR, "server_error"))
+        error = sse(proto.openai_error(target.echoed(OPENAI_SERVER_ERROR), "server_error"))
     else:
-        error = ndjson(proto.ollama_error(OLLAMA_RUN_ERROR))
+        error = ndjson(proto.ollama_error(target.echoed(OLLAMA_RUN_ERROR)))
     await _stream(target, reply, [*_deltas(target, _half(target.gen)), error])

@@ -43,6 +43,7 @@ class _Injected:
     fault: Fault
     retry_after: float | None
     path: str | None
+    echo_key: bool = False
 
 
 async def _sleep(seconds: float) -> None:
@@ -220,18 +221,21 @@ class SimulatedServer:
         *,
         retry_after: float | None = None,
         path: str | None = None,
+        echo_key: bool = False,
     ) -> None:
         """Answer the next `count` requests whose path starts with `path` (None: any) with `fault`.
 
         Injected faults are used in the order injected, before the rpm limit and random faults;
         listings (`/api/tags`, `/v1/models`, ...) take them too when `path` lets them.
         `retry_after` (seconds, fractions allowed) sets the 429's retry-after; default 1.
-        What each fault sends, per protocol and for streamed and whole answers: see `Fault`.
+        `echo_key=True` makes the fault's error message show the request's Authorization
+        header, as some proxies do. What each fault sends, per protocol and for streamed and
+        whole answers: see `Fault`.
         """
         kind = Fault(fault)
         if count < 0:
             raise ValueError("count must be non-negative")
-        self._injected.extend(_Injected(kind, retry_after, path) for _ in range(count))
+        self._injected.extend(_Injected(kind, retry_after, path, echo_key) for _ in range(count))
 
     # --- request handling --------------------------------------------------------------------
 
@@ -260,14 +264,14 @@ class SimulatedServer:
             await reply.error(404, message, type_="invalid_request_error")
             return
         injected = self._take_injected(path)
-        fault, retry_after = (injected.fault, injected.retry_after) if injected else (None, None)
+        fault = injected.fault if injected else None
         if fault is None and path in _INFERENCE_PATHS:
             if self._rpm is not None and not await self._admit(reply, now, self._rpm):
                 return
             fault = self._random_fault()
         try:
             if fault is not None:
-                await self._fault(request, reply, fault, retry_after)
+                await self._fault(request, reply, fault, injected)
             else:
                 await route(request, reply, now)
         except asyncio.CancelledError:  # the client left, or the server is stopping
@@ -321,7 +325,7 @@ class SimulatedServer:
         return headers
 
     async def _fault(
-        self, request: Request, reply: Reply, fault: Fault, retry_after: float | None
+        self, request: Request, reply: Reply, fault: Fault, injected: _Injected | None
     ) -> None:
         target = _faults.describe(
             request,
@@ -329,7 +333,9 @@ class SimulatedServer:
             models=self._models,
             embedding_dim=self._embedding_dim,
             request_id=self._request_id(),
+            echo_key=injected is not None and injected.echo_key,
         )
+        retry_after = injected.retry_after if injected else None
         await _faults.answer(fault, target, reply, retry_after=retry_after, rpm=self._rpm)
 
     def _request_id(self) -> str:

@@ -371,6 +371,30 @@ async def test_echo_key(
     assert (r.status_code, r.json()) == (401, {"error": "unauthorized: "})
 
 
+async def test_any_fault_can_echo_the_authorization_header(
+    server: SimulatedServer, ai: openai.AsyncOpenAI, oc: ollama.AsyncClient, raw: httpx.AsyncClient
+) -> None:
+    shown = f"(Authorization: Bearer {OPENAI_KEY})"
+    server.inject("500", echo_key=True)
+    with pytest.raises(openai.InternalServerError) as err:
+        await ai.chat.completions.create(model="m", messages=USER)
+    assert isinstance(err.value.body, dict) and err.value.body["message"].endswith(shown)
+    server.inject("stream_error", echo_key=True)
+    with pytest.raises(openai.APIError) as mid_stream:
+        await openai_stream(ai)
+    assert mid_stream.value.message.endswith(shown)
+
+    server.inject("429", echo_key=True)
+    with pytest.raises(ollama.ResponseError) as native:
+        await oc.chat(model="m", messages=USER)
+    assert native.value.error.endswith(f"(Authorization: Bearer {OLLAMA_KEY})")
+    server.inject("html", echo_key=True)
+    page = await raw.post("/api/chat", json=CHAT, headers={"Authorization": "Bearer k-1"})
+    assert "<p>Authorization: Bearer k-1</p>" in page.text
+    server.inject("500")  # echoes nothing unless asked
+    assert "Authorization" not in (await raw.post("/api/chat", json=CHAT)).text
+
+
 # --- 429 on the Ollama native path ----------------------------------------------------------------
 
 

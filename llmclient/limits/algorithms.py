@@ -168,7 +168,7 @@ class LatencyLimit:
             self._baseline = median
         else:
             self._baseline = min(self._baseline, median)
-        if self._level is not None and not self._judge_trial(*self._level, median, busy):
+        if self._level is not None and not self._judge_trial(*self._level, median):
             return
         queued = _queued(self._baseline, self.limit, median)
         self._reset_round()
@@ -199,7 +199,7 @@ class LatencyLimit:
         self._good = 0
         self._set(trial)
 
-    def _judge_trial(self, level: int, level_median: float, median: float, busy: bool) -> bool:
+    def _judge_trial(self, level: int, level_median: float, median: float) -> bool:
         """Keep the trial limit or go back; True when the trial stands as a round of its own."""
         self._level = None
         trial = self.limit
@@ -209,9 +209,6 @@ class LatencyLimit:
                 self._set(level)
             else:
                 self._reset_round()
-            return False
-        if not busy:  # demand never filled the trial: it says nothing
-            self._set(level)
             return False
         if _queued(level_median, trial, median) < self._allowance():
             self._patience = max(1, self._patience // 2)
@@ -240,7 +237,7 @@ class LatencyLimit:
 def _queued(unqueued: float, limit: int, median: float) -> float:
     """How many of `limit` requests waited, if a request alone takes `unqueued` (Vegas).
 
-    >>> _queued(0.05, 6, 0.075)  # 4 slots: 6 in flight take 1.5 service times
+    >>> round(_queued(0.05, 6, 0.075), 6)  # 4 slots: 6 in flight take 1.5 service times
     2.0
     """
     return limit * (1 - unqueued / median) if median > 0 else 0.0

@@ -85,9 +85,10 @@ class LatencyLimit:
     Samples are judged in rounds of `limit` requests (at least `_MIN_ROUND`), skipping those
     already in flight when the limit changed. After `patience` busy rounds the limit tries one
     more (twice as many at first: slow start) for a round: the trial stands if fewer than
-    `probe_queue` of its requests queued; otherwise the limit becomes the served-at-once
-    estimate (never above the limit before the trial, never below it) and the patience before
-    the next trial doubles (up to `_MAX_PATIENCE`), so the limit rests at the server's slots.
+    `probe_queue` of its requests queued (or 5% of the limit, what latency noise alone shows);
+    otherwise the limit becomes the served-at-once estimate (at least the limit before the
+    trial, below the trial) and the patience before the next trial doubles (up to
+    `_MAX_PATIENCE`), so the limit rests at the server's slots.
     Against the no-load latency (the lowest round median; re-measured by a round run alone at
     `min_limit`), a round with more than `max_queue` queued requests (or a tenth of the limit,
     for large limits) removes one at once, and a round with at least `probe_queue` tries one

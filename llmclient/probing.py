@@ -1,12 +1,14 @@
 """Measure how many concurrent requests a service really serves in parallel, and recommend a limit.
 
 `probe()` sends N requests at each concurrency level (each attempted once, so errors show),
-stops escalating at the first errors, and recommends the smallest level within 10% of the
-best throughput. `llmclient probe` prints what it returns.
+stops escalating at the first errors, and recommends how many requests the server served at
+once (not queued), judged against the lowest level's latency. `llmclient probe` prints what
+it returns.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -21,7 +23,6 @@ from llmclient.mapping import run_concurrent
 
 __all__ = ["ProbeLevel", "ProbeReport", "probe", "recommend"]
 
-WITHIN = 0.10  # a level is as good as the best when its throughput is within this share
 DEFAULT_LEVELS = (1, 2, 4, 8, 16)
 
 
@@ -62,7 +63,8 @@ async def probe(
 ) -> ProbeReport:
     """Probe `provider`'s server level by level; `options` go to each client (`base_url`, ...).
 
-    A warm-up request first loads the model and fails fast when the server is down.
+    A warm-up request first loads the model and fails fast when the server is down; each
+    level's client sends one more, untimed, so that opening its connection is not measured.
     `requests` per level defaults to 4 per concurrent request, at least 8.
     """
     _check_levels(levels, requests)
@@ -78,6 +80,7 @@ async def probe(
         count = requests or max(8, 4 * level)
         fixed = {**options, "max_concurrent": level, "share_limits": False, "max_attempts": 1}
         async with client_for(provider, model, **fixed) as client:
+            await client.generate("Say hello.", max_tokens=max_tokens)  # opens its connection
             measured.append(await _measure(client, level, count, max_tokens))
         if measured[-1].errors:
             break
@@ -129,15 +132,27 @@ def _check_levels(levels: Sequence[int], requests: int | None) -> None:
 
 
 def recommend(levels: Sequence[ProbeLevel]) -> int | None:
-    """The smallest error-free level whose throughput is within 10% of the best one's.
+    """How many requests the server served at once, by Little's law, at the best level.
 
-    >>> fast = ProbeLevel(4, 16, 0, {}, 1.0, 16.0, None, None)
-    >>> recommend([ProbeLevel(2, 8, 0, {}, 1.0, 8.0, None, None), fast,
-    ...            ProbeLevel(8, 32, 0, {}, 2.0, 15.5, None, None)])
+    A level L served `min(L, req/s x p50_1, L x p50_1 / p50_L)` requests at once, where p50_1
+    is the lowest level's p50 (a request with no queue): throughput stops growing once L
+    reaches the server's slots and latency grows instead, so both ratios stay at the slots
+    past them. The recommendation is the most any error-free level served, rounded.
+
+    >>> recommend([ProbeLevel(1, 8, 0, {}, 1.6, 5.0, 0.2, 0.2),
+    ...            ProbeLevel(4, 16, 0, {}, 0.9, 17.8, 0.2, 0.2),
+    ...            ProbeLevel(8, 32, 0, {}, 1.6, 20.0, 0.4, 0.4)])
     4
     """
-    clean = [level for level in levels if not level.errors]
-    if not clean:
+    timed = [(level, level.p50_s) for level in levels if not level.errors and level.p50_s]
+    if not timed:
         return None
-    best = max(level.throughput_rps for level in clean)
-    return min(level.level for level in clean if level.throughput_rps >= (1 - WITHIN) * best)
+    unqueued = min(timed, key=lambda pair: pair[0].level)[1]
+    served = max(_served(level, p50, unqueued) for level, p50 in timed)
+    return max(1, math.floor(served + 0.5))
+
+
+def _served(level: ProbeLevel, p50: float, unqueued: float) -> float:
+    """Requests in service at once at `level` (not waiting in the server's queue)."""
+    by_throughput = level.throughput_rps * unqueued
+    return min(level.level, by_throughput, level.level * unqueued / p50)

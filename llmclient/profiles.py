@@ -2,10 +2,11 @@
 
 Every default below is chosen for the kind of server behind the endpoint, and says why.
 
-* **Ollama** (`OLLAMA_PROFILE`): `max_concurrent` 4, or `OLLAMA_NUM_PARALLEL` when that is set
-  (the server runs that many requests per model; since Ollama 0.9.7 the default is 1, older
-  servers chose up to 4 from VRAM). Anything beyond waits in the server's queue, which
-  looks serial, or is refused with 503 when the queue is full. Timeout 600 s: local models
+* **Ollama** (`OLLAMA_PROFILE`): `max_concurrent` 1, or `OLLAMA_NUM_PARALLEL` when that is set
+  (the server runs that many requests per model; since Ollama 0.10 its default is 1, older
+  servers chose up to 4 from VRAM: set `OLLAMA_NUM_PARALLEL` for those). Anything beyond
+  waits in the server's queue, which looks serial, or is refused with 503 when the queue is
+  full. Timeout 600 s: local models
   can be slow, and Ollama's own SDK has no timeout at all. Embeddings coalesce up to 32
   inputs per request within 10 ms: embedding models run one slot.
 * **OpenAI cloud** (`OPENAI_PROFILE`): `max_concurrent` 50, timeout 120 s. The cloud scales
@@ -138,7 +139,7 @@ class ConcurrencyProfile(BaseModel):
         return self.adaptive_max if spec == "auto" else self.new_limit().max_limit
 
 
-OLLAMA_PROFILE = ConcurrencyProfile(name="ollama", max_concurrent=4, timeout=600.0)
+OLLAMA_PROFILE = ConcurrencyProfile(name="ollama", max_concurrent=1, timeout=600.0)
 OPENAI_PROFILE = ConcurrencyProfile(
     name="openai",
     max_concurrent=50,

@@ -26,7 +26,7 @@ def source(client: OllamaClient | OpenAIClient, name: str) -> str:
 
 def test_defaults_per_provider() -> None:
     ollama = OllamaClient()
-    assert ollama.profile.max_concurrent == 4
+    assert ollama.profile.max_concurrent == 1  # Ollama's OLLAMA_NUM_PARALLEL default
     assert ollama.profile.name == "ollama"
     assert ollama.profile.timeout == 600
     assert source(ollama, "max_concurrent") == "default (ollama profile)"
@@ -74,7 +74,7 @@ def test_native_hosts_and_zero_parallel(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "0")  # Ollama's "server default"
     client = OllamaClient()
     assert client.settings.base_url == "http://127.0.0.1:56789"
-    assert client.profile.max_concurrent == 4
+    assert client.profile.max_concurrent == 1  # the profile default: Ollama's own, 1
     monkeypatch.setenv("OPENAI_BASE_URL", "http://10.0.0.5:8000/v1/")
     local = OpenAIClient()
     assert local.settings.base_url == "http://10.0.0.5:8000/v1"

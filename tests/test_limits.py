@@ -92,18 +92,37 @@ def test_latency_limit_grows_while_latency_is_flat() -> None:
     assert algorithm.limit == 8
 
 
-def test_latency_limit_settles_at_server_slots() -> None:
-    """A simulated 4-slot server: latency is flat up to 4 in flight, then grows with the queue."""
-    algorithm = LatencyLimit(initial=1, max_limit=32)
+def slot_server(slots: int, service: float, algorithm: LatencyLimit, samples: int) -> list[int]:
+    """Feed `algorithm` a model server of `slots` slots and a queue; return the limit after
+    each sample. Past the slots each extra request waits `service / slots`, less the client's
+    turnaround between requests (a quarter of that) which the queue hides from the slots."""
     limits = []
-    for _ in range(600):
-        limit = algorithm.limit
-        rtt = 0.05 * max(1.0, limit / 4)
-        algorithm.on_sample(rtt, limit, Outcome.SUCCESS)
-        limits.append(algorithm.limit)
-    settled = limits[-100:]
-    assert min(settled) >= 4
-    assert max(settled) <= 7
+    for _ in range(samples):
+        in_flight = algorithm.limit
+        rtt = max(service, service * (in_flight - 0.25) / slots)
+        limits.append(algorithm.on_sample(rtt, in_flight, Outcome.SUCCESS))
+    return limits
+
+
+@pytest.mark.parametrize("slots", [1, 2, 4, 8])
+def test_latency_limit_settles_at_server_slots(slots: int) -> None:
+    """It settled at twice the slots before: an extra queued request still bought throughput
+    (the turnaround it hides), so it looked worth its latency."""
+    limits = slot_server(slots, 0.05, LatencyLimit(initial=1, max_limit=64), 200 * slots + 400)
+    settled = limits[len(limits) // 2 :]
+    assert min(settled) >= slots
+    assert max(settled) <= slots + 1
+    assert sum(limit == slots for limit in settled) / len(settled) > 0.8
+
+
+def test_latency_limit_returns_to_the_slots_after_drops() -> None:
+    algorithm = LatencyLimit(initial=1, max_limit=64)
+    slot_server(4, 0.05, algorithm, 600)
+    for _ in range(3):
+        algorithm.on_sample(0.05, algorithm.limit, Outcome.DROPPED)
+    assert algorithm.limit < 4
+    settled = slot_server(4, 0.05, algorithm, 1200)[800:]
+    assert min(settled) >= 4 and max(settled) <= 5
 
 
 def test_latency_limit_backs_off_on_drops_and_idle_does_not_grow() -> None:

@@ -103,7 +103,7 @@ async def test_probe_measures_levels_and_recommends(simulated_server_factory: Fa
     assert best in (2, 4)  # 1 is half as fast on a 2-slot server; 2 and 4 are within noise
     assert report.env == f"LLMCLIENT_OLLAMA_MAX_CONCURRENT={best}"
     assert server.stats.peak_in_flight + server.stats.peak_waiting == 4  # the top level, no more
-    assert server.stats.by_path["/api/chat"] == 1 + 3 * 8
+    assert server.stats.by_path["/api/chat"] == 1 + 3 * (1 + 8)  # each level warms up once
 
 
 async def test_probe_refuses_bad_levels_before_sending(simulated_server: SimulatedServer) -> None:

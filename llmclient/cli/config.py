@@ -41,7 +41,7 @@ def command(args: argparse.Namespace) -> int:
 
     client_class = provider_class(args.provider)
     settings = target_settings(args)
-    rows = [(name, value, _source(name, source)) for name, value, source in settings.rows()]
+    rows = [(name, value, _source(name, source, value)) for name, value, source in settings.rows()]
     asked = asyncio.run(_ask_servers(args, settings))
     if asked is not None:
         rows = [asked if row[0] == "max_concurrent" else row for row in rows]
@@ -52,9 +52,19 @@ def command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _source(name: str, source: str) -> str:
-    """The library's "argument" is a command-line option here."""
-    return f"option --{name.replace('_', '-')}" if source == "argument" else source
+# Profile defaults that copy a server's own default: say so where config shows them.
+_SERVER_DEFAULTS = {
+    ("default (ollama profile)", "max_concurrent"): "Ollama's OLLAMA_NUM_PARALLEL default",
+}
+
+
+def _source(name: str, source: str, value: str = "") -> str:
+    """The library's "argument" is a command-line option here; a default that is the
+    server's own names it."""
+    if source == "argument":
+        return f"option --{name.replace('_', '-')}"
+    server_default = _SERVER_DEFAULTS.get((source, name))
+    return f"default ({server_default}, {value})" if server_default else source
 
 
 async def _ask_servers(
@@ -66,7 +76,9 @@ async def _ask_servers(
 
     profile = settings.profile
     auto = profile.max_concurrent == "auto"
-    default = _source("max_concurrent", settings.sources["max_concurrent"])
+    default = _source(
+        "max_concurrent", settings.sources["max_concurrent"], str(profile.max_concurrent)
+    )
     pool = settings.pool
     own = pool.limits if pool is not None else (None,)
     values, sources, asked = [], [], False

@@ -110,14 +110,16 @@ def command(args: argparse.Namespace) -> int:
     warm: dict[str, Variant] = {
         "raw ollama SDK, no timeout": _raw(None),
         f"raw ollama SDK, timeout={t}": _raw(timeout),
-        f"OllamaClient(timeout={t})": _with_client({"timeout": timeout}),
+        f"OllamaClient(max_concurrent={SLOTS}, timeout={t})": _with_client(
+            {"max_concurrent": SLOTS, "timeout": timeout}
+        ),
         f'OllamaClient(max_concurrent="auto", timeout={t})': _with_client(
             {"max_concurrent": "auto", "timeout": timeout}
         ),
     }
     bounded: dict[str, Variant] = {
         "raw ollama SDK": _raw(None),
-        "OllamaClient()": _with_client({}),
+        f"OllamaClient(max_concurrent={SLOTS})": _with_client({"max_concurrent": SLOTS}),
         'OllamaClient(max_concurrent="auto")': _with_client({"max_concurrent": "auto"}),
     }
     print(_INTRO.format(**values), flush=True)
@@ -232,8 +234,10 @@ waits at the server behind the others: latency grows toward {on_wire}/{slots} x 
 ({drain} s). With a timeout, those still waiting when it expires fail: "timeout", never a 503
 (a warm Ollama queues, it does not refuse).
 
-OllamaClient keeps {slots} on the wire and queues the rest itself, where its timeout does not
-run: every request takes one service time (flat p50/p95), none times out, all are answered.
+OllamaClient(max_concurrent={slots}) (what OLLAMA_NUM_PARALLEL={slots} in your environment gives;
+unset, it is Ollama's default, 1) keeps {slots} on the wire and queues the rest itself, where its
+timeout does not run: every request takes one service time (flat p50/p95), none times out, all
+are answered.
 """
 
 _BOUNDED_TITLE = """\
@@ -244,9 +248,9 @@ _BOUNDED_TITLE = """\
 _BOUNDED = """
 failed with 503: Ollama's "server busy" (its queue is full), which the raw SDK does not retry.
 Unbounded fan-out overfills the server's queue: what does not fit is refused at once, what fits
-waits in line. OllamaClient keeps {slots} requests on the wire (its Ollama profile), so nothing is
-queued at the server and nothing refused. "auto" finds a limit from latency by itself; it probes
-past the slots, so a few requests wait at the server (peak queued) but none is refused.
+waits in line. OllamaClient keeps {slots} requests on the wire (the server's slots), so nothing is
+queued at the server and nothing refused. "auto" finds the slots from latency by itself; now and
+then it tries one more, so a request may wait at the server (peak queued), but none is refused.
 """
 
 _REAL = """\

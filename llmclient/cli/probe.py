@@ -1,7 +1,8 @@
 """`llmclient probe`: measure how many concurrent requests a service really serves in parallel.
 
 Sends N requests at each concurrency level (no retries, so errors show), stops escalating at
-the first errors, and recommends the smallest level within 10% of the best throughput.
+the first errors, and recommends how many requests the server served at once (see
+`llmclient.probing.recommend`).
 """
 
 from __future__ import annotations
@@ -97,8 +98,6 @@ def _print_pool(reports: list[ProbeReport]) -> None:
 
 
 def _print_report(report: ProbeReport) -> None:
-    from llmclient.probing import WITHIN
-
     levels, best, env = report.levels, report.recommended_max_concurrent, report.env
     print(
         f"probe of {report.endpoint}, model {report.model}: each request attempted once, no retries"
@@ -125,8 +124,8 @@ def _print_report(report: ProbeReport) -> None:
         print("no recommendation: every level had errors; the service refuses even 1 at a time")
         return
     print(
-        f"recommended max_concurrent: {best} (the smallest level within "
-        f"{WITHIN:.0%} of the best throughput); set it with:"
+        f"recommended max_concurrent: {best} (the most requests the server served at once: "
+        f"req/s and p50 against level {min(lv.level for lv in levels)}'s p50); set it with:"
     )
     print(env)
 

@@ -65,7 +65,7 @@ class OllamaClient(BaseLLMClient):
 
     `host` (or `base_url`, or `OLLAMA_HOST`) is parsed as Ollama does: `:11435` means
     127.0.0.1:11435. Several hosts (a list, commas, or an `EndpointPool`) make a pool.
-    `max_concurrent` defaults to `OLLAMA_NUM_PARALLEL` when set, else 4.
+    `max_concurrent` defaults to `OLLAMA_NUM_PARALLEL` when set, else 1 (Ollama's own default).
     """
 
     provider: ClassVar[str] = "ollama"

@@ -14,8 +14,9 @@ from llmclient._checks import check_int
 
 __all__ = ["FixedLimit", "LatencyLimit", "Limit", "Outcome"]
 
-_MIN_ROUND = 8
+_MIN_ROUND = 16
 _MAX_PATIENCE = 32
+_NOISE = 0.05  # share of the limit that latency noise alone can read as queued requests
 
 
 class Outcome(Enum):
@@ -72,40 +73,44 @@ class FixedLimit:
 
 
 class LatencyLimit:
-    """Adds a slot while it buys throughput at a bounded latency cost; removes it otherwise.
+    """Finds how many requests the server serves at once, from what one more does to latency.
 
-    Samples are judged in rounds of `limit` requests (at least `_MIN_ROUND`). A round that
-    kept the limit busy with its median latency within `tolerance` times the no-load latency
-    raises the limit (a probe): doubling it at first (slow start), one slot at a time after
-    the first failed probe. The probe holds only if the next round's throughput (limit /
-    median latency, by Little's law) beat the round before by `min_gain`: a server whose
-    slots are full only queues the extra requests. A failed probe returns to the limit before
-    it; a round above `max_ratio` times the no-load latency removes one slot, and a refusal or
-    timeout (429, 503, timeout) cuts the limit by a quarter at once (AIMD). Each failed probe
-    doubles the good rounds needed before the next (up to `_MAX_PATIENCE`), so the limit
-    rests at capacity instead of see-sawing above it.
+    A server of S slots with a queue answers in its service time up to S in flight; past S,
+    each extra request only waits, and latency grows by a service time per S extra. Comparing
+    two limits' round medians, `hi * (1 - median_lo / median_hi)` estimates how many of `hi`'s
+    requests were queued (TCP Vegas' queue estimate, as in Netflix concurrency-limits), and
+    `hi * median_lo / median_hi` how many the server served at once: on such a server they
+    read `hi - S` and `S` whenever `lo` is at most S.
 
-    The no-load latency is the lowest round median (a single lucky request cannot skew it);
-    a round run entirely at `min_limit` in flight measures it afresh, so a server that became
-    slower is re-learnt instead of pinning the limit at its minimum.
+    Samples are judged in rounds of `limit` requests (at least `_MIN_ROUND`), skipping those
+    already in flight when the limit changed. After `patience` busy rounds the limit tries one
+    more (twice as many at first: slow start) for a round: the trial stands if fewer than
+    `probe_queue` of its requests queued (or 5% of the limit, what latency noise alone shows);
+    otherwise the limit becomes the served-at-once estimate (at least the limit before the
+    trial, below the trial) and the patience before the next trial doubles (up to
+    `_MAX_PATIENCE`), so the limit rests at the server's slots.
+    Against the no-load latency (the lowest round median; re-measured by a round run alone at
+    `min_limit`), a round with more than `max_queue` queued requests (or a tenth of the limit,
+    for large limits) removes one at once, and a round with at least `probe_queue` tries one
+    fewer: it stays there if that is clearly faster. A refusal or timeout (429, 503, timeout)
+    cuts the limit by a quarter at once.
     """
 
     __slots__ = (
         "_baseline",
-        "_before_probe",
         "_busy",
         "_crowded",
         "_good",
+        "_level",
         "_patience",
-        "_probing",
         "_round",
+        "_skip",
         "_slow_start",
         "limit",
         "max_limit",
-        "max_ratio",
-        "min_gain",
+        "max_queue",
         "min_limit",
-        "tolerance",
+        "probe_queue",
     )
 
     def __init__(
@@ -114,85 +119,111 @@ class LatencyLimit:
         *,
         min_limit: int = 1,
         max_limit: int = 64,
-        tolerance: float = 1.5,
-        max_ratio: float = 2.0,
-        min_gain: float = 0.05,
+        probe_queue: float = 0.5,
+        max_queue: float = 1.5,
     ) -> None:
         if not 1 <= min_limit <= initial <= max_limit:
             raise ValueError(
                 f"need 1 <= min_limit <= initial <= max_limit, got {min_limit}, {initial}, "
                 f"{max_limit}"
             )
-        if not 1 < tolerance <= max_ratio:
-            raise ValueError(f"need 1 < tolerance <= max_ratio, got {tolerance}, {max_ratio}")
+        if not 0 < probe_queue <= max_queue:
+            raise ValueError(f"need 0 < probe_queue <= max_queue, got {probe_queue}, {max_queue}")
         self.limit = initial
         self.min_limit = min_limit
         self.max_limit = max_limit
-        self.tolerance = tolerance
-        self.max_ratio = max_ratio
-        self.min_gain = min_gain
+        self.probe_queue = probe_queue
+        self.max_queue = max_queue
         self._baseline = math.inf
         self._round: list[float] = []
         self._busy = 0
         self._crowded = False  # a sample of this round had more than min_limit in flight
-        self._good = 0  # consecutive good rounds at this limit
-        self._patience = 1  # good rounds needed before a probe
-        self._probing = False  # the last change was a probe not yet judged
-        self._before_probe = (0.0, initial)  # throughput and limit before the probe
-        self._slow_start = True  # probes double the limit until one fails
+        self._skip = 0  # samples still to skip: they were in flight when the limit changed
+        self._good = 0  # consecutive busy rounds without a queue at this limit
+        self._patience = 1  # good rounds needed before trying one more
+        self._level: tuple[int, float] | None = None  # during a trial: the limit and its median
+        self._slow_start = True  # trials double the limit until one fails
 
     def on_sample(self, rtt: float, in_flight: int, outcome: Outcome) -> int:
         """Record one request; decide at the end of each round."""
         if outcome is Outcome.IGNORED:
             return self.limit
         if outcome is Outcome.DROPPED:
-            self.limit = max(self.min_limit, min(self.limit - 1, math.floor(self.limit * 0.75)))
-            self._probing = self._slow_start = False
-            self._good = 0
-            self._reset_round()
+            self._level, self._slow_start, self._good = None, False, 0
+            self._set(max(self.min_limit, min(self.limit - 1, math.floor(self.limit * 0.75))))
+            return self.limit
+        if self._skip > 0:
+            self._skip -= 1
             return self.limit
         self._round.append(rtt)
-        if in_flight >= self.limit:
-            self._busy += 1
+        self._busy += in_flight >= self.limit
         self._crowded = self._crowded or in_flight > self.min_limit
-        if len(self._round) >= max(self.limit, _MIN_ROUND):
+        if len(self._round) >= max(self.limit, _MIN_ROUND // (2 if self._slow_start else 1)):
             self._decide()
         return self.limit
 
     def _decide(self) -> None:
-        ordered = sorted(self._round)
-        median = ordered[len(ordered) // 2]
+        median = sorted(self._round)[len(self._round) // 2]
+        busy = self._busy * 2 >= len(self._round)
         if self.limit <= self.min_limit and not self._crowded:
             self._baseline = median
         else:
             self._baseline = min(self._baseline, median)
-        ratio = median / self._baseline if self._baseline > 0 else 1.0
-        throughput = self.limit / median if median > 0 else math.inf
-        busy = self._busy * 2 >= len(self._round)
-        gained = throughput >= self._before_probe[0] * (1 + self.min_gain)
-        if self._probing and (ratio > self.max_ratio or (busy and not gained)):
-            self._patience = min(self._patience * 2, _MAX_PATIENCE)
-            self.limit = self._before_probe[1]
+        if self._level is not None and not self._judge_trial(*self._level, median):
+            return
+        queued = _queued(self._baseline, self.limit, median)
+        self._reset_round()
+        if queued > max(self.max_queue, 2 * self._noise()):
             self._good = 0
-            self._slow_start = False
-        elif ratio > self.max_ratio:
-            self.limit = max(self.min_limit, self.limit - 1)
-            self._good = 0
-        elif ratio <= self.tolerance and busy:
-            if self._probing:
-                self._patience = max(1, self._patience // 2)
+            self._set(max(self.min_limit, self.limit - 1))
+        elif busy:
             self._good += 1
-            if self._good >= self._patience and self.limit < self.max_limit:
-                self._before_probe = (throughput, self.limit)
-                step = self.limit if self._slow_start else 1
-                self.limit = min(self.max_limit, self.limit + step)
-                self._good = 0
-                self._probing = True
-                self._reset_round()
-                return
+            down = queued >= self._allowance() and self.limit > self.min_limit
+            if down or (self._good >= self._patience and self.limit < self.max_limit):
+                self._try(median, self.limit - 1 if down else self._step_up())
         else:
             self._good = 0
-        self._probing = False
+
+    def _noise(self) -> float:
+        """Queued requests that latency noise alone can show at this limit."""
+        return self.limit * _NOISE
+
+    def _allowance(self) -> float:
+        return max(self.probe_queue, self._noise())
+
+    def _step_up(self) -> int:
+        return min(self.max_limit, self.limit * 2 if self._slow_start else self.limit + 1)
+
+    def _try(self, median: float, trial: int) -> None:
+        """Run the next round at `trial`, remembering this limit and its median."""
+        self._level = (self.limit, median)
+        self._good = 0
+        self._set(trial)
+
+    def _judge_trial(self, level: int, level_median: float, median: float) -> bool:
+        """Keep the trial limit or go back; True when the trial stands as a round of its own."""
+        self._level = None
+        trial = self.limit
+        if trial < level:  # one fewer: stay there only if the level was queueing
+            if _queued(median, level, level_median) < self._allowance():
+                self._baseline = max(self._baseline, min(median, level_median))
+                self._set(level)
+            else:
+                self._reset_round()
+            return False
+        if _queued(level_median, trial, median) < self._allowance():
+            self._patience = max(1, self._patience // 2)
+            return True
+        served = round(trial * level_median / median)
+        self._patience = min(self._patience * 2, _MAX_PATIENCE)
+        self._slow_start = False
+        self._set(min(max(level, served), trial - 1))
+        return False
+
+    def _set(self, limit: int) -> None:
+        """Change the limit; skip the samples already in flight before the change."""
+        self._skip = max(self.limit, limit) if limit != self.limit else 0
+        self.limit = limit
         self._reset_round()
 
     def _reset_round(self) -> None:
@@ -202,3 +233,12 @@ class LatencyLimit:
 
     def __repr__(self) -> str:
         return f"LatencyLimit(limit={self.limit}, max_limit={self.max_limit})"
+
+
+def _queued(unqueued: float, limit: int, median: float) -> float:
+    """How many of `limit` requests waited, if a request alone takes `unqueued` (Vegas).
+
+    >>> round(_queued(0.05, 6, 0.075), 6)  # 4 slots: 6 in flight take 1.5 service times
+    2.0
+    """
+    return limit * (1 - unqueued / median) if median > 0 else 0.0

@@ -39,3 +39,13 @@ async def test_missing_cloud_key_is_one_line_exit_2() -> None:
     result = await run_cli("config", "--provider", "openai")
     line = assert_one_line_error(result, 2)
     assert "OPENAI_API_KEY" in line
+
+
+async def test_ollama_default_is_one_like_the_server_default() -> None:
+    # Ollama serves one request per model at a time by default (OLLAMA_NUM_PARALLEL=1 since
+    # 0.10); the profile's 4 made three of four requests queue at such a server.
+    result = await run_cli("config", "--provider", "ollama", env={"OLLAMA_HOST": ":11999"})
+    assert result.code == 0, result
+    row = {line.split()[0]: line for line in result.out.splitlines()}["max_concurrent"]
+    assert row.split()[1] == "1"
+    assert "default (Ollama's OLLAMA_NUM_PARALLEL default, 1)" in row

@@ -36,10 +36,10 @@ async def test_demo_shows_the_warm_model_and_the_bounded_queue() -> None:
     assert list(table) == [
         "raw ollama SDK, no timeout",
         "raw ollama SDK, timeout=0.2",
-        "OllamaClient(timeout=0.2)",
+        "OllamaClient(max_concurrent=4, timeout=0.2)",
         'OllamaClient(max_concurrent="auto", timeout=0.2)',
         "raw ollama SDK",
-        "OllamaClient()",
+        "OllamaClient(max_concurrent=4)",
         'OllamaClient(max_concurrent="auto")',
     ]
     # 1. warm model, unbounded wait: the raw SDK's requests queue at the server and, with a
@@ -48,7 +48,7 @@ async def test_demo_shows_the_warm_model_and_the_bounded_queue() -> None:
     assert patient["failed"] == "0" and int(patient["queued"]) > 0
     assert patient["in flight"] == hasty["in flight"] == "4"
     assert int(hasty["failed"]) > 0 and hasty["failed with"] == "timeout"
-    warm_client = table["OllamaClient(timeout=0.2)"]
+    warm_client = table["OllamaClient(max_concurrent=4, timeout=0.2)"]
     assert warm_client == {"failed": "0", "failed with": "-", "in flight": "4", "queued": "0"}
     assert table['OllamaClient(max_concurrent="auto", timeout=0.2)']["failed"] == "0"
 
@@ -56,7 +56,9 @@ async def test_demo_shows_the_warm_model_and_the_bounded_queue() -> None:
     refused = table["raw ollama SDK"]
     assert int(refused["failed"]) > 0 and refused["failed with"] == "503"
     assert (refused["in flight"], refused["queued"]) == ("4", "16")
-    assert table["OllamaClient()"] == warm_client  # 4 in flight, nothing queued, all answered
+    assert (
+        table["OllamaClient(max_concurrent=4)"] == warm_client
+    )  # 4 in flight, nothing queued, all answered
     assert table['OllamaClient(max_concurrent="auto")']["failed"] == "0"
 
     out = result.out

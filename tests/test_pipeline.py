@@ -259,7 +259,9 @@ async def test_back_pressure_stops_at_the_deadline() -> None:
 
     with pytest.raises(ServerBusyError) as caught:
         await pipe.call("chat", always_busy, 10, usage)
-    assert caught.value.attempts is not None and 3 <= caught.value.attempts <= 7
+    assert (
+        caught.value.attempts is not None and 2 <= caught.value.attempts <= 7
+    )  # retried, then stopped
     assert caught.value.elapsed is not None and caught.value.elapsed <= 0.3
 
 

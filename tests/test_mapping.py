@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from llmclient import mapping
+from llmclient.fanout import reporting
 from llmclient.mapping import (
     DEFAULT_MAX_WORKERS,
     amap,
@@ -363,7 +363,7 @@ async def test_error_from_the_items_themselves_is_raised() -> None:
 async def test_error_from_a_progress_callback_ends_the_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(mapping, "_PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(reporting, "_PROGRESS_INTERVAL", 0.0)
     tracker = Tracker(delay=0.001)
     broken = LookupError("bad description")
 
@@ -481,7 +481,7 @@ class Recorder:
 async def test_progress_callable_gets_every_fraction_without_throttle(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(mapping, "_PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(reporting, "_PROGRESS_INTERVAL", 0.0)
     recorder = Recorder()
     await run_concurrent(
         double, list(range(40)), progress_bar=recorder, desc="doubling", max_concurrent=1
@@ -507,7 +507,7 @@ async def test_progress_callable_is_throttled_but_monotonic_and_ends_at_one() ->
 
 
 async def test_progress_callable_with_unknown_total(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mapping, "_PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(reporting, "_PROGRESS_INTERVAL", 0.0)
     recorder = Recorder()
     await run_concurrent(double, (x for x in range(5)), progress_bar=recorder, max_concurrent=1)
     assert [f for f, _ in recorder.calls] == [
@@ -522,7 +522,7 @@ async def test_progress_callable_with_unknown_total(monkeypatch: pytest.MonkeyPa
 
 
 async def test_desc_callback_sets_the_description(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mapping, "_PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(reporting, "_PROGRESS_INTERVAL", 0.0)
     recorder = Recorder()
     seen: list[tuple[int, int | None, list[int]]] = []
 

@@ -666,6 +666,16 @@ async def test_bad_arguments_raise_before_consuming_items(
     assert source.pulled == 0
 
 
+@pytest.mark.parametrize("option", ["max_concurent", "progressbar", "return_exception"])
+def test_an_unknown_option_raises_type_error_naming_it(option: str) -> None:
+    source = Counting(10)
+    with pytest.raises(TypeError, match=f"run_concurrent\\(\\).*'{option}'"):
+        asyncio.run(run_concurrent(double, iter(source), **{option: 3}))
+    with pytest.raises(TypeError, match=f"run_concurrent_sync\\(\\).*'{option}'"):
+        run_concurrent_sync(double, iter(source), **{option: 3})
+    assert source.pulled == 0
+
+
 async def test_non_iterable_items_raise_type_error() -> None:
     with pytest.raises(TypeError, match="items"):
         await run_concurrent(double, 12, progress_bar=False)  # type: ignore[call-overload]

@@ -36,21 +36,21 @@ async def f(x: int) -> int:
 
 
 async def v_run_concurrent(n: int, m: int) -> list[Any]:
-    from llmclient.mapping import run_concurrent
+    from llmclient.fanout import run_concurrent
 
     return await run_concurrent(f, range(n), max_concurrent=m, progress_bar=False)
 
 
 async def v_run_concurrent_bar(n: int, m: int) -> list[Any]:
     """Progress bar forced on; the child's stderr goes to /dev/null."""
-    from llmclient.mapping import run_concurrent
+    from llmclient.fanout import run_concurrent
 
     return await run_concurrent(f, range(n), max_concurrent=m, progress_bar=True)
 
 
 async def v_run_concurrent_errors(n: int, m: int) -> list[Any]:
     """return_exceptions=True and a generator source (total unknown); no item fails."""
-    from llmclient.mapping import run_concurrent
+    from llmclient.fanout import run_concurrent
 
     return await run_concurrent(
         f, (x for x in range(n)), max_concurrent=m, progress_bar=False, return_exceptions=True
@@ -96,7 +96,7 @@ VARIANTS: dict[str, Callable[[int, int], Awaitable[list[Any]]]] = {
 def child(variant: str, n: int, m: int) -> None:
     """Run one variant once and print a JSON line with its figures."""
     import llmclient  # the baseline includes the package
-    import llmclient.mapping  # noqa: F401
+    import llmclient.fanout  # noqa: F401
 
     gc.collect()
     baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -329,9 +329,9 @@ PREIMPORT = {
     "aiometer": ["aiometer"],
     "langchain": ["langchain_openai", "langchain_core.rate_limiters"],
     "litellm": ["litellm"],
-    "llmclient": ["llmclient.clients.openai", "llmclient.mapping"],
-    "llmclient_auto": ["llmclient.clients.openai", "llmclient.mapping"],
-    "llmclient_shared": ["llmclient.clients.openai", "llmclient.mapping"],
+    "llmclient": ["llmclient.clients.openai", "llmclient.fanout"],
+    "llmclient_auto": ["llmclient.clients.openai", "llmclient.fanout"],
+    "llmclient_shared": ["llmclient.clients.openai", "llmclient.fanout"],
 }
 
 
@@ -409,7 +409,7 @@ def scale_child(peer: str, n: int, m: int) -> None:
     """Map a no-op coroutine over range(n); print µs per item and peak MiB above baseline."""
     run = SCALE_PEERS[peer]
     assert callable(run)
-    import llmclient.mapping  # noqa: F401  (the same baseline for every peer)
+    import llmclient.fanout  # noqa: F401  (the same baseline for every peer)
 
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()

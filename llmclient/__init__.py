@@ -31,7 +31,7 @@ _EXPORTS: dict[str, str] = {
     "IncompleteStreamError": "llmclient.errors",
     "InvalidRequestError": "llmclient.errors",
     "FixedLimit": "llmclient.limits",
-    "iterate_concurrent": "llmclient.mapping",
+    "iterate_concurrent": "llmclient.fanout",
     "LatencyLimit": "llmclient.limits",
     "Limit": "llmclient.limits",
     "LimitBackend": "llmclient.limits",
@@ -50,7 +50,7 @@ _EXPORTS: dict[str, str] = {
     "probe": "llmclient.probing",
     "ProbeLevel": "llmclient.probing",
     "ProbeReport": "llmclient.probing",
-    "ProgressCallback": "llmclient.mapping",
+    "ProgressCallback": "llmclient.fanout",
     "QuotaExceededError": "llmclient.errors",
     "RateLimitError": "llmclient.errors",
     "RedisBackend": "llmclient.limits.backends.redis",
@@ -58,8 +58,8 @@ _EXPORTS: dict[str, str] = {
     "RejectedError": "llmclient.errors",
     "RequestTimeoutError": "llmclient.errors",
     "RetryPolicy": "llmclient.profiles",
-    "run_concurrent": "llmclient.mapping",
-    "run_concurrent_sync": "llmclient.mapping",
+    "run_concurrent": "llmclient.fanout",
+    "run_concurrent_sync": "llmclient.fanout",
     "SamplingParams": "llmclient.clients.params",
     "ServerBusyError": "llmclient.errors",
     "ServerError": "llmclient.errors",
@@ -104,6 +104,10 @@ if _typing.TYPE_CHECKING:
     from llmclient.errors import ServerError as ServerError
     from llmclient.errors import TransientError as TransientError
     from llmclient.errors import UnsupportedFeatureError as UnsupportedFeatureError
+    from llmclient.fanout import ProgressCallback as ProgressCallback
+    from llmclient.fanout import iterate_concurrent as iterate_concurrent
+    from llmclient.fanout import run_concurrent as run_concurrent
+    from llmclient.fanout import run_concurrent_sync as run_concurrent_sync
     from llmclient.limits import EndpointPool as EndpointPool
     from llmclient.limits import EndpointStats as EndpointStats
     from llmclient.limits import FixedLimit as FixedLimit
@@ -113,10 +117,6 @@ if _typing.TYPE_CHECKING:
     from llmclient.limits import Outcome as Outcome
     from llmclient.limits import ServerCapacity as ServerCapacity
     from llmclient.limits.backends.redis import RedisBackend as RedisBackend
-    from llmclient.mapping import ProgressCallback as ProgressCallback
-    from llmclient.mapping import iterate_concurrent as iterate_concurrent
-    from llmclient.mapping import run_concurrent as run_concurrent
-    from llmclient.mapping import run_concurrent_sync as run_concurrent_sync
     from llmclient.probing import ProbeLevel as ProbeLevel
     from llmclient.probing import ProbeReport as ProbeReport
     from llmclient.probing import probe as probe

@@ -19,7 +19,7 @@ from llmclient._checks import check_int
 from llmclient.clients.base import BaseLLMClient
 from llmclient.clients.registry import client_for
 from llmclient.errors import ConfigurationError, LLMError
-from llmclient.mapping import run_concurrent
+from llmclient.fanout import run_concurrent
 
 __all__ = ["ProbeLevel", "ProbeReport", "probe", "recommend"]
 

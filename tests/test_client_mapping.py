@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterator
 import pytest
 
 from llmclient import ConcurrencyProfile, ConfigurationError, OllamaClient
+from llmclient.fanout import HasWorkerLimit
 from llmclient.mapping import client_workers, iterate_concurrent, run_concurrent
 from llmclient.testing import SimulatedServer
 from tests.conftest import FAST_RETRY
@@ -136,6 +137,39 @@ async def test_a_client_method_sizes_the_pool_to_the_client(
     assert client_workers(llm.generate_answer) == 3
     assert client_workers(short) == 3
     assert client_workers(len) is None
+
+
+class Sized:
+    """Not a client: any object with `max_workers` and `discover_limits()` sizes the pool."""
+
+    def __init__(self, before: int, after: int) -> None:
+        self.max_workers = before
+        self.after = after
+        self.active = self.peak = 0
+
+    async def discover_limits(self) -> int:
+        self.max_workers = self.after
+        return self.after
+
+    async def work(self, x: int) -> int:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        await asyncio.sleep(0.001)
+        self.active -= 1
+        return x
+
+
+async def test_the_pool_is_sized_by_the_has_worker_limit_protocol(
+    simulated_server_factory: Factory,
+) -> None:
+    server = await simulated_server_factory()
+    async with client(server, max_concurrent=3) as llm:
+        assert isinstance(llm, HasWorkerLimit)
+    owner = Sized(before=50, after=4)
+    assert isinstance(owner, HasWorkerLimit)
+    assert await run_concurrent(owner.work, range(40), progress_bar=False) == list(range(40))
+    assert owner.peak == 4  # sized again to what discover_limits() returned
+    assert client_workers(functools.partial(owner.work)) == 4
 
 
 def workers_running() -> int:

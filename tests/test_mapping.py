@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from llmclient import mapping
+from llmclient.fanout import reporting
 from llmclient.mapping import (
     DEFAULT_MAX_WORKERS,
     amap,
@@ -363,7 +363,7 @@ async def test_error_from_the_items_themselves_is_raised() -> None:
 async def test_error_from_a_progress_callback_ends_the_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(mapping, "_PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(reporting, "_PROGRESS_INTERVAL", 0.0)
     tracker = Tracker(delay=0.001)
     broken = LookupError("bad description")
 
@@ -481,7 +481,7 @@ class Recorder:
 async def test_progress_callable_gets_every_fraction_without_throttle(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(mapping, "_PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(reporting, "_PROGRESS_INTERVAL", 0.0)
     recorder = Recorder()
     await run_concurrent(
         double, list(range(40)), progress_bar=recorder, desc="doubling", max_concurrent=1
@@ -507,7 +507,7 @@ async def test_progress_callable_is_throttled_but_monotonic_and_ends_at_one() ->
 
 
 async def test_progress_callable_with_unknown_total(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mapping, "_PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(reporting, "_PROGRESS_INTERVAL", 0.0)
     recorder = Recorder()
     await run_concurrent(double, (x for x in range(5)), progress_bar=recorder, max_concurrent=1)
     assert [f for f, _ in recorder.calls] == [
@@ -522,7 +522,7 @@ async def test_progress_callable_with_unknown_total(monkeypatch: pytest.MonkeyPa
 
 
 async def test_desc_callback_sets_the_description(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mapping, "_PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(reporting, "_PROGRESS_INTERVAL", 0.0)
     recorder = Recorder()
     seen: list[tuple[int, int | None, list[int]]] = []
 
@@ -663,6 +663,16 @@ async def test_bad_arguments_raise_before_consuming_items(
     coro_fn = args.pop("coro_fn")
     with pytest.raises(error, match=match):
         await run_concurrent(coro_fn, iter(source), **args)
+    assert source.pulled == 0
+
+
+@pytest.mark.parametrize("option", ["max_concurent", "progressbar", "return_exception"])
+def test_an_unknown_option_raises_type_error_naming_it(option: str) -> None:
+    source = Counting(10)
+    with pytest.raises(TypeError, match=f"run_concurrent\\(\\).*'{option}'"):
+        asyncio.run(run_concurrent(double, iter(source), **{option: 3}))
+    with pytest.raises(TypeError, match=f"run_concurrent_sync\\(\\).*'{option}'"):
+        run_concurrent_sync(double, iter(source), **{option: 3})
     assert source.pulled == 0
 
 

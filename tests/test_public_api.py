@@ -156,26 +156,15 @@ POLICY = (
     "llmclient.telemetry",
     "llmclient._version",
 )
+CLIENTS = ("llmclient.clients",)
+HELPERS = ("llmclient.fanout", "llmclient.mapping", "llmclient.batching", "llmclient.probing")
+FACES = ("llmclient.cli", "llmclient.testing", "llmclient.compat")
 LAYERS: dict[tuple[str, ...], tuple[str, ...]] = {
     # modules under these prefixes: may import nothing under these
-    POLICY: (
-        "llmclient.clients",
-        "llmclient.mapping",
-        "llmclient.batching",
-        "llmclient.probing",
-        "llmclient.cli",
-        "llmclient.testing",
-        "llmclient.compat",
-    ),
-    ("llmclient.clients",): (
-        "llmclient.mapping",
-        "llmclient.batching",
-        "llmclient.probing",
-        "llmclient.cli",
-        "llmclient.testing",
-        "llmclient.compat",
-    ),
-    ("llmclient.testing",): ("llmclient.clients",),
+    POLICY: (*CLIENTS, *HELPERS, *FACES),
+    CLIENTS: (*HELPERS, *FACES),
+    HELPERS: FACES,
+    ("llmclient.testing",): CLIENTS,
     # a top layer like cli: clients and helpers, under another library's names
     ("llmclient.compat",): ("llmclient.cli", "llmclient.testing"),
 }
@@ -244,7 +233,19 @@ def test_every_policy_module_is_checked() -> None:
         "llmclient.clients.openai",
         "llmclient.testing.server",
         "llmclient.compat.graphgen",
+        "llmclient.fanout.pool",
+        "llmclient.mapping",
     } <= checked
+
+
+def test_llmclient_mapping_is_an_alias_of_fanout() -> None:
+    """The fan-out helpers' former module still imports them: the same objects."""
+    import llmclient.fanout
+    import llmclient.mapping
+
+    assert llmclient.mapping.__all__ == llmclient.fanout.__all__
+    for name in llmclient.fanout.__all__:
+        assert getattr(llmclient.mapping, name) is getattr(llmclient.fanout, name), name
 
 
 def test_testing_layer_imports_no_client_code() -> None:

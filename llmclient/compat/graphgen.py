@@ -28,7 +28,7 @@ from llmclient.clients import openai as _openai
 from llmclient.clients.base import BaseLLMClient, History
 from llmclient.clients.params import conversation
 from llmclient.errors import ConfigurationError
-from llmclient.mapping import run_concurrent_sync
+from llmclient.fanout import run_concurrent_sync
 from llmclient.types import Completion
 from llmclient.types import Token as _Token
 

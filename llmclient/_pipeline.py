@@ -164,9 +164,10 @@ class Attempt:
         elif error.overload:
             if isinstance(error, RateLimitError | ServerBusyError):
                 self.recorder.rate_limited += 1
-            if isinstance(error, RateLimitError) and error.retry_after:
-                paused = min(error.retry_after, self.max_pause)
-                endpoint.pause(paused)
+            wait = error.retry_after if isinstance(error, RateLimitError) else None
+            if wait and wait <= self.max_pause:  # a longer one fails the call, not the endpoint
+                paused = wait
+                endpoint.pause(wait)
         elif error.retryable:
             endpoint.budget.on_failure()
         if self.probe is not None:

@@ -8,6 +8,7 @@ A new `AsyncRetrying` is built for every call, so concurrent calls never share s
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import Callable, Mapping
 
@@ -65,28 +66,42 @@ def is_retryable(error: BaseException) -> bool:
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date).
 
+    A value that is not a finite number (`nan`, `inf`) says nothing.
+
     >>> parse_retry_after({"retry-after-ms": "1500"})
     1.5
     >>> parse_retry_after({"retry-after": "2"})
     2.0
-    >>> parse_retry_after({}) is None
+    >>> parse_retry_after({"retry-after-ms": "nan", "retry-after": "inf"}) is None
     True
     """
     lowered = {key.lower(): value for key, value in headers.items()}
-    try:
-        if (ms := lowered.get("retry-after-ms")) is not None:
-            return max(float(ms) / 1000, 0.0)
-    except ValueError:
-        pass
+    ms = _seconds(lowered.get("retry-after-ms"))
+    if ms is not None:
+        return ms / 1000
     value = lowered.get("retry-after")
     if value is None:
         return None
     try:
-        return max(float(value), 0.0)
+        float(value)
     except ValueError:
-        pass
+        return _until(value)
+    return _seconds(value)
+
+
+def _seconds(text: str | None) -> float | None:
+    """The finite number in `text` (negative: 0), else None."""
     try:
-        when = email.utils.parsedate_to_datetime(value)
+        number = float(text) if text is not None else math.nan
+    except ValueError:
+        return None
+    return max(number, 0.0) if math.isfinite(number) else None
+
+
+def _until(date: str) -> float | None:
+    """Seconds from now to an HTTP date (0 when past), None when `date` is not one."""
+    try:
+        when = email.utils.parsedate_to_datetime(date)
     except (TypeError, ValueError):
         return None
     return max(when.timestamp() - time.time(), 0.0)
@@ -180,10 +195,21 @@ def gave_up_waiting(error: LLMError, policy: RetryPolicy, started: float) -> Non
     left = started + policy.max_elapsed - time.monotonic()
     if wait <= policy.max_server_wait and wait <= left:
         return
-    limit = policy.max_server_wait if wait > policy.max_server_wait else max(left, 0.0)
-    resume = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(time.time() + wait))
+    if wait > policy.max_server_wait:
+        limit = f"max_server_wait={policy.max_server_wait:g}s"
+    else:
+        limit = f"the {max(left, 0.0):.0f}s left of max_elapsed={policy.max_elapsed:g}s"
     error.message = (
-        f"{error.message.rstrip('.')}. The server asked to wait {wait:g}s, longer than the "
-        f"{limit:.0f}s llmclient would wait; try again after {resume}"
+        f"{error.message.rstrip('.')}. The server asks to wait {wait:g}s, more than "
+        f"{limit}; try again {_resume(wait)}"
     )
     error.args = (error._render(),)
+
+
+def _resume(wait: float) -> str:
+    """When a wait of `wait` seconds from now ends, for a message."""
+    try:
+        when = time.localtime(time.time() + wait)
+    except (OverflowError, OSError, ValueError):  # past what the platform's clock can show
+        return f"in {wait:g}s"
+    return "after " + time.strftime("%Y-%m-%d %H:%M:%S %Z", when)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+import pytest_asyncio
 
 from llmclient import OllamaClient, OpenAIClient, ServerCapacity, run_concurrent
 from llmclient.limits import EndpointPool, LatencyLimit, PoolDispatcher
@@ -16,6 +18,7 @@ from llmclient.limits.discovery import (
     server_root,
 )
 from llmclient.testing import SimulatedServer
+from llmclient.testing._http import HTTPServer, Request, Responder
 from llmclient.testing.pytest_plugin import ServerFactory
 from llmclient.testing.redis import RedisServer
 from tests.cli.helpers import run_cli
@@ -40,24 +43,37 @@ PROMPTS = [f"q{i}" for i in range(24)]
     ],
 )
 def test_llamacpp_props(props: object, slots: int | None) -> None:
-    found = capacity_from_llamacpp_props(props)
+    found = capacity_from_llamacpp_props(props, 64)
     assert (found.slots if found else None) == slots
 
 
-def test_vllm_metrics_sum_over_models_and_ignore_other_gauges() -> None:
+def test_a_figure_above_the_ceiling_is_capped_and_the_servers_kept() -> None:
+    found = capacity_from_llamacpp_props({"total_slots": 10**9}, 64)
+    assert found == ServerCapacity(64, "llama.cpp /props total_slots, capped at 64", reported=10**9)
+    page = "vllm:num_requests_running 1e30\nvllm:num_requests_waiting 1\n"
+    found = capacity_from_vllm_metrics(page, 64)
+    assert found is not None and (found.slots, found.reported) == (64, int(1e30))
+    assert capacity_from_llamacpp_props({"total_slots": 64}, 64) == ServerCapacity(
+        64, "llama.cpp /props total_slots"
+    )
+
+
+def test_vllm_metrics_add_up_one_models_engines_take_the_largest_model() -> None:
     page = "\n".join(
         [
             "# HELP vllm:num_requests_running Number of requests in model execution batches.",
             "# TYPE vllm:num_requests_running gauge",
-            'vllm:num_requests_running{model_name="a"} 5.0',
-            'vllm:num_requests_running{model_name="b"} 3.0',
+            'vllm:num_requests_running{engine="0",model_name="a"} 5.0',
+            'vllm:num_requests_running{engine="1",model_name="a"} 4.0',
+            'vllm:num_requests_running{model_name="b"} 7.0',
+            'vllm:num_requests_running{model_name="c"} -100.0',
             'vllm:num_requests_running_other{model_name="a"} 100.0',
             'vllm:num_requests_waiting{model_name="a"} 2.0',
             'vllm:num_requests_waiting{model_name="b"} NaN',
         ]
     )
     found = capacity_from_vllm_metrics(page, 64)
-    assert found is not None and found.slots == 8
+    assert found is not None and found.slots == 9  # a's two engines; not a + b, not b
     assert "waiting" in found.source
 
 
@@ -97,6 +113,74 @@ def test_server_root(base_url: str, root: str) -> None:
 
 
 # --- clients against the simulated servers --------------------------------------------------------
+
+PageServer = Callable[[str], Awaitable[str]]
+
+
+@pytest_asyncio.fixture
+async def vllm_page_server() -> AsyncIterator[PageServer]:
+    """`await serve(page)`: the base URL of a server whose `/metrics` answers `page` (and
+    everything else 404), for pages no live simulated vLLM would show."""
+    servers: list[HTTPServer] = []
+
+    async def serve(page: str) -> str:
+        async def handle(request: Request, responder: Responder) -> None:
+            found = request.path == "/metrics"
+            body = page.encode() if found else b'{"error": "not found"}'
+            await responder.send(200 if found else 404, [("content-type", "text/plain")], body)
+
+        server = HTTPServer(handle)
+        servers.append(server)
+        return f"http://127.0.0.1:{await server.start('127.0.0.1', 0)}/v1"
+
+    try:
+        yield serve
+    finally:
+        for server in servers:
+            await server.stop()
+
+
+async def test_a_billion_llamacpp_slots_are_capped_at_adaptive_max_and_logged_once(
+    simulated_server_factory: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await simulated_server_factory(
+        parallel=1_000_000_000, introspection="llama.cpp", latency=0.001
+    )
+    caplog.set_level(logging.WARNING, logger="llmclient")
+    async with OpenAIClient("sim-model", base_url=server.openai_base_url) as client:
+        assert await client.discover_limits() == client.profile.adaptive_max == 64
+        await run_concurrent(client.generate_answer, PROMPTS, progress_bar=False)
+        assert await client.discover_limits() == 64
+        assert client.stats.concurrency_limit == 64
+    capped = [r for r in caplog.records if "serves 1000000000" in r.getMessage()]
+    assert len(capped) == 1 and capped[0].levelno == logging.WARNING
+    assert capped[0].name == "llmclient"
+    assert server.openai_base_url in capped[0].getMessage()
+    assert "taking 64" in capped[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("page", "slots"),
+    [
+        ("vllm:num_requests_running 1e30\nvllm:num_requests_waiting 1\n", 64),
+        (
+            "".join(
+                f'vllm:num_requests_running{{model_name="m{i}"}} 2\n'
+                f'vllm:num_requests_waiting{{model_name="m{i}"}} 1\n'
+                for i in range(500)
+            ),
+            2,
+        ),
+    ],
+    ids=["1e30", "500-models"],
+)
+async def test_vllm_figures_are_capped_and_models_not_added_up(
+    vllm_page_server: PageServer, page: str, slots: int
+) -> None:
+    url = await vllm_page_server(page)
+    async with OpenAIClient("sim-model", base_url=url) as client:
+        assert await client.discover_limits() == slots
+        assert client.stats.concurrency_limit == slots
 
 
 @pytest.mark.parametrize("slots", [1, 3, 6])

@@ -234,7 +234,7 @@ class OpenAIClient(BaseLLMClient):
             props = await self._page(f"{root}/props")
             if props is not None:
                 with contextlib.suppress(ValueError):
-                    found = capacity_from_llamacpp_props(props.json())
+                    found = capacity_from_llamacpp_props(props.json(), self.profile.adaptive_max)
                     if found is not None:
                         return found
             metrics = await self._page(f"{root}/metrics")

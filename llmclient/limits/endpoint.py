@@ -124,6 +124,14 @@ class Endpoint:
             )
             return
         self.discovered = capacity
+        if capacity.reported is not None:
+            logger.warning(
+                "%s: the server says it serves %d requests at once; taking %d, the profile's "
+                "adaptive_max (raise it in the profile to take more)",
+                self.name,
+                capacity.reported,
+                capacity.slots,
+            )
         _start_at(self.limit, capacity.slots)
         if isinstance(self.limit, FixedLimit):
             self.limit = FixedLimit(capacity.slots)

@@ -31,8 +31,11 @@ class _Budget:
     def learn(self, quota: Quota, in_flight: float, now: float, max_wait: float) -> None:
         """The server's word, less what is on the wire and may not be counted in it yet."""
         reset = quota.reset if quota.reset is not None else _UNKNOWN_RESET
+        if reset > max_wait:  # not waited for: the next request goes and finds out
+            self.allowance, self.expires = math.inf, 0.0
+            return
         self.allowance = quota.remaining - in_flight
-        self.expires = now + min(reset, max_wait)
+        self.expires = now + reset
 
     def delay(self, cost: float, demand: float, now: float) -> float:
         """Seconds until a request costing `cost` may go, with `demand` waiting (it included).
@@ -100,8 +103,8 @@ class ServerPacing:
     def observe(self, limits: ServerLimits, max_wait: float = math.inf) -> None:
         """Take the quotas one response announced (it is still counted in flight).
 
-        A reset further than `max_wait` seconds is taken as `max_wait`: no request is held
-        back longer; the next one sent finds out (a 429 whose wait is too long fails it).
+        A quota resetting further than `max_wait` seconds away holds nothing back: the next
+        request sent finds out (a 429 whose wait is too long fails it at once).
         """
         now = asyncio.get_running_loop().time()
         others = max(0, self.in_flight - 1)

@@ -252,6 +252,8 @@ def _checked_urls(
         urls: Sequence[str] = value.split(",")
     else:
         urls = value.urls if isinstance(value, EndpointPool) else value
+    if source.startswith("env LLMCLIENT_"):
+        normalize = _full_url_only(normalize)  # llmclient's own variables take whole URLs
     if len(urls) == 1 and not isinstance(value, EndpointPool):
         return _checked_url(urls[0], f"{where}={urls[0]!r}", normalize), None
     shown = value if isinstance(value, str) else list(urls)
@@ -266,9 +268,22 @@ def _checked_urls(
     return checked[0], pool.with_urls(checked)
 
 
+def _full_url_only(normalize: Callable[[str], str]) -> Callable[[str], str]:
+    """`normalize`, for a URL that names its scheme (a bare word is a mistake, not a host)."""
+
+    def checked(url: str) -> str:
+        if "://" not in url:
+            raise ValueError("no scheme")
+        return normalize(url)
+
+    return checked
+
+
 def _checked_url(url: str, where: str, normalize: Callable[[str], str]) -> str:
     """`url` in the provider's canonical form, or an error starting with `where` it came from."""
     problem = "must be an http:// or https:// URL with a host, like http://127.0.0.1:11434"
+    if "://" in url and not urlsplit(url.strip()).hostname:  # "http://": before Ollama's
+        raise ConfigurationError(f"{where}: {problem}")  # parsing makes it a host "http"
     try:
         normalized = normalize(url).rstrip("/")
         parts = urlsplit(normalized)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 import pytest
 
 from llmclient import (
     ConcurrencyProfile,
     ConfigurationError,
+    EndpointPool,
     OllamaClient,
     OpenAIClient,
     RetryPolicy,
@@ -219,3 +221,52 @@ async def test_rpm_below_one_a_minute_is_a_real_setting(
         assert not second.done()  # the next one is two minutes away
         second.cancel()
     assert simulated_server.stats.requests == 1
+
+
+@pytest.mark.parametrize(
+    ("where", "url", "named"),
+    [
+        ("argument", "http://", "base_url='http://'"),
+        ("argument", "https://", "base_url='https://'"),
+        ("env", "http://", "OLLAMA_HOST='http://'"),
+        ("llmclient-env", "notaurl", "LLMCLIENT_OLLAMA_BASE_URL='notaurl'"),
+        ("llmclient-env", "http://", "LLMCLIENT_OLLAMA_BASE_URL='http://'"),
+    ],
+)
+def test_urls_without_a_host_are_refused_naming_where_they_came_from(
+    monkeypatch: pytest.MonkeyPatch, where: str, url: str, named: str
+) -> None:
+    arguments = {"host": url} if where == "argument" else {}
+    if where == "env":
+        monkeypatch.setenv("OLLAMA_HOST", url)
+    if where == "llmclient-env":
+        monkeypatch.setenv("LLMCLIENT_OLLAMA_BASE_URL", url)
+    with pytest.raises(ConfigurationError, match=re.escape(named)):
+        OllamaClient("m", **arguments)
+
+
+def test_an_empty_host_is_refused_not_taken_for_the_default() -> None:
+    with pytest.raises(ConfigurationError, match=r"host='': must be a URL"):
+        OllamaClient("m", host="")
+    with pytest.raises(ConfigurationError, match=r"host='  '"):
+        OllamaClient("m", host="  ")
+
+
+def test_llmclient_variables_take_whole_urls_and_ollama_host_its_own_forms(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", "gpu1")  # Ollama's rule: a bare host gets :11434
+    assert OllamaClient("m").settings.base_url == "http://gpu1:11434"
+    monkeypatch.setenv("LLMCLIENT_OLLAMA_BASE_URL", "http://gpu2:11500")
+    assert OllamaClient("m").settings.base_url == "http://gpu2:11500"
+    monkeypatch.setenv("LLMCLIENT_OPENAI_BASE_URL", "gpu3:8000/v1")
+    with pytest.raises(ConfigurationError, match=r"LLMCLIENT_OPENAI_BASE_URL='gpu3:8000/v1'"):
+        OpenAIClient("m")
+
+
+def test_a_pool_listing_one_url_twice_is_refused() -> None:
+    url = "http://127.0.0.1:11434"
+    with pytest.raises(ConfigurationError, match=r"endpoints: 'http://127.0.0.1:11434' is listed"):
+        EndpointPool([url, url])
+    with pytest.raises(ConfigurationError, match=r"listed twice"):
+        EndpointPool([url, f" {url} "])

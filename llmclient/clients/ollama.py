@@ -57,7 +57,11 @@ def _with_host(host: BaseUrl | None, options: dict[str, Any]) -> dict[str, Any]:
         raise ConfigurationError(
             f"invalid argument: host={host!r} and base_url={base_url!r} differ; pass one"
         )
-    return {**options, "base_url": host or base_url}
+    if isinstance(host, str) and not host.strip():
+        raise ConfigurationError(
+            f"invalid argument: host={host!r}: must be a URL or host, like http://127.0.0.1:11434"
+        )
+    return {**options, "base_url": host if host is not None else base_url}
 
 
 class OllamaClient(BaseLLMClient):

@@ -95,6 +95,13 @@ class EndpointPool:
                         f"invalid argument: max_concurrent={limit!r} for {url}: "
                         "must be a positive integer, 'auto', a Limit or a function returning one"
                     ) from error
+        urls = [url.strip() for url, _ in items]
+        twice = next((url for i, url in enumerate(urls) if url in urls[:i]), None)
+        if twice is not None:
+            raise ConfigurationError(
+                f"invalid argument: endpoints: {twice!r} is listed twice (one server's slots "
+                "would be counted twice)"
+            )
         check_int("unhealthy_after", unhealthy_after, 1)
         if isinstance(probe_interval, bool) or not (
             isinstance(probe_interval, int | float) and 0 < probe_interval < math.inf
@@ -102,7 +109,7 @@ class EndpointPool:
             raise ConfigurationError(
                 f"invalid argument: probe_interval={probe_interval!r}: must be a positive number"
             )
-        self.urls: tuple[str, ...] = tuple(url.strip() for url, _ in items)
+        self.urls: tuple[str, ...] = tuple(urls)
         self.limits: tuple[MaxConcurrentSpec | None, ...] = tuple(
             None if limit is None else ConcurrencyProfile(max_concurrent=limit).max_concurrent
             for _, limit in items

@@ -57,7 +57,7 @@ def _fold_host(host: BaseUrl | None, options: ClientOptions) -> None:
         raise ConfigurationError(
             f"invalid argument: host={host!r} and base_url={base_url!r} differ; pass one"
         )
-    if host is not None:
+    if host:
         options["base_url"] = host
 
 

@@ -7,10 +7,11 @@ their checks differ from `OpenAIClient`; requests, answers and errors are the sa
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+from typing import ClassVar, Unpack
 
 import openai
 
+from llmclient.clients.base import ClientKeywords
 from llmclient.clients.openai import _LOCAL_PLACEHOLDER_KEY, OpenAIClient
 from llmclient.config import ClientSettings
 from llmclient.errors import ConfigurationError
@@ -36,7 +37,11 @@ class AzureOpenAIClient(OpenAIClient):
     }
 
     def __init__(
-        self, model: str | None = None, *, api_version: str | None = None, **options: Any
+        self,
+        model: str | None = None,
+        *,
+        api_version: str | None = None,
+        **options: Unpack[ClientKeywords],
     ) -> None:
         self.api_version = api_version or os.environ.get("OPENAI_API_VERSION")
         if not self.api_version:

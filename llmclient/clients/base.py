@@ -20,6 +20,7 @@ from llmclient._loop_local import LoopLocal
 from llmclient._pipeline import Pipeline
 from llmclient.clients import _pool
 from llmclient.clients.params import (
+    CallOptions,
     ChatRequest,
     SamplingOptions,
     SamplingParams,
@@ -58,13 +59,32 @@ from llmclient.types import (
     Usage,
 )
 
-__all__ = ["BaseLLMClient", "ChatRequest", "TextStream", "token_from_logprob"]
+__all__ = [
+    "BaseLLMClient",
+    "ChatRequest",
+    "ClientConstructorOptions",
+    "ClientKeywords",
+    "TextStream",
+    "token_from_logprob",
+]
 
 History = Sequence[str] | Sequence[MessageInput] | None
 
 
 class ClientConstructorOptions(ClientOptions, SamplingOptions, total=False):
     """Every keyword a client's constructor takes besides its own named ones."""
+
+
+class ClientKeywords(ClientConstructorOptions, total=False):
+    """Every keyword `BaseLLMClient.__init__` takes: what subclasses pass on to it."""
+
+    system_prompt: str | None
+    params: Mapping[str, Any] | None
+    topk_per_token: int
+    profile: ConcurrencyProfile | None
+    tokenizer: Any
+    keep_reasoning: bool
+    observer: Observer | None
 
 
 class BaseLLMClient(AsyncClosing):
@@ -270,7 +290,7 @@ class BaseLLMClient(AsyncClosing):
         return _pool.endpoint_stats(self, self._endpoints.latest())
 
     async def generate(
-        self, prompt_or_messages: str | Sequence[MessageInput], **params: Any
+        self, prompt_or_messages: str | Sequence[MessageInput], **params: Unpack[CallOptions]
     ) -> Completion:
         """One chat completion under the client's limits and retries."""
         request = self._request(messages_from(prompt_or_messages), params)
@@ -284,7 +304,9 @@ class BaseLLMClient(AsyncClosing):
         )
         return replace(completion, attempts=attempts, latency=elapsed)
 
-    async def generate_answer(self, text: str, history: History = None, **extra: Any) -> str:
+    async def generate_answer(
+        self, text: str, history: History = None, **extra: Unpack[CallOptions]
+    ) -> str:
         """The answer text to `text` after `history` (strings alternate user, assistant).
 
         A reasoning model's thinking is left out (see `Completion.reasoning`) unless the
@@ -296,14 +318,19 @@ class BaseLLMClient(AsyncClosing):
         return completion.text
 
     async def generate_topk_per_token(
-        self, text: str, history: History = None, **extra: Any
+        self, text: str, history: History = None, **extra: Unpack[CallOptions]
     ) -> list[Token]:
         """The generated tokens (one by default) with their top-k alternatives.
 
         `top_logprobs` (default: the client's `topk_per_token`) sets k; `max_tokens`
         defaults to 1.
         """
-        params = {"max_tokens": 1, "top_logprobs": self.topk_per_token, **extra, "logprobs": True}
+        params: CallOptions = {
+            "max_tokens": 1,
+            "top_logprobs": self.topk_per_token,
+            **extra,
+            "logprobs": True,
+        }
         completion = await self.generate(conversation(text, history), **params)
         if not completion.tokens:
             raise UnsupportedFeatureError(
@@ -314,7 +341,7 @@ class BaseLLMClient(AsyncClosing):
         return completion.tokens
 
     async def generate_inputs_prob(
-        self, text: str, history: History = None, **extra: Any
+        self, text: str, history: History = None, **extra: Unpack[CallOptions]
     ) -> list[Token]:
         """Log-probabilities of the prompt's own tokens, where the provider can give them."""
         raise UnsupportedFeatureError(
@@ -323,7 +350,9 @@ class BaseLLMClient(AsyncClosing):
             provider=self.provider,
         )
 
-    def stream(self, prompt_or_messages: str | Sequence[MessageInput], **params: Any) -> TextStream:
+    def stream(
+        self, prompt_or_messages: str | Sequence[MessageInput], **params: Unpack[CallOptions]
+    ) -> TextStream:
         """Text deltas of one completion; the request holds its slot until the stream ends."""
         request = self._request(messages_from(prompt_or_messages), params)
         estimate = request.estimated_tokens()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 import httpx
 import ollama
@@ -16,9 +16,9 @@ from ollama._client import _parse_host
 from pydantic import ValidationError
 
 from llmclient.clients._http import answer_shape, not_json_object, transport_error
-from llmclient.clients.base import BaseLLMClient, token_from_logprob
+from llmclient.clients.base import BaseLLMClient, ClientKeywords, token_from_logprob
 from llmclient.clients.params import ChatRequest
-from llmclient.config import BaseUrl, ClientSettings
+from llmclient.config import BaseUrl, ClientOptions, ClientSettings
 from llmclient.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -50,8 +50,8 @@ _OPTION_NAMES = {
 }
 
 
-def _with_host(host: BaseUrl | None, options: dict[str, Any]) -> dict[str, Any]:
-    """`options` with `host` folded into `base_url` (Ollama calls it host; both are accepted)."""
+def _fold_host(host: BaseUrl | None, options: ClientOptions) -> None:
+    """Fold `host` into `options["base_url"]` (Ollama calls it host; both are accepted)."""
     base_url = options.get("base_url")
     if host is not None and base_url is not None and host != base_url:
         raise ConfigurationError(
@@ -61,7 +61,8 @@ def _with_host(host: BaseUrl | None, options: dict[str, Any]) -> dict[str, Any]:
         raise ConfigurationError(
             f"invalid argument: host={host!r}: must be a URL or host, like http://127.0.0.1:11434"
         )
-    return {**options, "base_url": host if host is not None else base_url}
+    if host is not None:
+        options["base_url"] = host
 
 
 class OllamaClient(BaseLLMClient):
@@ -86,9 +87,10 @@ class OllamaClient(BaseLLMClient):
         *,
         host: BaseUrl | None = None,
         keep_alive: float | str | None = None,
-        **options: Any,
+        **options: Unpack[ClientKeywords],
     ) -> None:
-        super().__init__(model, **_with_host(host, options))
+        _fold_host(host, options)
+        super().__init__(model, **options)
         self.keep_alive = keep_alive
 
     @property
@@ -129,10 +131,16 @@ class OllamaClient(BaseLLMClient):
 
     @classmethod
     def settings_for(
-        cls, model: str | None = None, *, host: BaseUrl | None = None, **options: Any
+        cls,
+        model: str | None = None,
+        *,
+        host: BaseUrl | None = None,
+        profile: ConcurrencyProfile | None = None,
+        **options: Unpack[ClientOptions],
     ) -> ClientSettings:
         """As `BaseLLMClient.settings_for`; `host` is another name for `base_url`."""
-        return super().settings_for(model, **_with_host(host, options))
+        _fold_host(host, options)
+        return super().settings_for(model, profile=profile, **options)
 
     @classmethod
     def default_profile(cls, base_url: str) -> ConcurrencyProfile:

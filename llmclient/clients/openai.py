@@ -12,7 +12,7 @@ import functools
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 import httpx2
 import openai
@@ -20,7 +20,7 @@ from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
 from llmclient.clients._http import answer_shape, not_json_object, transport_error
-from llmclient.clients.base import BaseLLMClient, token_from_logprob
+from llmclient.clients.base import BaseLLMClient, ClientKeywords, token_from_logprob
 from llmclient.clients.params import ChatRequest, SamplingParams
 from llmclient.config import ClientSettings
 from llmclient.errors import (
@@ -71,7 +71,7 @@ class OpenAIClient(BaseLLMClient):
         "base_url": "OPENAI_BASE_URL",
     }
 
-    def __init__(self, model: str | None = None, **options: Any) -> None:
+    def __init__(self, model: str | None = None, **options: Unpack[ClientKeywords]) -> None:
         self._warned_unsent = False
         super().__init__(model, **options)
         self._max_tokens_field = "max_tokens" if self._local else "max_completion_tokens"

@@ -16,6 +16,7 @@ from llmclient.errors import ConfigurationError
 from llmclient.types import Message, MessageInput
 
 __all__ = [
+    "CallOptions",
     "ChatRequest",
     "SamplingOptions",
     "SamplingParams",
@@ -56,24 +57,34 @@ class SamplingParams(BaseModel):
 
 
 class SamplingOptions(TypedDict, total=False):
-    """The sampling parameters as constructor keywords: a client's defaults for every call.
+    """The sampling parameters as keywords: a constructor's defaults, or one call's.
 
-    The same names as `SamplingParams` (a test keeps the two in step).
+    The same names and types as `SamplingParams` (a test keeps the two in step); None
+    leaves a parameter to the server (in a call, even one the client has a default for).
     """
 
-    temperature: float
-    top_p: float
-    top_k: int
-    max_tokens: int
-    seed: int
-    stop: str | list[str]
-    presence_penalty: float
-    frequency_penalty: float
-    repetition_penalty: float
+    temperature: float | None
+    top_p: float | None
+    top_k: int | None
+    max_tokens: int | None
+    seed: int | None
+    stop: str | list[str] | None
+    presence_penalty: float | None
+    frequency_penalty: float | None
+    repetition_penalty: float | None
     json_mode: bool
     logprobs: bool
-    top_logprobs: int
+    top_logprobs: int | None
     provider_options: dict[str, Any]
+
+
+class CallOptions(SamplingOptions, total=False):
+    """The keywords of one call (`generate`, `stream`, ...): sampling parameters and `model`.
+
+    `model` (None: the client's) picks the chat model for this call only.
+    """
+
+    model: str | None
 
 
 def validate_params(params: dict[str, Any]) -> SamplingParams:

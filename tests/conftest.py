@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -30,28 +31,35 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-@pytest.fixture
-def threaded_server() -> Iterator[SimulatedServer]:
-    """A simulated server running in its own thread and loop, so tests may call asyncio.run."""
+@contextlib.contextmanager
+def server_in_thread(**options: Any) -> Iterator[SimulatedServer]:
+    """A `SimulatedServer(**options)` running in its own thread and loop, so tests may call
+    asyncio.run (or other processes reach it) while it serves."""
     ready = threading.Event()
-    stop: asyncio.Event | None = None
     holder: dict[str, Any] = {}
 
     async def serve() -> None:
-        nonlocal stop
         stop = asyncio.Event()
-        async with SimulatedServer(parallel=2, latency=0.005) as simulated:
-            holder["server"] = simulated
-            holder["loop"] = asyncio.get_running_loop()
+        async with SimulatedServer(**options) as simulated:
+            holder.update(server=simulated, loop=asyncio.get_running_loop(), stop=stop)
             ready.set()
             await stop.wait()
 
     thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
     thread.start()
     assert ready.wait(10)
-    yield holder["server"]
-    holder["loop"].call_soon_threadsafe(stop.set)  # type: ignore[union-attr]
-    thread.join(10)
+    try:
+        yield holder["server"]
+    finally:
+        holder["loop"].call_soon_threadsafe(holder["stop"].set)
+        thread.join(10)
+
+
+@pytest.fixture
+def threaded_server() -> Iterator[SimulatedServer]:
+    """A 2-slot simulated server in its own thread and loop."""
+    with server_in_thread(parallel=2, latency=0.005) as server:
+        yield server
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -32,6 +31,7 @@ from llmclient.limits import FixedLimit, shared_endpoint
 from llmclient.limits.backends.redis import FleetLimit, RedisBackend
 from llmclient.testing import SimulatedServer
 from llmclient.testing.redis import RedisServer
+from tests.conftest import server_in_thread
 from tests.redis_holder import HOLDER_KEY, start_holder
 
 KEY = ("http://127.0.0.1:9",)
@@ -40,22 +40,8 @@ KEY = ("http://127.0.0.1:9",)
 @pytest.fixture
 def slow_server() -> Iterator[SimulatedServer]:
     """A 4-slot server with an unbounded queue, in its own thread (reachable from processes)."""
-    ready = threading.Event()
-    holder: dict[str, Any] = {}
-
-    async def serve() -> None:
-        holder["stop"] = asyncio.Event()
-        async with SimulatedServer(parallel=4, latency=0.02) as simulated:
-            holder["server"], holder["loop"] = simulated, asyncio.get_running_loop()
-            ready.set()
-            await holder["stop"].wait()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    yield holder["server"]
-    holder["loop"].call_soon_threadsafe(holder["stop"].set)
-    thread.join(10)
+    with server_in_thread(parallel=4, latency=0.02) as server:
+        yield server
 
 
 def keys_of(url: str) -> list[str]:

@@ -13,34 +13,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 
 from llmclient import BaseLLMClient, OllamaClient, OpenAIClient
 from llmclient.limits.concurrency import ConcurrencyLimiter
 from llmclient.testing import SimulatedServer
+from tests.conftest import server_in_thread
 
 
 @pytest.fixture
 def wide_server() -> Iterator[SimulatedServer]:
     """A simulated server with more slots than any client here may use, in its own thread."""
-    ready = threading.Event()
-    holder: dict[str, Any] = {}
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        async with SimulatedServer(parallel=8, latency=0.03) as simulated:
-            holder.update(server=simulated, loop=asyncio.get_running_loop(), stop=stop)
-            ready.set()
-            await stop.wait()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    yield holder["server"]
-    holder["loop"].call_soon_threadsafe(holder["stop"].set)
-    thread.join(10)
+    with server_in_thread(parallel=8, latency=0.03) as server:
+        yield server
 
 
 def make(provider: str, server: SimulatedServer, limit: int = 2) -> BaseLLMClient:

@@ -3,26 +3,7 @@
 Everything lives in :mod:`llmclient.fanout`; these are the same objects.
 """
 
-from llmclient.fanout import (
-    DEFAULT_MAX_WORKERS,
-    HasWorkerLimit,
-    MapOptions,
-    ProgressCallback,
-    amap,
-    client_workers,
-    iterate_concurrent,
-    run_concurrent,
-    run_concurrent_sync,
-)
+import llmclient.fanout
+from llmclient.fanout import *  # noqa: F403 (the alias re-exports exactly fanout's names)
 
-__all__ = [
-    "DEFAULT_MAX_WORKERS",
-    "HasWorkerLimit",
-    "MapOptions",
-    "ProgressCallback",
-    "amap",
-    "client_workers",
-    "iterate_concurrent",
-    "run_concurrent",
-    "run_concurrent_sync",
-]
+__all__ = llmclient.fanout.__all__

@@ -1,10 +1,12 @@
 """Import cost: `import llmclient` and `llmclient --help` against a bare `python -c pass`.
 
-Each command runs N times, each in a fresh subprocess. Prints the median wall time, its ratio
-to bare Python measured in the same run, the peak RSS (the largest of three runs under
-/usr/bin/time, else `os.wait4`'s rusage), the provider SDKs each command left loaded, and
-the top imports of `import llmclient` by cumulative time (`python -X importtime`). It prints
-figures; it never asserts them (the machine is shared, timings are noisy).
+Each command runs N times, each in a fresh subprocess, the commands taking turns so that load
+from other processes falls on all of them alike. Prints the median wall time, what it adds to
+bare Python and its ratio to it, measured in the same run, the peak RSS (the largest of three
+runs under /usr/bin/time, else `os.wait4`'s rusage), the provider SDKs each command left
+loaded, and the top imports of `import llmclient` and of `llmclient --help` by cumulative time
+(`python -X importtime`). It prints figures; it never asserts them (the machine is shared,
+timings are noisy).
 
     python benchmarks/bench_import.py [--runs 15] [--top 10]
 """
@@ -27,6 +29,10 @@ _LOADED = (
     "print(','.join(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)"
 )
 _TIME = "/usr/bin/time"
+IMPORTED = {  # whose imports are listed: label -> python's arguments
+    "import llmclient": ["-c", "import llmclient"],
+    "llmclient --help": ["-m", "llmclient", "--help"],
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +73,23 @@ def _peak_rss_mib(command: list[str]) -> float:
     return usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024) / 2**20
 
 
-def measure(label: str, command: list[str], runs: int) -> Figures:
-    _run_once(command)  # warm the page cache and .pyc files
-    walls = [_run_once(command) for _ in range(runs)]
-    rss = max(_peak_rss_mib(command) for _ in range(3))
-    return Figures(label, statistics.median(walls), min(walls), rss)
+def measure(commands: dict[str, list[str]], runs: int) -> list[Figures]:
+    """N rounds, each running every command once in turn, after one warm-up round."""
+    walls: dict[str, list[float]] = {label: [] for label in commands}
+    for round_ in range(runs + 1):
+        for label, command in commands.items():
+            wall = _run_once(command)
+            if round_:  # round 0 warms the page cache and .pyc files
+                walls[label].append(wall)
+    return [
+        Figures(
+            label,
+            statistics.median(walls[label]),
+            min(walls[label]),
+            max(_peak_rss_mib(command) for _ in range(3)),
+        )
+        for label, command in commands.items()
+    ]
 
 
 def loaded_heavy(what: str) -> str:
@@ -96,10 +114,10 @@ def loaded_by_help() -> str:
     return done.stderr.strip() or "none"
 
 
-def top_imports(module: str, top: int) -> list[tuple[int, int, str]]:
-    """(cumulative us, self us, name) of the slowest imports of `module`, one fresh run."""
+def top_imports(arguments: list[str], top: int) -> list[tuple[int, int, str]]:
+    """(cumulative us, self us, name) of the slowest imports of `python <arguments>`, one run."""
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        [sys.executable, "-X", "importtime", *arguments],
         capture_output=True,
         text=True,
         check=True,
@@ -131,14 +149,15 @@ def main() -> None:
         commands["llmclient --help (console script)"] = [script, "--help"]
 
     print(f"{sys.version.split()[0]} on {sys.platform}, {os.cpu_count()} CPUs, {args.runs} runs")
-    results = [measure(label, command, args.runs) for label, command in commands.items()]
+    results = measure(commands, args.runs)
     bare = results[0].median_s
     width = max(len(r.label) for r in results)
-    print(f"{'command':<{width}}  median ms  min ms  x bare  peak RSS MiB")
+    print(f"{'command':<{width}}  median ms  min ms  over bare ms  x bare  peak RSS MiB")
     for r in results:
         print(
             f"{r.label:<{width}}  {r.median_s * 1000:9.1f}  {r.min_s * 1000:6.1f}  "
-            f"{r.median_s / bare:6.1f}  {r.peak_rss_mib:12.1f}"
+            f"{(r.median_s - bare) * 1000:12.1f}  {r.median_s / bare:6.1f}  "
+            f"{r.peak_rss_mib:12.1f}"
         )
 
     print(f"\nheavy modules loaded by `import llmclient`: {loaded_heavy('llmclient')}")
@@ -148,10 +167,11 @@ def main() -> None:
         f"{loaded_heavy('llmclient; llmclient.OpenAIClient')})"
     )
 
-    print(f"\ntop {args.top} imports of `import llmclient` by cumulative time (one run):")
-    print(f"{'cumulative ms':>13}  {'self ms':>7}  module")
-    for cumulative, own, name in top_imports("llmclient", args.top):
-        print(f"{cumulative / 1000:13.1f}  {own / 1000:7.1f}  {name}")
+    for label, arguments in IMPORTED.items():
+        print(f"\ntop {args.top} imports of `{label}` by cumulative time (one run):")
+        print(f"{'cumulative ms':>13}  {'self ms':>7}  module")
+        for cumulative, own, name in top_imports(arguments, args.top):
+            print(f"{cumulative / 1000:13.1f}  {own / 1000:7.1f}  {name}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Usage errors exit 2, expected failures (server down, bad key) exit 1; both print
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -41,6 +42,38 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class CommandParser(Parser):
+    """A command's parser whose options and handler come from its module, imported on first use.
+
+    `llmclient --help` only needs each command's name and help line, so the command modules
+    (and the simulated server, asyncio and the clients they import) load only for the command
+    that runs, or when a command's own help is shown.
+    """
+
+    def __init__(self, *, module: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._module: str | None = module
+
+    def _load(self) -> None:
+        """Import the command's module once; it adds the options, `command` handles them."""
+        if self._module is not None:
+            module, self._module = importlib.import_module(self._module), None
+            module.add_arguments(self)
+            self.set_defaults(handler=module.command)
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        self._load()
+        return super().parse_known_args(*args, **kwargs)
+
+    def format_help(self) -> str:
+        self._load()
+        return super().format_help()
+
+    def format_usage(self) -> str:
+        self._load()
+        return super().format_usage()
 
 
 def add_verbose(parser: argparse.ArgumentParser) -> None:

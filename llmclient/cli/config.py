@@ -9,30 +9,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from llmclient.cli._common import add_target, add_verbose, make_client, table, target_settings
 
 if TYPE_CHECKING:
     from llmclient.config import ClientSettings
 
-HELP = "show the effective settings for a provider, each with its source"
 _PRECEDENCE = (
     "precedence: option > LLMCLIENT_{P}_<SETTING> > LLMCLIENT_<SETTING> > {native}"
     " > profile default"
 )
 
 
-def add_parser(commands: Any) -> None:
-    """Register `config` on the top-level subparsers."""
-    parser = commands.add_parser(
-        "config",
-        help=HELP,
-        description=HELP + ". API keys are shown masked; set them in the environment.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `config`."""
     add_target(parser)
     add_verbose(parser)
-    parser.set_defaults(handler=command)
 
 
 def command(args: argparse.Namespace) -> int:

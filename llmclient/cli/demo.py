@@ -22,10 +22,6 @@ from typing import Any
 from llmclient.cli._common import add_verbose, milliseconds, positive_int, table
 from llmclient.testing import SimulatedServer
 
-HELP = (
-    "show unbounded fan-out against OllamaClient on a simulated Ollama, warm model and bounded"
-    " queue (~12 s)"
-)
 SLOTS, QUEUE, LATENCY, TIMEOUT = 4, 16, 0.05, 0.5
 POOL = 100  # httpx's default connection limit, which the ollama SDK keeps
 MODEL = "sim-model"
@@ -55,13 +51,8 @@ class Outcome:
 Variant = Callable[[str, list[str]], Awaitable[Outcome]]
 
 
-def add_parser(commands: Any) -> None:
-    """Register `demo` on the top-level subparsers."""
-    parser = commands.add_parser(
-        "demo",
-        help=HELP,
-        description=HELP + ". Nothing leaves this machine: the server is simulated.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `demo`."""
     parser.add_argument(
         "--requests",
         type=positive_int,
@@ -77,7 +68,6 @@ def add_parser(commands: Any) -> None:
         help="the clients' timeout in the warm-model case, in seconds (default: %(default)g)",
     )
     add_verbose(parser)
-    parser.set_defaults(handler=command)
 
 
 def _positive_float(text: str) -> float:

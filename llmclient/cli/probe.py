@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import json
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from llmclient.cli._common import (
     add_target,
@@ -26,12 +26,9 @@ from llmclient.cli._common import (
 if TYPE_CHECKING:
     from llmclient.probing import ProbeReport
 
-HELP = "measure the service's real concurrency capacity and recommend max_concurrent"
 
-
-def add_parser(commands: Any) -> None:
-    """Register `probe` on the top-level subparsers."""
-    parser = commands.add_parser("probe", help=HELP, description=HELP + ".")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `probe`."""
     add_target(parser)
     parser.add_argument(
         "--levels",
@@ -55,7 +52,6 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     add_verbose(parser)
-    parser.set_defaults(handler=command)
 
 
 def command(args: argparse.Namespace) -> int:

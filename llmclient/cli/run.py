@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from llmclient import BaseLLMClient, Observer
     from llmclient.telemetry._prometheus import PrometheusEndpoint
 
-HELP = "answer every line of a JSONL file into another, resumably"
 INTERNAL_ERROR = "internal_error"  # error.kind of a record whose item hit an unexpected exception
 _SHOWN_PROBLEMS = 20  # malformed lines reported one by one before a count
 _MESSAGE_LIMIT = 1000  # characters of an unexpected exception's text kept in its record
@@ -48,15 +47,8 @@ REPORT_INTERVAL = 60.0  # seconds between the -v progress lines
 logger = logging.getLogger("llmclient")
 
 
-def add_parser(commands: Any) -> None:
-    """Register `run` on the top-level subparsers."""
-    parser = commands.add_parser(
-        "run",
-        help=HELP,
-        description=HELP + '. Input lines: {"id": ..., "prompt": "..."} or '
-        '{"id": ..., "messages": [...]}, with optional parameters (temperature, max_tokens, '
-        "...). Rerun the same command to resume after an interruption.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `run`."""
     parser.add_argument("input", type=Path, metavar="INPUT.jsonl", help="one request per line")
     parser.add_argument("-o", "--output", type=output_path, required=True, metavar="OUTPUT.jsonl")
     add_target(parser)
@@ -82,7 +74,6 @@ def add_parser(commands: Any) -> None:
         help="serve Prometheus metrics at http://127.0.0.1:N/metrics while the job runs",
     )
     add_verbose(parser)
-    parser.set_defaults(handler=command)
 
 
 def output_path(text: str) -> Path:

@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import contextlib
 import signal
-from typing import Any
 
 from llmclient.cli._common import (
     CommandError,
@@ -22,17 +21,11 @@ from llmclient.cli._common import (
 )
 from llmclient.testing import Fault, SimulatedServer
 
-HELP = "run a simulated Ollama/OpenAI server (no model, no GPU) until Ctrl-C"
 _FAULTS = ", ".join(f.value for f in Fault)
 
 
-def add_parser(commands: Any) -> None:
-    """Register `simulate` on the top-level subparsers."""
-    parser = commands.add_parser(
-        "simulate",
-        help=HELP,
-        description=HELP + ". It answers Ollama's /api/* and OpenAI's /v1/* with canned text.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `simulate`."""
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
@@ -77,7 +70,6 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random faults")
     add_verbose(parser)
-    parser.set_defaults(handler=command)
 
 
 def command(args: argparse.Namespace) -> int:

@@ -382,3 +382,25 @@ async def test_shared_endpoint_takes_the_stricter_limit(
     assert "different max_concurrent" in caplog.text
     await loose.aclose()
     await strict.aclose()
+
+
+def test_generate_stamps_attempts_and_latency_keeping_every_other_field() -> None:
+    """The hot path's copy of a completion (not `dataclasses.replace`) keeps every field."""
+    import dataclasses
+
+    from llmclient.clients.base import _stamped
+    from llmclient.types import Completion, Token, Usage
+
+    given = Completion("t", "stop", Usage(1, 2), [Token("t", -0.1)], "m", 1, 0.0, "why")
+    stamped = _stamped(given, 3, 1.5)
+    assert stamped == dataclasses.replace(given, attempts=3, latency=1.5)
+    assert {f.name for f in dataclasses.fields(Completion)} == {
+        "text",
+        "finish_reason",
+        "usage",
+        "tokens",
+        "model",
+        "attempts",
+        "latency",
+        "reasoning",
+    }

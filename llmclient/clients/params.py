@@ -125,6 +125,12 @@ def messages_from(prompt_or_messages: str | Sequence[MessageInput]) -> list[Mess
     """
     if isinstance(prompt_or_messages, str):
         return [Message("user", prompt_or_messages)]
+    if (
+        type(prompt_or_messages) is list
+        and prompt_or_messages
+        and all(type(m) is Message for m in prompt_or_messages)
+    ):
+        return prompt_or_messages.copy()  # Messages are checked when made (as by `conversation`)
     if not isinstance(prompt_or_messages, Sequence):
         raise TypeError(
             "prompt_or_messages must be a string or a sequence of messages, "

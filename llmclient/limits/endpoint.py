@@ -152,11 +152,13 @@ class Endpoint:
         if self._probe is not None or (discovery is not None and not discovery.done()):
             await self.discover()  # once: later admissions do not touch the finished task
         state = self.state
-        await self._wait_pause()
+        if self._pause_left() != 0.0:  # unknown (a remote state) or paused: wait it out
+            await self._wait_pause()
         charge = await state.reserve(estimated_tokens) if state.rates_active else 0.0
         while True:
             lease = await state.acquire_slot()
-            if await state.paused_for() <= 0:
+            left = self._pause_left()
+            if (await state.paused_for() if left is None else left) <= 0:
                 break
             state.release_slot(lease)  # a pause began while we waited: do not hold a slot
             await self._wait_pause()
@@ -204,6 +206,12 @@ class Endpoint:
         close = getattr(self.state, "aclose", None)
         if close is not None:
             await close()
+
+    def _pause_left(self) -> float | None:
+        """Seconds left of the pause when the state can tell without I/O (the local one),
+        else None: the admission path then skips awaiting `paused_for` when nothing is paused."""
+        state = self.state
+        return state.pause_left() if isinstance(state, LocalState) else None
 
     async def _wait_pause(self) -> None:
         # A deadline that may move later while we sleep, not an event: re-check after each sleep.

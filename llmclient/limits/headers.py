@@ -18,6 +18,8 @@ _GO_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e
 _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _SF_MEMBER = re.compile(r'\s*("(?:[^"\\]|\\.)*"|[^,;]*)((?:;[^,;]*)*)\s*(?:,|$)')
 _OPENAI = "x-ratelimit-"
+_PREFIXES = (_OPENAI, "ratelimit")
+_FIRST = "xXrR"  # what the names in _PREFIXES start with, checked before lowercasing a name
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +167,12 @@ def parse_rate_headers(headers: Mapping[str, str]) -> ServerLimits | None:
     >>> parse_rate_headers({"content-type": "application/json"}) is None
     True
     """
-    lowered = {key.lower(): value for key, value in headers.items()}
-    if not any(key.startswith((_OPENAI, "ratelimit")) for key in lowered):
+    lowered = {  # only the rate-limit headers: most responses carry none, none lowercased
+        name: value
+        for key, value in headers.items()
+        if key[:1] in _FIRST and (name := key.lower()).startswith(_PREFIXES)
+    }
+    if not lowered:
         return None
     found = _ietf(lowered)
     for unit in ("requests", "tokens"):

@@ -93,6 +93,10 @@ class LocalState:
 
     async def paused_for(self) -> float:
         """Seconds left of a pause."""
+        return self.pause_left()
+
+    def pause_left(self) -> float:
+        """Seconds left of a pause, without awaiting (the admission path's fast check)."""
         return max(0.0, self._gate.resume_at - time.monotonic())
 
     def pause(self, seconds: float) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,28 +137,29 @@ def quiet_server(llama_cache_dir: Path) -> Iterator[Any]:
 
 
 async def test_auto_limit_keeps_latency_and_throughput(quiet_server: Any) -> None:
-    """Median latency within 2x of a lone request, throughput within 90% of the best fixed
-    limit. The machine is shared, so each round measures both sides afresh and one clean
-    round out of three is enough."""
+    """Median latency within 1.2x of the fixed limit at the server's slots, throughput within
+    90% of the best fixed limit (the goals "auto" has on simulated servers). The machine is
+    shared, so each round measures both sides afresh and one clean round out of three is
+    enough. (Against a lone request the bound would be the server's, not the client's: this
+    CPU-bound server's 2 slots share the cores, so at its slots each request takes ~2x.)"""
     llama_server = quiet_server
     async with client(llama_server, max_concurrent=1, share_limits=False) as single:
         for _ in range(3):
             await single.generate("warm up", **FIXED)
-        alone = statistics.median(
-            [(await single.generate(f"alone {i}", **FIXED)).latency for i in range(8)]
-        )
     rounds = []
     for _ in range(3):
-        best = 0.0
-        for level in (1, 2, 4):
+        fixed_levels = {}
+        for level in (1, LLAMA_PARALLEL, 2 * LLAMA_PARALLEL):
             async with client(llama_server, max_concurrent=level, share_limits=False) as fixed:
-                best = max(best, (await run_batch(fixed, 192))[0])
+                fixed_levels[level] = await run_batch(fixed, 192)
+        best = max(throughput for throughput, _ in fixed_levels.values())
+        at_slots = fixed_levels[LLAMA_PARALLEL][1]
         # Where a user's "auto" starts on llama.cpp: at the slots /props reports. (From a cold
-        # start, 1, "auto" stays at 1 on this CPU-bound server: its 2 slots share the cores,
-        # so 2 in flight take 1.7x as long each, which reads as a queue.)
+        # start, 1, "auto" stays at 1 on this CPU-bound server: 2 in flight take 1.7x as long
+        # each, which reads as a queue.)
         async with client(llama_server, max_concurrent="auto", share_limits=False) as auto:
             throughput, median = await run_batch(auto, 192)
-        rounds.append((throughput / best, median / alone))
-        if throughput >= 0.9 * best and median <= 2 * alone:
+        rounds.append((throughput / best, median / at_slots))
+        if throughput >= 0.9 * best and median <= 1.2 * at_slots:
             return
-    pytest.fail(f"(throughput / best, median / alone) per round: {rounds}")
+    pytest.fail(f"(throughput / best, median / median at the slots) per round: {rounds}")

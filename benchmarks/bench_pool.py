@@ -25,10 +25,11 @@ from llmclient import EndpointPool, OllamaClient, run_concurrent
 SLOTS = (1, 2, 4)
 
 
-async def pooled(urls: list[str], requests: int) -> tuple[float, list[int]]:
-    pool = EndpointPool(dict(zip(urls, SLOTS, strict=True)))
+async def through_pool(pool: EndpointPool, requests: int, warm_up: bool) -> tuple[float, list[int]]:
+    """Wall time of `requests` through one client of `pool`, and each server's answers."""
     async with OllamaClient("sim-model", host=pool) as client:
-        await client.generate("warm up", max_tokens=1)
+        if warm_up:
+            await client.generate("warm up", max_tokens=1)
         started = time.monotonic()
         await run_concurrent(
             client.generate_answer, [f"q{i}" for i in range(requests)], progress_bar=False
@@ -36,6 +37,10 @@ async def pooled(urls: list[str], requests: int) -> tuple[float, list[int]]:
         wall = time.monotonic() - started
         shares = [stats.answered for stats in client.endpoint_stats.values()]
     return wall, shares
+
+
+async def pooled(urls: list[str], requests: int) -> tuple[float, list[int]]:
+    return await through_pool(EndpointPool(dict(zip(urls, SLOTS, strict=True))), requests, True)
 
 
 async def round_robin(urls: list[str], requests: int) -> tuple[float, list[int]]:
@@ -69,14 +74,7 @@ async def one_server(url: str, requests: int) -> tuple[float, list[int]]:
 
 
 async def one_busy(urls: list[str], requests: int) -> tuple[float, list[int]]:
-    async with OllamaClient("sim-model", host=EndpointPool({urls[0]: 4, urls[1]: 4})) as client:
-        started = time.monotonic()
-        await run_concurrent(
-            client.generate_answer, [f"q{i}" for i in range(requests)], progress_bar=False
-        )
-        wall = time.monotonic() - started
-        shares = [stats.answered for stats in client.endpoint_stats.values()]
-    return wall, shares
+    return await through_pool(EndpointPool({urls[0]: 4, urls[1]: 4}), requests, False)
 
 
 def main() -> None:

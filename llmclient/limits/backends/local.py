@@ -48,11 +48,6 @@ class LocalState:
         self.rates = RateLimits(rpm, tpm)
 
     @property
-    def slots(self) -> ConcurrencyLimiter:
-        """The slots, shared with this endpoint's states in other loops."""
-        return self._gate.slots
-
-    @property
     def in_flight(self) -> int:
         """Slots held now."""
         return self._gate.slots.in_flight

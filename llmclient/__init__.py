@@ -64,6 +64,11 @@ _EXPORTS: dict[str, str] = {
     "ServerBusyError": "llmclient.errors",
     "ServerError": "llmclient.errors",
     "Stats": "llmclient.types",
+    "SyncAzureOpenAIClient": "llmclient.sync",
+    "SyncClient": "llmclient.sync",
+    "SyncOllamaClient": "llmclient.sync",
+    "SyncOpenAIClient": "llmclient.sync",
+    "SyncTextStream": "llmclient.sync",
     "StreamEnd": "llmclient.types",
     "TextStream": "llmclient.types",
     "Token": "llmclient.types",
@@ -125,6 +130,11 @@ if _typing.TYPE_CHECKING:
     from llmclient.profiles import OPENAI_PROFILE as OPENAI_PROFILE
     from llmclient.profiles import ConcurrencyProfile as ConcurrencyProfile
     from llmclient.profiles import RetryPolicy as RetryPolicy
+    from llmclient.sync import SyncAzureOpenAIClient as SyncAzureOpenAIClient
+    from llmclient.sync import SyncClient as SyncClient
+    from llmclient.sync import SyncOllamaClient as SyncOllamaClient
+    from llmclient.sync import SyncOpenAIClient as SyncOpenAIClient
+    from llmclient.sync import SyncTextStream as SyncTextStream
     from llmclient.telemetry import Observer as Observer
     from llmclient.types import Completion as Completion
     from llmclient.types import Message as Message

@@ -155,9 +155,16 @@ POLICY = (
     "llmclient._pipeline",
     "llmclient.telemetry",
     "llmclient._version",
+    "llmclient._runner",
 )
 CLIENTS = ("llmclient.clients",)
-HELPERS = ("llmclient.fanout", "llmclient.mapping", "llmclient.batching", "llmclient.probing")
+HELPERS = (
+    "llmclient.fanout",
+    "llmclient.mapping",
+    "llmclient.batching",
+    "llmclient.probing",
+    "llmclient.sync",
+)
 FACES = ("llmclient.cli", "llmclient.testing", "llmclient.compat")
 LAYERS: dict[tuple[str, ...], tuple[str, ...]] = {
     # modules under these prefixes: may import nothing under these

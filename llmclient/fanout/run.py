@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, Literal, TypedDict, TypeVar, Unpack, overload
 
+from llmclient._runner import run_in_new_loop
 from llmclient.fanout.pool import _Pool, logger
 from llmclient.fanout.reporting import (
     ProgressCallback,
@@ -196,24 +197,19 @@ def run_concurrent_sync(
     Takes the same options. ``failed_as_none=True`` is GraphGen's behaviour: every item is
     attempted, a failed item's place holds None, and each failure is logged (at WARNING, to
     ``llmclient.mapping``); without it the first failure is raised, or held in its place with
-    ``return_exceptions=True``. Raises RuntimeError when called while an event loop is
-    running in this thread.
+    ``return_exceptions=True``. Called while an event loop runs in this thread (a notebook
+    cell), it runs the new loop in a thread of its own and blocks until the run ends.
     """
     _check_options("run_concurrent_sync", options)
+    run = run_concurrent(
+        coro_fn, items, return_exceptions=return_exceptions or failed_as_none, **options
+    )
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        pass
-    else:
-        raise RuntimeError(
-            "run_concurrent_sync() cannot be called from a running event loop; "
-            "use `await run_concurrent(...)` instead"
-        )
-    results = asyncio.run(
-        run_concurrent(
-            coro_fn, items, return_exceptions=return_exceptions or failed_as_none, **options
-        )
-    )
+        results = asyncio.run(run)
+    else:  # a notebook: its loop is busy running this cell, so run in a loop of our own
+        results = run_in_new_loop(run, "llmclient-run_concurrent_sync")
     if not failed_as_none:
         return results
     desc = options.get("desc", _DEFAULT_DESC)

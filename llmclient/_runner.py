@@ -21,7 +21,7 @@ import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 __all__ = ["LoopThread", "run_in_new_loop"]
@@ -35,10 +35,22 @@ _EXIT_WAIT = 5.0  # seconds each loop thread may take to shut down at interprete
 class LoopThread:
     """An event loop in a daemon thread named `name`; thread-safe; started on first `run`."""
 
-    __slots__ = ("__weakref__", "_closed", "_lock", "_loop", "_name", "_stop", "_thread")
+    __slots__ = (
+        "__weakref__",
+        "_before_stop",
+        "_closed",
+        "_lock",
+        "_loop",
+        "_name",
+        "_stop",
+        "_thread",
+    )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, before_stop: Callable[[], Awaitable[None]] | None = None) -> None:
+        """`before_stop()`, if given, runs in the loop when it is asked to stop, however that
+        happens (`close`, `close_soon`, interpreter exit), before what is left is cancelled."""
         self._name = name
+        self._before_stop = before_stop
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Future[None] | None = None
@@ -136,6 +148,8 @@ class LoopThread:
             self._stop = self._loop.create_future()
             ready.set()
             await self._stop
+            if self._before_stop is not None:
+                await self._before_stop()
 
         asyncio.run(serve())
 

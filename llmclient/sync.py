@@ -10,6 +10,8 @@ process, across threads and loops: a sync and an async client of one server shar
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import weakref
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
@@ -53,7 +55,7 @@ class SyncClient(Generic[ClientT]):
     there holds up the caller's event loop while it waits (which is what a notebook cell does).
     """
 
-    __slots__ = ("__weakref__", "_client", "_finalizer", "_runner")
+    __slots__ = ("__weakref__", "_client", "_finalizer", "_runner", "_streams")
 
     def __init__(self, client: ClientT) -> None:
         if not isinstance(client, BaseLLMClient):
@@ -62,7 +64,11 @@ class SyncClient(Generic[ClientT]):
                 f"got {type(client).__name__}"
             )
         self._client: ClientT = client
-        self._runner = LoopThread(f"llmclient-{client.provider}-sync")
+        # open streams are closed, outermost generator first, before the loop shuts down
+        self._streams: weakref.WeakSet[TextStream] = weakref.WeakSet()
+        self._runner = LoopThread(
+            f"llmclient-{client.provider}-sync", functools.partial(_close_all, self._streams)
+        )
         # a sync client dropped unclosed still ends its thread (whose loop closes the rest)
         self._finalizer = weakref.finalize(self, self._runner.close_soon)
 
@@ -148,7 +154,9 @@ class SyncClient(Generic[ClientT]):
         async def open_stream() -> TextStream:  # made in the loop that will read it
             return client.stream(prompt_or_messages, **params)
 
-        return SyncTextStream(self, self._run(open_stream()))
+        stream = self._run(open_stream())
+        self._streams.add(stream)
+        return SyncTextStream(self, stream)
 
     def embed(self, texts: str | Sequence[str]) -> list[list[float]]:
         """One vector per text, in order; concurrent calls (from threads) are coalesced."""
@@ -172,8 +180,14 @@ class SyncClient(Generic[ClientT]):
         thread (a stream still open is closed, its slot given back); idempotent."""
         if self._runner.closed:
             return
+        streams, client = self._streams, self._client
+
+        async def close_all() -> None:  # streams first: their slots, then the connections
+            await _close_all(streams)
+            await client.aclose()
+
         try:
-            self._runner.run(self._client.aclose())
+            self._runner.run(close_all())
         finally:
             self._runner.close()
             self._finalizer.detach()
@@ -203,6 +217,13 @@ class SyncClient(Generic[ClientT]):
             call.close()
             self._check_open()
         return self._runner.run(call)
+
+
+async def _close_all(streams: weakref.WeakSet[TextStream]) -> None:
+    """Close the streams still open (each gives its slot back), in the loop that reads them."""
+    for stream in list(streams):
+        with contextlib.suppress(Exception):
+            await stream.aclose()
 
 
 class SyncTextStream(Iterator[str]):

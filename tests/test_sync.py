@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import pathlib
 import signal
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -242,7 +245,7 @@ def test_run_in_new_loop_closes_its_loop_and_thread() -> None:
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_close_releases_the_thread_the_client_and_an_open_stream_slot(
-    provider: str, server: SimulatedServer
+    provider: str, server: SimulatedServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = make_sync(provider, server, max_concurrent=1)
     name = f"llmclient-{provider}-sync"
@@ -251,6 +254,8 @@ def test_close_releases_the_thread_the_client_and_an_open_stream_slot(
     assert [t.name for t in loop_threads()].count(name) == 1
     client.close()
     client.close()  # idempotent
+    # the stream was closed before the loop's own shutdown, which closes generators in no order
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
     assert not any(t.name == name for t in loop_threads())
     assert client.closed
     with pytest.raises(RuntimeError, match="is closed"):
@@ -258,6 +263,9 @@ def test_close_releases_the_thread_the_client_and_an_open_stream_slot(
     with pytest.raises(RuntimeError, match="is closed"):
         client.stream("after close")
     deltas.close()  # nothing left to close: no error
+    del deltas
+    gc.collect()
+    assert "garbage-collected" not in caplog.text  # it was closed, not merely dropped
     # the slot came back: another client of the same server gets it at once
     with make_sync(provider, server, max_concurrent=1) as other:
         started = time.monotonic()
@@ -290,7 +298,8 @@ def test_a_dropped_sync_client_ends_its_thread(server: SimulatedServer) -> None:
 def test_a_client_never_used_closes_without_trouble() -> None:
     client = SyncOpenAIClient("m", base_url="http://127.0.0.1:9/v1")
     client.close()
-    assert client.closed and not loop_threads()
+    assert client.closed
+    assert client._runner.thread is None or not client._runner.thread.is_alive()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -329,3 +338,34 @@ def test_the_key_never_appears_in_repr(server: SimulatedServer) -> None:
         with pytest.raises(AuthenticationError) as caught:
             client.generate_answer("x")
         assert key not in str(caught.value) and key not in repr(caught.value)
+
+
+EXIT_SCRIPT = """
+import sys
+from llmclient import SyncOllamaClient, SyncOpenAIClient
+
+ollama = SyncOllamaClient("sim-model", host=sys.argv[1], max_concurrent=2)
+print(ollama.generate_answer("x"))
+stream = ollama.stream("one two three four")  # left half-read
+print(next(stream))
+openai = SyncOpenAIClient("sim-model", base_url=sys.argv[2], max_concurrent=2)
+print(openai.generate_answer("y"))
+# exit without closing anything
+"""
+
+
+def test_interpreter_exit_closes_what_sync_clients_left_open(server: SimulatedServer) -> None:
+    done = subprocess.run(
+        [sys.executable, "-W", "always", "-c", EXIT_SCRIPT, server.url, server.openai_base_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parent.parent)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == [
+        "Simulated reply to: x",
+        "Simulated",
+        "Simulated reply to: y",
+    ]
+    assert done.stderr == ""  # no unclosed socket, no task destroyed pending, no stream warning

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -18,17 +20,21 @@ import time
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from llmclient import (
     AuthenticationError,
+    AzureOpenAIClient,
+    BaseLLMClient,
     ConcurrencyProfile,
     ConfigurationError,
     OllamaClient,
     OpenAIClient,
     ServerError,
+    SyncAzureOpenAIClient,
     SyncClient,
     SyncOllamaClient,
     SyncOpenAIClient,
@@ -369,3 +375,75 @@ def test_interpreter_exit_closes_what_sync_clients_left_open(server: SimulatedSe
         "Simulated reply to: y",
     ]
     assert done.stderr == ""  # no unclosed socket, no task destroyed pending, no stream warning
+
+
+# --- the twins keep their async clients' signatures -----------------------------------------
+
+
+def public_calls(cls: type) -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(member)
+        for name, member in inspect.getmembers(cls, inspect.isfunction)
+        if not name.startswith("_") and name not in {"aclose", "settings_for", "default_profile"}
+    }
+
+
+def test_sync_methods_mirror_the_async_methods() -> None:
+    async_calls, sync_calls = public_calls(BaseLLMClient), public_calls(SyncClient)
+    assert async_calls.keys() <= sync_calls.keys()
+    for name, signature in async_calls.items():
+        assert sync_calls[name].parameters == signature.parameters, name
+
+
+@pytest.mark.parametrize(
+    ("twin", "original"),
+    [
+        (SyncOllamaClient, OllamaClient),
+        (SyncOpenAIClient, OpenAIClient),
+        (SyncAzureOpenAIClient, AzureOpenAIClient),
+    ],
+)
+def test_sync_constructors_take_the_async_constructors_arguments(
+    twin: type, original: type
+) -> None:
+    def parameters(cls: type) -> list[tuple[str, Any, Any]]:
+        signature = inspect.signature(cls.__init__)
+        return [(p.name, p.kind, p.default) for p in signature.parameters.values()]
+
+    assert parameters(twin) == parameters(original)
+
+
+TYPED_USE = """\
+from llmclient import OpenAIClient, SyncClient, SyncOllamaClient, SyncOpenAIClient
+
+ollama = SyncOllamaClient("m", host=":1", keep_alive="5m", max_concurrent=2, temperature=0)
+wrapped: SyncClient[OpenAIClient] = SyncClient(OpenAIClient("m", base_url="http://h/v1"))
+inner: OpenAIClient = SyncOpenAIClient("m").async_client
+answer: str = ollama.generate_answer("x", ["hi", "hello"], max_tokens=3)
+texts: list[str] = [delta.upper() for delta in ollama.stream("x", top_p=0.5)]
+vectors: list[list[float]] = wrapped.embed(["a"])
+ollama.generate("x", temprature=0)
+SyncOllamaClient("m", hots=":1")
+"""
+
+
+def test_type_checkers_see_the_sync_api(tmp_path: Path) -> None:
+    (tmp_path / "use.py").write_text(TYPED_USE)
+    (tmp_path / "mypy.ini").write_text("[mypy]\n")
+    api = pytest.importorskip("mypy.api")
+    stdout, stderr, _ = api.run(
+        [
+            "--strict",
+            "--config-file",
+            str(tmp_path / "mypy.ini"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--no-error-summary",
+            "--hide-error-context",
+            str(tmp_path / "use.py"),
+        ]
+    )
+    assert stderr == ""
+    lines = {int(m[1]): m[2] for m in re.finditer(r"use\.py:(\d+): error: (.*)$", stdout, re.M)}
+    assert set(lines) == {9, 10}, stdout  # the two typos, nothing else
+    assert "temprature" in lines[9] and "hots" in lines[10]

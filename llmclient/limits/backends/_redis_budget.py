@@ -1,0 +1,117 @@
+"""A budget's count in Redis, shared by every process that uses the same budget name there.
+
+Reserving and settling are one Lua script call each (`BUDGET_RESERVE`, `BUDGET_SETTLE`), so
+two processes can never both take the last room under a cap. A reservation carries a lease:
+if its process dies, it stops counting as held after `lease` seconds. The keys expire `ttl`
+seconds after the budget's last use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import weakref
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from llmclient.errors import LimitsUnavailableError
+from llmclient.limits.backends._lua import BUDGET_RESERVE, BUDGET_SETTLE
+from llmclient.limits.backends.base import public_url
+from llmclient.limits.spending import Budget, BudgetSpent, Estimate, Reserved
+
+__all__ = ["RedisBudgetStore"]
+
+_IDS = itertools.count()
+
+
+class RedisBudgetStore:
+    """The count of budget `name` in the Redis at `url` (keys under `<prefix>:budget:`)."""
+
+    __slots__ = ("_clients", "keys", "lease", "ttl", "url")
+    poll = 0.05  # seconds between two checks while other processes' requests hold the rest
+
+    def __init__(
+        self, url: str, prefix: str, name: str, lease: float = 900.0, ttl: float = 7 * 86400.0
+    ) -> None:
+        self.url, self.lease, self.ttl = url, lease, ttl
+        base = f"{prefix}:budget:{{{name}}}:"
+        self.keys = [base + "spent", base + "held", base + "holds"]
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any]
+        self._clients = weakref.WeakKeyDictionary()
+
+    def _scripts(self) -> Any:
+        loop = asyncio.get_running_loop()
+        found = self._clients.get(loop)
+        if found is None:
+            redis = Redis.from_url(self.url)
+            found = self._clients[loop] = (
+                redis,
+                redis.register_script(BUDGET_RESERVE),
+                redis.register_script(BUDGET_SETTLE),
+            )
+        return found
+
+    async def reserve(self, budget: Budget, estimate: Estimate) -> Reserved:
+        """Reserve `estimate` in Redis if it fits every cap of `budget`."""
+        _, reserve, _ = self._scripts()
+        holder = f"{os.getpid()}:{id(self):x}:{next(_IDS)}"
+        caps: list[float] = [
+            -1 if cap is None else cap
+            for cap in (budget.total_tokens, budget.prompt_tokens, budget.completion_tokens)
+        ]
+        caps.append(-1 if budget.cost is None else budget.cost)
+        args = [*caps, estimate.prompt, estimate.completion, estimate.cost, holder]
+        args += [int(self.lease * 1000), int(self.ttl)]
+        try:
+            reply = await reserve(keys=self.keys, args=[_text(a) for a in args])
+        except (RedisError, OSError) as error:
+            raise self._unavailable(error) from None
+        ok, prompt, completion, cost, reserved, reserved_cost = reply
+        spent = BudgetSpent(
+            float(prompt), float(completion), float(cost), float(reserved), float(reserved_cost)
+        )
+        return (holder if int(ok) else None), spent
+
+    async def settle(self, reservation: object, estimate: Estimate, actual: Estimate) -> None:
+        """Drop the reservation and count what the request spent."""
+        _, _, settle = self._scripts()
+        args = [reservation, actual.prompt, actual.completion, actual.cost, int(self.ttl)]
+        try:
+            await settle(keys=self.keys, args=[_text(a) for a in args])
+        except (RedisError, OSError) as error:
+            raise self._unavailable(error) from None
+
+    async def spent(self) -> BudgetSpent:
+        """The count in Redis now."""
+        redis, _, _ = self._scripts()
+        names = ("prompt", "completion", "cost", "rprompt", "rcompletion", "rcost")
+        try:
+            values = await redis.hmget(self.keys[0], names)
+        except (RedisError, OSError) as error:
+            raise self._unavailable(error) from None
+        p, c, k, rp, rc, rk = (max(0.0, float(v or 0)) for v in values)
+        return BudgetSpent(p, c, k, rp + rc, rk)
+
+    async def aclose(self) -> None:
+        """Close this event loop's connection."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        found = self._clients.pop(loop, None)
+        if found is not None:
+            await found[0].aclose()
+
+    def _unavailable(self, error: BaseException) -> LimitsUnavailableError:
+        return LimitsUnavailableError(
+            f"budget unavailable: cannot reach Redis at {public_url(self.url)} "
+            f"({type(error).__name__}: {error})"
+        )
+
+
+def _text(value: object) -> str:
+    """A script argument: floats written in full (repr), everything else as str."""
+    return repr(value) if isinstance(value, float) else str(value)

@@ -144,12 +144,13 @@ class Budget:
         return "Budget(" + ", ".join(shown) + ")"
 
 
-def _number(text: str) -> float:
+def _number(text: str) -> float:  # an int when whole: errors show 5, not 5.0
     """`1e6`, `250000`, `2.5` (underscores allowed) as a number."""
     try:
-        return float(text.strip().replace("_", ""))
+        value = float(text.strip().replace("_", ""))
     except ValueError:
         raise ValueError(f"{text.strip()!r} is not a number") from None
+    return int(value) if value.is_integer() else value
 
 
 @dataclass(frozen=True, slots=True)

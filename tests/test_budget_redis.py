@@ -1,0 +1,134 @@
+"""Budgets kept in Redis: one count for every process that uses the budget's name, against a
+real redis-server (skipped without one unless LLMCLIENT_REQUIRE_REDIS=1)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from llmclient import (
+    Budget,
+    BudgetExceededError,
+    BudgetTracker,
+    LimitsUnavailableError,
+    OllamaClient,
+    OpenAIClient,
+    RedisBackend,
+    run_concurrent,
+)
+from llmclient.limits.backends._redis_budget import RedisBudgetStore
+from llmclient.testing.redis import RedisServer
+from tests.conftest import server_in_thread
+
+WORKER = Path(__file__).with_name("budget_worker.py")
+ESTIMATE = 20 // 4 + 1 + 10  # "question number NN" and max_tokens=10
+
+
+def spent_in_redis(url: str, name: str) -> dict[str, float]:
+    with redis.Redis.from_url(url) as r:
+        raw = r.hgetall(f"llmclient:budget:{{{name}}}:spent")
+    return {k.decode(): float(v) for k, v in raw.items()}
+
+
+@pytest.mark.parametrize("provider", ["ollama", "openai"])
+def test_two_processes_share_one_budget_and_never_pass_it_by_more_than_in_flight(
+    redis_server: RedisServer, provider: str
+) -> None:
+    cap, items = 600, 60
+    with server_in_thread(parallel=4, latency=0.02) as server:
+        base = server.url if provider == "ollama" else server.openai_base_url
+        command = [sys.executable, str(WORKER), redis_server.url, base, provider, str(cap)]
+        workers = [
+            subprocess.Popen([*command, str(items)], stdout=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        reports = []
+        for worker in workers:
+            out, _ = worker.communicate(timeout=120)
+            assert worker.returncode == 0
+            reports.append(json.loads(out))
+        completed = server.stats.completed
+    spent = spent_in_redis(redis_server.url, "shared")
+    total = spent["prompt"] + spent["completion"]
+    assert total == sum(r["tokens"] for r in reports)  # every answer settled from its usage
+    in_flight = 2 * 4 * ESTIMATE  # at most a pool's worth per process on the wire
+    assert total <= cap + in_flight
+    assert total <= cap  # the estimates here are never below the usage: not even that
+    assert spent["rprompt"] == pytest.approx(0) and spent["rcompletion"] == pytest.approx(0)
+    for report in reports:
+        assert report["answered"] + report["refused"] == items
+        assert report["answered"] > 0 and report["refused"] > 0
+    assert sum(r["answered"] for r in reports) == completed
+
+
+async def test_two_clients_on_separate_backends_count_once(
+    redis_server: RedisServer, simulated_server_factory: Any
+) -> None:
+    server = await simulated_server_factory(parallel=4, latency=0.01)
+    budget = Budget(total_tokens=300, name="pair")
+    one = OllamaClient(
+        "sim-model", host=server.url, limits=RedisBackend(redis_server.url), budget=budget
+    )
+    two = OpenAIClient(
+        "sim-model",
+        base_url=server.openai_base_url,
+        limits=RedisBackend(redis_server.url, prefix="llmclient"),
+        budget=budget,
+    )
+    async with one, two:
+        outcomes = await asyncio.gather(
+            run_concurrent(
+                lambda p: one.generate_answer(p, max_tokens=10),
+                [f"a {i}" for i in range(30)],
+                return_exceptions=True,
+            ),
+            run_concurrent(
+                lambda p: two.generate_answer(p, max_tokens=10),
+                [f"b {i}" for i in range(30)],
+                return_exceptions=True,
+            ),
+        )
+        seen = await one.budget.spent()  # type: ignore[union-attr]
+        used = sum(c.stats.prompt_tokens + c.stats.completion_tokens for c in (one, two))
+    assert seen.total_tokens == used <= 300
+    refused = [o for run in outcomes for o in run if isinstance(o, BudgetExceededError)]
+    assert refused and all(o.budget.name == "pair" for o in refused)
+
+
+async def test_a_reservation_of_a_dead_process_stops_counting_after_its_lease(
+    redis_server: RedisServer,
+) -> None:
+    budget = Budget(total_tokens=100, name="lease")
+    dead = BudgetTracker(budget, redis_server.url)
+    dead._store = RedisBudgetStore(redis_server.url, "llmclient", "lease", lease=0.2)
+    await dead.reserve(10, 80)  # never settled: its process "died"
+    alive = BudgetTracker(budget, redis_server.url)
+    spent = await alive.spent()
+    assert spent.reserved_tokens == 90
+    held = await alive.reserve(10, 80)  # waits for the lease to run out, then fits
+    await held.settle(None, charge_estimate=True)
+    assert (await alive.spent()).total_tokens == 90
+    await dead.aclose()
+    await alive.aclose()
+
+
+async def test_redis_down_fails_the_request_naming_redis(simulated_server_factory: Any) -> None:
+    server = await simulated_server_factory(latency=0.0)
+    down = RedisServer()  # a free port, never started
+    async with OllamaClient(
+        "sim-model",
+        host=server.url,
+        limits=RedisBackend(down.url, on_error="fail"),
+        budget=Budget(total_tokens=100),
+        share_limits=False,
+    ) as client:
+        with pytest.raises(LimitsUnavailableError, match=r"budget unavailable: .*127\.0\.0\.1"):
+            await client.generate_answer("hi")
+    assert server.stats.completed == 0

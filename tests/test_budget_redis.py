@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,6 @@ from llmclient import (
     RedisBackend,
     run_concurrent,
 )
-from llmclient.limits.backends._redis_budget import RedisBudgetStore
 from llmclient.testing.redis import RedisServer
 from tests.conftest import server_in_thread
 
@@ -102,21 +102,51 @@ async def test_two_clients_on_separate_backends_count_once(
     assert refused and all(o.budget.name == "pair" for o in refused)
 
 
-async def test_a_reservation_of_a_dead_process_stops_counting_after_its_lease(
+_HOLD = """
+import asyncio, sys
+from llmclient import Budget, BudgetTracker
+from llmclient.limits.backends._redis_budget import RedisBudgetStore
+
+async def main():
+    tracker = BudgetTracker(Budget(total_tokens=100, name="lease"), sys.argv[1])
+    tracker._store = RedisBudgetStore(sys.argv[1], "llmclient", "lease", lease=0.6)
+    await tracker.reserve(10, 80)
+    print("held", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def start_hold(url: str) -> subprocess.Popen[str]:
+    """A process holding a reservation of 90 tokens (lease 0.6 s) until killed."""
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, url], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.kill()
+    process.wait(10)
+
+
+async def test_a_live_reservation_is_renewed_and_a_killed_ones_lapses(
     redis_server: RedisServer,
 ) -> None:
-    budget = Budget(total_tokens=100, name="lease")
-    dead = BudgetTracker(budget, redis_server.url)
-    dead._store = RedisBudgetStore(redis_server.url, "llmclient", "lease", lease=0.2)
-    await dead.reserve(10, 80)  # never settled: its process "died"
-    alive = BudgetTracker(budget, redis_server.url)
-    spent = await alive.spent()
-    assert spent.reserved_tokens == 90
-    held = await alive.reserve(10, 80)  # waits for the lease to run out, then fits
-    await held.settle(None, charge_estimate=True)
-    assert (await alive.spent()).total_tokens == 90
-    await dead.aclose()
-    await alive.aclose()
+    holder = start_hold(redis_server.url)
+    try:
+        alive = BudgetTracker(Budget(total_tokens=100, name="lease"), redis_server.url)
+        await asyncio.sleep(1.5)  # more than two leases: the holder's heartbeat renews it
+        assert (await alive.spent()).reserved_tokens == 90
+        stop(holder)
+        started = time.monotonic()
+        held = await alive.reserve(10, 80)  # waits until the dead holder's lease lapses
+        assert time.monotonic() - started < 5
+        await held.settle(None, charge_estimate=True)
+        assert (await alive.spent()).total_tokens == 90
+        await alive.aclose()
+    finally:
+        stop(holder)
 
 
 async def test_redis_down_fails_the_request_naming_redis(simulated_server_factory: Any) -> None:

@@ -3,6 +3,7 @@ helper call's, streams and embeddings, the environment, and the error itself."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import pickle
 from typing import Any
@@ -282,15 +283,22 @@ async def test_a_helper_budget_keeps_the_pool_sized_to_the_client(
 async def test_without_return_exceptions_the_calls_in_flight_finish_then_it_raises(
     provider: str, simulated_server_factory: Any
 ) -> None:
-    server = await simulated_server_factory(parallel=4, latency=0.05)
+    server = await simulated_server_factory(parallel=4, latency=0.01)
+    finished = 0
     async with client_of(provider, server, max_tokens=10) as client:
+
+        async def ask_then_work(prompt: str) -> str:
+            nonlocal finished
+            answer = await client.generate_answer(prompt)
+            await asyncio.sleep(0.05)  # work on a paid-for answer: not to be thrown away
+            finished += 1
+            return answer
+
         with pytest.raises(BudgetExceededError):
-            await run_concurrent(
-                client.generate_answer, prompts(30), budget=Budget(total_tokens=100)
-            )
+            await run_concurrent(ask_then_work, prompts(30), budget=Budget(total_tokens=100))
         stats = client.stats
-    assert server.stats.disconnected == 0  # nothing in flight was cancelled
-    assert stats.failed == 0 and stats.completed == server.stats.completed > 0
+    assert finished == server.stats.completed == stats.completed > 0
+    assert server.stats.disconnected == 0 and stats.failed == 0
 
 
 async def test_a_helper_budget_counts_every_client_a_function_calls(

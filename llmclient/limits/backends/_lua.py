@@ -8,7 +8,16 @@ Per endpoint, under `llmclient:{<endpoint>}:`: `slots` (holder -> lease expiry, 
 
 from __future__ import annotations
 
-__all__ = ["BUDGET_RESERVE", "BUDGET_SETTLE", "LEAD", "PAUSE", "RESERVE", "SETTLE", "SLOTS"]
+__all__ = [
+    "BUDGET_RENEW",
+    "BUDGET_RESERVE",
+    "BUDGET_SETTLE",
+    "LEAD",
+    "PAUSE",
+    "RESERVE",
+    "SETTLE",
+    "SLOTS",
+]
 
 _NOW = """
 local clock = redis.call('TIME')
@@ -234,6 +243,15 @@ redis.call('HINCRBYFLOAT', KEYS[1], 'prompt', ARGV[2])
 redis.call('HINCRBYFLOAT', KEYS[1], 'completion', ARGV[3])
 redis.call('HINCRBYFLOAT', KEYS[1], 'cost', ARGV[4])
 keep(tonumber(ARGV[5]))
+return 1
+"""
+)
+
+# KEYS: held.  ARGV: lease ms, then the reservation ids a live process still holds.
+BUDGET_RENEW = (
+    _NOW
+    + """
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i]) end
 return 1
 """
 )

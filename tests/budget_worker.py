@@ -13,7 +13,13 @@ async def _spend(redis_url: str, base_url: str, provider: str, cap: int, items: 
 
     budget = Budget(total_tokens=cap, name="shared")
     async with client_for(
-        provider, "sim-model", base_url=base_url, limits=redis_url, budget=budget, max_tokens=10
+        provider,
+        "sim-model",
+        base_url=base_url,
+        limits=redis_url,
+        budget=budget,
+        max_tokens=10,
+        max_concurrent=4,
     ) as client:
         prompts = [f"question number {i}" for i in range(items)]
         outcomes = await run_concurrent(client.generate_answer, prompts, return_exceptions=True)

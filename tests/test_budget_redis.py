@@ -37,17 +37,21 @@ def spent_in_redis(url: str, name: str) -> dict[str, float]:
     return {k.decode(): float(v) for k, v in raw.items()}
 
 
-@pytest.mark.parametrize("provider", ["ollama", "openai"])
 def test_two_processes_share_one_budget_and_never_pass_it_by_more_than_in_flight(
-    redis_server: RedisServer, provider: str
+    redis_server: RedisServer,
 ) -> None:
-    cap, items = 600, 60
+    # one process speaks Ollama's API, the other OpenAI's: one budget name, one count
+    providers = ["ollama", "openai"]
+    cap, items = 400, 40
     with server_in_thread(parallel=4, latency=0.02) as server:
-        base = server.url if provider == "ollama" else server.openai_base_url
-        command = [sys.executable, str(WORKER), redis_server.url, base, provider, str(cap)]
+        bases = {"ollama": server.url, "openai": server.openai_base_url}
         workers = [
-            subprocess.Popen([*command, str(items)], stdout=subprocess.PIPE, text=True)
-            for _ in range(2)
+            subprocess.Popen(
+                [sys.executable, str(WORKER), redis_server.url, bases[p], p, str(cap), str(items)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for p in providers
         ]
         reports = []
         for worker in workers:

@@ -42,7 +42,7 @@ def test_two_processes_share_one_budget_and_never_pass_it_by_more_than_in_flight
 ) -> None:
     # one process speaks Ollama's API, the other OpenAI's: one budget name, one count
     providers = ["ollama", "openai"]
-    cap, items = 400, 40
+    cap, items = 200, 40  # either process alone would spend about 360
     with server_in_thread(parallel=4, latency=0.02) as server:
         bases = {"ollama": server.url, "openai": server.openai_base_url}
         workers = [
@@ -68,8 +68,9 @@ def test_two_processes_share_one_budget_and_never_pass_it_by_more_than_in_flight
     assert spent["rprompt"] == pytest.approx(0) and spent["rcompletion"] == pytest.approx(0)
     for report in reports:
         assert report["answered"] + report["refused"] == items
-        assert report["answered"] > 0 and report["refused"] > 0
-    assert sum(r["answered"] for r in reports) == completed
+        assert report["refused"] > 0
+    assert sum(r["answered"] for r in reports) == completed > 0
+    assert total > cap - in_flight  # and it was spent, not given up early
 
 
 async def test_two_clients_on_separate_backends_count_once(

@@ -314,7 +314,9 @@ class BaseLLMClient(AsyncClosing):
         """One chat completion under the client's limits and retries."""
         request = self._request(messages_from(prompt_or_messages), params)
         # A response cache's lookup goes here, before the budget: a hit spends nothing.
-        held = await hold(self.budget, request.prompt_estimate(), request.completion_estimate())
+        budgets = budgets_of(self.budget)
+        if budgets:
+            held = await hold(budgets, request.prompt_estimate(), request.completion_estimate())
         call = self._pipeline.call(
             "chat",
             lambda: self._chat(request),
@@ -323,7 +325,9 @@ class BaseLLMClient(AsyncClosing):
             request.model,
             request.messages,
         )
-        completion, attempts, elapsed = await metered(held, call, _call_usage)
+        completion, attempts, elapsed = await (
+            metered(held, call, _call_usage) if budgets else call
+        )
         return _stamped(completion, attempts, elapsed)
 
     async def generate_answer(
@@ -406,7 +410,10 @@ class BaseLLMClient(AsyncClosing):
         if not items:
             return []
         self._model_for(self.settings.embed_model, "embed_model")
-        held = await hold(self.budget, sum(len(t) for t in items) // 4 + len(items), 0)
+        budgets = budgets_of(self.budget)
+        if not budgets:
+            return await self._coalescers.get().submit(items)
+        held = await hold(budgets, sum(len(t) for t in items) // 4 + len(items), 0)
         return await metered(held, self._coalescers.get().submit(items), _no_usage)
 
     def check_params(self, params: Mapping[str, Any]) -> None:

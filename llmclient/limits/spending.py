@@ -275,7 +275,7 @@ class BudgetTracker:
     one is too (`stopped`), so a job stops instead of squeezing in smaller requests.
     """
 
-    __slots__ = ("_lock", "_store", "_waiters", "budget", "refusal")
+    __slots__ = ("_lock", "_settles", "_store", "_waiters", "budget", "refusal")
 
     def __init__(self, budget: Budget, limits: str | LimitBackend = "local") -> None:
         if not isinstance(budget, Budget):
@@ -284,6 +284,7 @@ class BudgetTracker:
         self.refusal: BudgetExceededError | None = None  # the first refusal
         self._store = _store_for(budget, limits)
         self._lock = threading.Lock()
+        self._settles = 0  # settles so far: a waiter made after one need not wait for another
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     @property
@@ -302,22 +303,22 @@ class BudgetTracker:
             raise self._refused(self.refusal.spent, None)
         estimate = self.estimate(prompt_tokens, completion_tokens)
         while True:
-            waiter = self._waiter()
+            seen = self._settles
             reservation, spent = await self._store.reserve(self.budget, estimate)
             if reservation is not None:
-                self._forget(waiter)
                 return Reservation(self, reservation, estimate)
             if self.refusal is not None or not (spent.reserved_tokens or spent.reserved_cost):
                 break
             # Requests in flight hold part of the budget: once they settle it may fit.
+            waiter = self._waiter()
             try:
-                async with asyncio.timeout(self._store.poll):
-                    await waiter[1]
+                if self._settles == seen:  # none settled since we asked
+                    async with asyncio.timeout(self._store.poll):
+                        await waiter[1]
             except TimeoutError:
                 pass
             finally:
                 self._forget(waiter)
-        self._forget(waiter)
         if self.refusal is not None:  # a fresh error per request: each call ends with its own
             raise self._refused(self.refusal.spent, None)
         self.refusal = error = self._refused(spent, estimate)
@@ -340,6 +341,7 @@ class BudgetTracker:
     def _wake(self) -> None:
         """Let every request waiting for room check again."""
         with self._lock:
+            self._settles += 1
             waiters, self._waiters = self._waiters, []
         for loop, future in waiters:
             if not loop.is_closed():
@@ -444,13 +446,10 @@ def budgets_of(own: BudgetTracker | None) -> tuple[BudgetTracker, ...]:
 
 
 async def hold(
-    own: BudgetTracker | None, prompt_tokens: float, completion_tokens: float
-) -> list[Reservation] | None:
-    """Reserve a request's estimate on every budget that applies (None when none does);
-    raise `BudgetExceededError`, holding nothing, if one would be exceeded."""
-    trackers = budgets_of(own)
-    if not trackers:
-        return None
+    trackers: tuple[BudgetTracker, ...], prompt_tokens: float, completion_tokens: float
+) -> list[Reservation]:
+    """Reserve a request's estimate on each of `trackers` (see `budgets_of`); raise
+    `BudgetExceededError`, holding nothing, if one would be exceeded."""
     held: list[Reservation] = []
     try:
         for tracker in trackers:
@@ -463,12 +462,10 @@ async def hold(
 
 
 async def metered(
-    held: list[Reservation] | None, call: Awaitable[T], usage_of: Callable[[T], Usage | None]
+    held: list[Reservation], call: Awaitable[T], usage_of: Callable[[T], Usage | None]
 ) -> T:
     """Await `call`; settle `held` from its usage (the estimate if it reports none, nothing
     if it fails)."""
-    if held is None:
-        return await call
     try:
         result = await call
     except BaseException:
@@ -490,11 +487,12 @@ async def metered_stream(
 ) -> AsyncIterator[str]:
     """`relay(on_end)`'s deltas, reserved when the stream starts and settled when it ends:
     from the usage at its end, else the estimate once text arrived, else nothing."""
-    held = await hold(own, prompt_tokens, completion_tokens)
-    if held is None:
+    trackers = budgets_of(own)
+    if not trackers:
         async for delta in relay(on_end):
             yield delta
         return
+    held = await hold(trackers, prompt_tokens, completion_tokens)
     ended: list[Usage | None] = []
 
     def end(part: StreamEnd) -> None:

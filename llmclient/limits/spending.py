@@ -110,7 +110,7 @@ class Budget:
         """A budget from text: a number (total tokens), or `key=value` pairs split by commas.
 
         >>> Budget.parse("50000")
-        Budget(total_tokens=50000, ...)
+        Budget(total_tokens=50000)
         >>> Budget.parse("cost=2.5,input_price=0.15,output_price=0.6").cost
         2.5
         """

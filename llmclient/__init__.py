@@ -18,6 +18,10 @@ _EXPORTS: dict[str, str] = {
     "AzureOpenAIClient": "llmclient.clients.azure",
     "BaseLLMClient": "llmclient.clients.base",
     "BatchRequestManager": "llmclient.batching",
+    "Budget": "llmclient.limits",
+    "BudgetExceededError": "llmclient.errors",
+    "BudgetSpent": "llmclient.limits",
+    "BudgetTracker": "llmclient.limits",
     "ChatRequest": "llmclient.clients.params",
     "client_for": "llmclient.clients.registry",
     "ClientSettings": "llmclient.config",
@@ -93,6 +97,7 @@ if _typing.TYPE_CHECKING:
     from llmclient.clients.registry import register_provider as register_provider
     from llmclient.config import ClientSettings as ClientSettings
     from llmclient.errors import AuthenticationError as AuthenticationError
+    from llmclient.errors import BudgetExceededError as BudgetExceededError
     from llmclient.errors import ConfigurationError as ConfigurationError
     from llmclient.errors import ErrorKind as ErrorKind
     from llmclient.errors import IncompleteStreamError as IncompleteStreamError
@@ -113,6 +118,9 @@ if _typing.TYPE_CHECKING:
     from llmclient.fanout import iterate_concurrent as iterate_concurrent
     from llmclient.fanout import run_concurrent as run_concurrent
     from llmclient.fanout import run_concurrent_sync as run_concurrent_sync
+    from llmclient.limits import Budget as Budget
+    from llmclient.limits import BudgetSpent as BudgetSpent
+    from llmclient.limits import BudgetTracker as BudgetTracker
     from llmclient.limits import EndpointPool as EndpointPool
     from llmclient.limits import EndpointStats as EndpointStats
     from llmclient.limits import FixedLimit as FixedLimit

@@ -6,6 +6,7 @@ When retries run out the last error itself is raised, with `attempts` and `elaps
     LLMError
     ├── ConfigurationError (ValueError)   bad argument or environment value; nothing was sent
     ├── LimitsUnavailableError             the shared-limits store (Redis) cannot be reached (fatal)
+    ├── BudgetExceededError                a token or cost budget is spent: nothing more is sent
     ├── TransientError                     the server may answer next time: retried
     │   ├── RateLimitError                 429: too many requests or tokens (overload)
     │   ├── ServerBusyError                503: the server's queue is full (overload)
@@ -33,6 +34,7 @@ from typing import Any
 
 __all__ = [
     "AuthenticationError",
+    "BudgetExceededError",
     "ConfigurationError",
     "ErrorKind",
     "IncompleteStreamError",
@@ -68,6 +70,7 @@ class ErrorKind(StrEnum):
     UNSUPPORTED_FEATURE = "unsupported_feature"
     CONFIGURATION = "configuration"
     LIMITS_UNAVAILABLE = "limits_unavailable"
+    BUDGET_EXCEEDED = "budget_exceeded"
 
 
 class LLMError(Exception):
@@ -127,6 +130,24 @@ class LimitsUnavailableError(LLMError):
     kind = ErrorKind.LIMITS_UNAVAILABLE
     fatal = True
     hint = "start Redis again, or pass limits='local' for per-process limits"
+
+
+class BudgetExceededError(LLMError):
+    """The next request would go over a token or cost budget, so it was not sent.
+
+    `budget` is the `Budget` (its `name` says which) and `spent` what it had spent
+    (`BudgetSpent`) when the request was refused. Never retried; `fatal`, since every later
+    request of the same budget is refused too.
+    """
+
+    kind = ErrorKind.BUDGET_EXCEEDED
+    fatal = True
+    hint = "Raise the budget (or start a new one) to go on"
+
+    def __init__(self, message: str, *, budget: Any = None, spent: Any = None) -> None:
+        super().__init__(message)
+        self.budget = budget
+        self.spent = spent
 
 
 class TransientError(LLMError):

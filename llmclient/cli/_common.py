@@ -1,6 +1,7 @@
 """What every command shares: the one-line error contract, common options, clients and tables.
 
 Usage errors exit 2, expected failures (server down, bad key) exit 1; both print one line.
+`run` exits 3 when its `--budget` is spent (what was done is kept).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ _N = TypeVar("_N", int, float)
 PROG = "llmclient"
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_BUDGET = 3  # `run --budget`: the budget is spent; rerun with a larger one to go on
 PROVIDERS = provider_names()
 
 

@@ -31,6 +31,8 @@ class Existing:
     answered: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
     repaired_bytes: int = 0
+    prompt_tokens: int = 0  # the usage the answer records report, summed
+    completion_tokens: int = 0
 
 
 def load(path: Path) -> Existing:
@@ -54,8 +56,10 @@ def load(path: Path) -> Existing:
         for number, raw in enumerate(lines, start=1):
             if not raw.endswith(b"\n"):
                 break  # a record is written whole or it is the torn last line
-            key, answered = _parse_record(raw, path, number)
+            key, answered, usage = _parse_record(raw, path, number)
             (found.answered if answered else found.failed).add(key)
+            found.prompt_tokens += usage[0]
+            found.completion_tokens += usage[1]
             good_end += len(raw)
         found.repaired_bytes = os.fstat(fd).st_size - good_end
         if found.repaired_bytes:
@@ -80,8 +84,9 @@ def _unwritable(path: Path, error: OSError) -> UsageError:
     return UsageError(f"cannot write {path}: {error.strerror or error} — {check}")
 
 
-def _parse_record(raw: bytes, path: Path, number: int) -> tuple[str, bool]:
-    """A record's id key and whether it holds an answer (else an error)."""
+def _parse_record(raw: bytes, path: Path, number: int) -> tuple[str, bool, tuple[int, int]]:
+    """A record's id key, whether it holds an answer (else an error) and the prompt and
+    completion tokens its usage reports (0 when it has none)."""
     try:
         record = json.loads(raw)
         item_id = record["id"]
@@ -96,7 +101,15 @@ def _parse_record(raw: bytes, path: Path, number: int) -> tuple[str, bool]:
             "this line is not a record written by `llmclient run`",
             "write to a new output file, or fix or delete that line",
         ) from None
-    return id_key(item_id), answered
+    return id_key(item_id), answered, _usage_of(record)
+
+
+def _usage_of(record: dict[str, Any]) -> tuple[int, int]:
+    usage = record.get("usage")
+    if not isinstance(usage, dict):
+        return 0, 0
+    counts = (usage.get("prompt_tokens"), usage.get("completion_tokens"))
+    return tuple(c if isinstance(c, int) and not isinstance(c, bool) else 0 for c in counts)  # type: ignore[return-value]
 
 
 def drop_failed(path: Path) -> None:

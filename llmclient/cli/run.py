@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmclient import Completion, LLMError, run_concurrent
+from llmclient import Budget, BudgetExceededError, Completion, LLMError, run_concurrent
 from llmclient.cli import _jobfile as jobfile
 from llmclient.cli import _resultfile as resultfile
 from llmclient.cli._common import (
+    EXIT_BUDGET,
     PROG,
     CommandError,
     UsageError,
@@ -62,6 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="retries per request after the first attempt (default: the profile's, 4)",
     )
     parser.add_argument(
+        "--budget",
+        type=budget_spec,
+        metavar="SPEC",
+        help="stop before the job spends more: a number of tokens, or key=value pairs such as "
+        "total_tokens=1e6,cost=5,input_price=0.15,output_price=0.6 (prices per million tokens); "
+        "the answers already in the output count toward it; exit 3 when it is reached",
+    )
+    parser.add_argument(
         "--retry-failed", action="store_true", help="try again the ids whose record is an error"
     )
     parser.add_argument(
@@ -86,6 +95,16 @@ def output_path(text: str) -> Path:
     return Path(text)
 
 
+def budget_spec(text: str) -> Budget:
+    """argparse type: a `Budget` named "run" from `--budget`'s text."""
+    try:
+        return Budget.parse(text, name="run")
+    except LLMError as error:
+        raise argparse.ArgumentTypeError(error.message.removeprefix("invalid argument: ")) from None
+    except TypeError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def port_number(text: str) -> int:
     """argparse type: a TCP port, 1 to 65535."""
     port = positive_int(text)
@@ -101,6 +120,7 @@ class Tally:
     done: int = 0
     failed: int = 0
     tokens: int = 0
+    budget: BudgetExceededError | None = None  # the budget ran out: the rest is left to do
 
 
 def command(args: argparse.Namespace) -> int:
@@ -115,7 +135,8 @@ def command(args: argparse.Namespace) -> int:
         recorded = existing.answered | existing.failed
         pending = _Pending(args.input, {key for key in scan.lines if key not in recorded})
         started = time.monotonic()
-        tally = asyncio.run(_answer_all(client, pending, args.output, args.verbose > 0))
+        earlier = (existing.prompt_tokens, existing.completion_tokens)
+        tally = asyncio.run(_answer_all(client, pending, args.output, args.verbose > 0, earlier))
     finally:
         if metrics is not None:
             metrics.close()
@@ -126,6 +147,13 @@ def command(args: argparse.Namespace) -> int:
     print(throughput(client, wall))
     if client.settings.pool is not None:
         _pool_summary(client)
+    if tally.budget is not None:
+        left = len(pending) - tally.done - tally.failed
+        print_error(
+            f"{tally.budget.message}. {left} id(s) not sent; the answers so far are saved in "
+            f"{args.output}: rerun with a larger --budget to continue"
+        )
+        return EXIT_BUDGET
     return 1 if tally.failed or kept_errors else 0
 
 
@@ -222,6 +250,7 @@ def _client(args: argparse.Namespace, observer: Observer | None = None) -> BaseL
         tpm=args.tpm,
         max_attempts=attempts,
         observer=observer,
+        budget=args.budget,
     )
     require_model(client.settings)
     return client
@@ -253,14 +282,31 @@ class _Pending:
 
 
 async def _answer_all(
-    client: BaseLLMClient, pending: _Pending, output: Path, verbose: bool = False
+    client: BaseLLMClient,
+    pending: _Pending,
+    output: Path,
+    verbose: bool = False,
+    earlier: tuple[int, int] = (0, 0),
 ) -> Tally:
     """Answer every pending item, writing each record as soon as it is known; with `verbose`,
-    log the throughput every `REPORT_INTERVAL` seconds."""
+    log the throughput every `REPORT_INTERVAL` seconds.
+
+    When the client's budget runs out, the requests in flight finish and are written; the
+    items not sent get no record (a rerun with a larger budget sends them). The `earlier`
+    prompt and completion tokens of the output's answers count toward a budget kept in this
+    process (one kept in Redis has counted them already)."""
     tally = Tally()
+    if client.budget is not None and client.settings.limits == "local" and any(earlier):
+        await client.budget.charge(*earlier)
 
     async def answer(item: jobfile.Item) -> None:
-        record, line = await _record(client, item)
+        if tally.budget is not None:
+            return
+        try:
+            record, line = await _record(client, item)
+        except BudgetExceededError as error:
+            tally.budget = tally.budget or error
+            return
         writer.write(line)
         if "error" in record:
             tally.failed += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, Unpack, cast
 
@@ -30,7 +30,13 @@ from llmclient.clients.params import (
 )
 from llmclient.clients.registry import register_provider
 from llmclient.coalesce import MicroBatcher, send_together
-from llmclient.config import ClientOptions, ClientSettings, public_url, resolve_settings
+from llmclient.config import (
+    ClientOptions,
+    ClientSettings,
+    budget_from_env,
+    public_url,
+    resolve_settings,
+)
 from llmclient.errors import ConfigurationError, LLMError, UnsupportedFeatureError
 from llmclient.limits import (
     Endpoint,
@@ -46,6 +52,14 @@ from llmclient.limits.backends import backend_for
 from llmclient.limits.discovery import ServerCapacity
 from llmclient.limits.endpoint import CapacityProbe
 from llmclient.limits.pool import ROUTE
+from llmclient.limits.spending import (
+    Budget,
+    BudgetTracker,
+    budgets_of,
+    hold,
+    metered,
+    metered_stream,
+)
 from llmclient.profiles import LOCAL_PROFILE, ConcurrencyProfile, is_local_endpoint
 from llmclient.telemetry import Observer
 from llmclient.types import (
@@ -85,6 +99,7 @@ class ClientKeywords(ClientConstructorOptions, total=False):
     tokenizer: Any
     keep_reasoning: bool
     observer: Observer | None
+    budget: Budget | BudgetTracker | None
 
 
 class BaseLLMClient(AsyncClosing):
@@ -114,6 +129,7 @@ class BaseLLMClient(AsyncClosing):
         tokenizer: Any = None,
         keep_reasoning: bool = False,
         observer: Observer | None = None,
+        budget: Budget | BudgetTracker | None = None,
         **options: Unpack[ClientConstructorOptions],
     ) -> None:
         """Settings come from `options` (and the environment); sampling keywords
@@ -123,7 +139,9 @@ class BaseLLMClient(AsyncClosing):
         callers that count tokens; llmclient itself never needs one. `keep_reasoning=True`
         makes `generate_answer` return a reasoning model's `<think>` block with the answer.
         `observer` receives this client's request events (see `llmclient.telemetry`), besides
-        the observers registered for every client.
+        the observers registered for every client. `budget` caps the tokens (and cost) of
+        this client's requests (a `Budget`, or a `BudgetTracker` to share one count between
+        clients; default: the `LLMCLIENT_BUDGET_*` variables, if set); see docs/budgets.md.
         """
         check_int("topk_per_token", topk_per_token, 0)
         if observer is not None and not isinstance(observer, Observer):
@@ -141,6 +159,7 @@ class BaseLLMClient(AsyncClosing):
         self.topk_per_token = topk_per_token
         self.tokenizer = tokenizer
         self.keep_reasoning = keep_reasoning
+        self.budget = _tracker(budget, self.settings.limits)
         key = self.settings.api_key
         self._pipeline = Pipeline(
             self.provider,
@@ -294,13 +313,20 @@ class BaseLLMClient(AsyncClosing):
     ) -> Completion:
         """One chat completion under the client's limits and retries."""
         request = self._request(messages_from(prompt_or_messages), params)
-        completion, attempts, elapsed = await self._pipeline.call(
+        # A response cache's lookup goes here, before the budget: a hit spends nothing.
+        budgets = budgets_of(self.budget)
+        if budgets:
+            held = await hold(budgets, request.prompt_estimate(), request.completion_estimate())
+        call = self._pipeline.call(
             "chat",
             lambda: self._chat(request),
             request.estimated_tokens(),
             _usage,
             request.model,
             request.messages,
+        )
+        completion, attempts, elapsed = await (
+            metered(held, call, _call_usage) if budgets else call
         )
         return _stamped(completion, attempts, elapsed)
 
@@ -356,10 +382,18 @@ class BaseLLMClient(AsyncClosing):
         """Text deltas of one completion; the request holds its slot until the stream ends."""
         request = self._request(messages_from(prompt_or_messages), params)
         estimate = request.estimated_tokens()
-        return TextStream(
-            lambda on_end: self._pipeline.stream(
+        prompt, completion = request.prompt_estimate(), request.completion_estimate()
+
+        def relay(on_end: Callable[[StreamEnd], None]) -> AsyncIterator[str]:
+            return self._pipeline.stream(
                 lambda: self._stream(request), estimate, on_end, request.model, request.messages
             )
+
+        if self.budget is None and not budgets_of(None):
+            return TextStream(relay)
+        # A response cache's lookup goes before the budget too (in metered_stream's hold).
+        return TextStream(
+            lambda on_end: metered_stream(self.budget, prompt, completion, relay, on_end)
         )
 
     async def embed(self, texts: str | Sequence[str]) -> list[list[float]]:
@@ -376,7 +410,11 @@ class BaseLLMClient(AsyncClosing):
         if not items:
             return []
         self._model_for(self.settings.embed_model, "embed_model")
-        return await self._coalescers.get().submit(items)
+        budgets = budgets_of(self.budget)
+        if not budgets:
+            return await self._coalescers.get().submit(items)
+        held = await hold(budgets, sum(len(t) for t in items) // 4 + len(items), 0)
+        return await metered(held, self._coalescers.get().submit(items), _no_usage)
 
     def check_params(self, params: Mapping[str, Any]) -> None:
         """Refuse bad sampling parameters (`model` allowed) before any work starts."""
@@ -401,6 +439,8 @@ class BaseLLMClient(AsyncClosing):
                     await member.endpoint.aclose()
             elif target is not None:
                 await target.aclose()
+            if self.budget is not None:
+                await self.budget.aclose()
 
     def __repr__(self) -> str:
         return (
@@ -592,6 +632,27 @@ def _stamped(completion: Completion, attempts: int, latency: float) -> Completio
 
 def _usage(completion: Completion) -> Usage | None:
     return completion.usage
+
+
+def _call_usage(outcome: tuple[Completion, int, float]) -> Usage | None:
+    return outcome[0].usage
+
+
+def _no_usage(vectors: object) -> None:
+    """Embeddings are charged their estimate: a batched request's usage is not split per call."""
+    return None
+
+
+def _tracker(budget: object, limits: object) -> BudgetTracker | None:
+    """The client's budget tracker: `budget`'s, or the environment's (counted where the
+    client's limits live: this process, or Redis)."""
+    if budget is None:
+        budget = budget_from_env()
+    if budget is None or isinstance(budget, BudgetTracker):
+        return budget
+    if not isinstance(budget, Budget):
+        raise TypeError(f"budget={budget!r}: must be a Budget, a BudgetTracker or None")
+    return BudgetTracker(budget, limits)  # type: ignore[arg-type]
 
 
 def _embed_usage(answer: tuple[list[list[float]], int | None]) -> Usage | None:

@@ -113,8 +113,15 @@ class ChatRequest:
 
     def estimated_tokens(self) -> int:
         """Prompt characters / 4 plus the completion budget: the tpm charge before the call."""
-        prompt = sum(len(m["content"]) for m in self.messages) // 4 + 1
-        return prompt + (self.params.max_tokens or _DEFAULT_COMPLETION_ESTIMATE)
+        return self.prompt_estimate() + self.completion_estimate()
+
+    def prompt_estimate(self) -> int:
+        """The prompt's tokens before the call: its characters / 4, plus one."""
+        return sum(len(m["content"]) for m in self.messages) // 4 + 1
+
+    def completion_estimate(self) -> int:
+        """The answer's tokens before the call: `max_tokens`, or 256 when it is not given."""
+        return self.params.max_tokens or _DEFAULT_COMPLETION_ESTIMATE
 
 
 def messages_from(prompt_or_messages: str | Sequence[MessageInput]) -> list[Message]:

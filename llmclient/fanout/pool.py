@@ -19,7 +19,9 @@ from contextlib import AbstractAsyncContextManager
 from typing import Generic, TypeVar
 
 from llmclient._checks import check_int
+from llmclient.errors import BudgetExceededError
 from llmclient.fanout.sizing import pool_size, sized_owner
+from llmclient.limits.spending import Budget, BudgetTracker, under_budget
 
 __all__ = ["amap"]
 
@@ -38,11 +40,15 @@ class _Pool(Generic[T, R]):
     Finished outcomes wait in ``_buffer`` in completion order; a worker that leaves
     ``pause_at`` (None: ``n_workers``) or more of them there pauses until the consumer has
     taken enough. The first failure (``return_exceptions=False``) cancels the other workers
-    and is raised to the consumer after the outcomes finished before it. Leaving the block
-    cancels every worker.
+    and is raised to the consumer after the outcomes finished before it, except a
+    `BudgetExceededError`: the calls in flight then finish first (their requests are paid
+    for), no new one starts, and it is raised after their outcomes. Leaving the block cancels
+    every worker. With a ``budget`` every call's requests count against it, and once it is
+    spent the items not started end with its `BudgetExceededError` without a call.
     """
 
     __slots__ = (
+        "_budget_stop",
         "_buffer",
         "_exhausted",
         "_fn",
@@ -61,6 +67,7 @@ class _Pool(Generic[T, R]):
         "_tg",
         "_to_start",
         "_workers",
+        "budget",
         "error",
         "failed",
         "n_workers",
@@ -74,9 +81,16 @@ class _Pool(Generic[T, R]):
         max_concurrent: int | None,
         return_exceptions: bool,
         pause_at: int | None,
+        budget: Budget | BudgetTracker | None = None,
     ) -> None:
         _check_pool_args(coro_fn, items, max_concurrent)
-        self._fn = coro_fn
+        if isinstance(budget, Budget):
+            budget = BudgetTracker(budget)
+        elif budget is not None and not isinstance(budget, BudgetTracker):
+            raise TypeError(f"budget={budget!r}: must be a Budget, a BudgetTracker or None")
+        self.budget = budget
+        self._budget_stop: BaseException | None = None  # raised once the calls in flight end
+        self._fn = coro_fn if budget is None else under_budget(budget, coro_fn)
         self._items = items
         self._return_exceptions = return_exceptions
         self.total = len(items) if isinstance(items, Sized) else None
@@ -235,6 +249,8 @@ class _Pool(Generic[T, R]):
     def _worker_done(self, task: asyncio.Task[None]) -> None:
         self._live -= 1
         if not self._live:
+            if self._budget_stop is not None and self.error is None:
+                self.error = self._budget_stop
             self._wake()
 
     async def _pull(self, source: AsyncIterator[T]) -> tuple[int, T] | None:
@@ -269,6 +285,11 @@ class _Pool(Generic[T, R]):
         if me.cancelling():  # this worker is being cancelled, not just the call
             raise exc
         if not self._return_exceptions:
+            if isinstance(exc, BudgetExceededError):  # the calls in flight finish first
+                if self._budget_stop is None:
+                    self._budget_stop = exc
+                self._to_start = 0
+                return False
             self._stop(exc, me)
             return False
         self.failed.add(i)

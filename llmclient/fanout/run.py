@@ -16,6 +16,7 @@ from llmclient.fanout.reporting import (
     _stderr_is_terminal,
     _Tally,
 )
+from llmclient.limits.spending import Budget, BudgetTracker
 
 __all__ = ["MapOptions", "iterate_concurrent", "run_concurrent", "run_concurrent_sync"]
 
@@ -29,7 +30,8 @@ class MapOptions(TypedDict, Generic[R], total=False):
     ``desc`` ("processing") and ``unit`` ("item") name the run in its bar and log lines;
     ``progress_bar`` (None: a bar when stderr is a terminal); ``log_interval`` (50): an INFO
     line every that many completions; ``desc_callback`` (None): sets the description shown;
-    ``max_concurrent`` (None: sized to the client when ``coro_fn`` is a client's method).
+    ``max_concurrent`` (None: sized to the client when ``coro_fn`` is a client's method);
+    ``budget`` (None): a `Budget` (or `BudgetTracker`) every request of the run counts against.
     """
 
     desc: str
@@ -38,6 +40,7 @@ class MapOptions(TypedDict, Generic[R], total=False):
     log_interval: int
     desc_callback: Callable[[int, int | None, list[R]], str] | None
     max_concurrent: int | None
+    budget: Budget | BudgetTracker | None
 
 
 _OPTION_NAMES = MapOptions.__optional_keys__
@@ -117,6 +120,10 @@ async def run_concurrent(
 
     Logs to ``llmclient.mapping``: DEBUG at start, INFO every ``log_interval`` (50)
     completions (done/total, workers busy, rate, errors) and an INFO summary at the end.
+
+    ``budget``: every request the calls make (through any client) is counted against it; once
+    the next one would exceed it, the calls in flight finish and every item not started ends
+    with `BudgetExceededError` (raised, or in its place with ``return_exceptions=True``).
     """
     _check_options("run_concurrent", options)
     desc = options.get("desc", _DEFAULT_DESC)
@@ -124,7 +131,14 @@ async def run_concurrent(
     progress_bar = options.get("progress_bar")
     log_interval = options.get("log_interval", 50)
     desc_callback = options.get("desc_callback")
-    pool = _Pool(coro_fn, items, options.get("max_concurrent"), return_exceptions, pause_at=None)
+    pool = _Pool(
+        coro_fn,
+        items,
+        options.get("max_concurrent"),
+        return_exceptions,
+        pause_at=None,
+        budget=options.get("budget"),
+    )
     _check_report_args(progress_bar, log_interval, desc_callback)
     show = _stderr_is_terminal() if progress_bar is None else progress_bar
     progress = _Progress(show, pool.total, desc, unit, desc_callback) if show else None
@@ -229,6 +243,7 @@ async def iterate_concurrent(
     *,
     max_concurrent: int | None = None,
     return_exceptions: bool = False,
+    budget: Budget | BudgetTracker | None = None,
 ) -> AsyncGenerator[tuple[int, R | BaseException], None]:
     """Yield `(index, result)` as each call finishes, in completion order.
 
@@ -236,9 +251,9 @@ async def iterate_concurrent(
     At most a pool's worth of finished results wait for the consumer. With
     `return_exceptions=False` the first failure ends the iteration and is raised; with True
     it is yielded in place of a result. Leaving the loop early (aclose) cancels the calls
-    still running.
+    still running. ``budget`` as for :func:`run_concurrent`.
     """
-    pool = _Pool(coro_fn, items, max_concurrent, return_exceptions, pause_at=1)
+    pool = _Pool(coro_fn, items, max_concurrent, return_exceptions, pause_at=1, budget=budget)
     with _Tally(pool, "processing", "item", 50, None) as tally:
         async with pool:
             tally.start()

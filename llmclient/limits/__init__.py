@@ -9,8 +9,12 @@ from llmclient.limits.discovery import ServerCapacity
 from llmclient.limits.endpoint import Endpoint, endpoint_key, shared_endpoint
 from llmclient.limits.pool import EndpointPool, EndpointStats, PoolDispatcher
 from llmclient.limits.rate import RateLimits, TokenBucket
+from llmclient.limits.spending import Budget, BudgetSpent, BudgetTracker
 
 __all__ = [
+    "Budget",
+    "BudgetSpent",
+    "BudgetTracker",
     "ConcurrencyLimiter",
     "Endpoint",
     "EndpointPool",

@@ -8,7 +8,16 @@ Per endpoint, under `llmclient:{<endpoint>}:`: `slots` (holder -> lease expiry, 
 
 from __future__ import annotations
 
-__all__ = ["LEAD", "PAUSE", "RESERVE", "SETTLE", "SLOTS"]
+__all__ = [
+    "BUDGET_RENEW",
+    "BUDGET_RESERVE",
+    "BUDGET_SETTLE",
+    "LEAD",
+    "PAUSE",
+    "RESERVE",
+    "SETTLE",
+    "SLOTS",
+]
 
 _NOW = """
 local clock = redis.call('TIME')
@@ -158,3 +167,91 @@ if not holder then
 end
 return 0
 """
+
+# Budgets, under `llmclient:budget:{<name>}:`: `spent` (a hash: prompt, completion, cost, and
+# the reserved rprompt, rcompletion, rcost of requests in flight), `held` (reservation id ->
+# expiry, ms) and `holds` (reservation id -> "prompt completion cost"). A reservation whose
+# holder died expires after its lease and stops counting as reserved.
+_BUDGET_EXPIRE = """
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for i = 1, #gone do
+  local v = redis.call('HGET', KEYS[3], gone[i])
+  if v then
+    local p, c, k = string.match(v, '(%S+) (%S+) (%S+)')
+    redis.call('HINCRBYFLOAT', KEYS[1], 'rprompt', -tonumber(p))
+    redis.call('HINCRBYFLOAT', KEYS[1], 'rcompletion', -tonumber(c))
+    redis.call('HINCRBYFLOAT', KEYS[1], 'rcost', -tonumber(k))
+  end
+  redis.call('HDEL', KEYS[3], gone[i])
+end
+if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now) end
+local function keep(ttl)
+  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ttl) end
+end
+"""
+
+# KEYS: spent, held, holds.  ARGV: caps total, prompt, completion, cost (-1: none); the
+# estimate prompt, completion, cost; reservation id; lease ms; ttl s.
+# Reserves the estimate when spent + reserved + estimate stays within every cap.
+# Returns {1 or 0 (reserved or refused), spent prompt, completion, cost, reserved tokens, cost}
+# as strings (Redis would cut Lua numbers to integers).
+BUDGET_RESERVE = (
+    _NOW
+    + _BUDGET_EXPIRE
+    + """
+local h = redis.call('HMGET', KEYS[1], 'prompt', 'completion', 'cost',
+  'rprompt', 'rcompletion', 'rcost')
+local v = {}
+for i = 1, 6 do v[i] = math.max(0, tonumber(h[i] or '0') or 0) end
+local ep, ec, ek = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local p, c = v[1] + v[4] + ep, v[2] + v[5] + ec
+local function within(cap, value)
+  cap = tonumber(cap)
+  return cap < 0 or value <= cap + 1e-9
+end
+local ok = within(ARGV[1], p + c) and within(ARGV[2], p) and within(ARGV[3], c)
+  and within(ARGV[4], v[3] + v[6] + ek)
+if ok then
+  redis.call('HINCRBYFLOAT', KEYS[1], 'rprompt', ep)
+  redis.call('HINCRBYFLOAT', KEYS[1], 'rcompletion', ec)
+  redis.call('HINCRBYFLOAT', KEYS[1], 'rcost', ek)
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[9]), ARGV[8])
+  redis.call('HSET', KEYS[3], ARGV[8], ARGV[5] .. ' ' .. ARGV[6] .. ' ' .. ARGV[7])
+end
+keep(tonumber(ARGV[10]))
+return {ok and 1 or 0, tostring(v[1]), tostring(v[2]), tostring(v[3]),
+  tostring(v[4] + v[5]), tostring(v[6])}
+"""
+)
+
+# KEYS: spent, held, holds.  ARGV: reservation id, actual prompt, completion, cost; ttl s.
+# Drops the reservation (if it has not expired) and counts what the request spent.
+BUDGET_SETTLE = (
+    _NOW
+    + _BUDGET_EXPIRE
+    + """
+local v = redis.call('HGET', KEYS[3], ARGV[1])
+if v then
+  local p, c, k = string.match(v, '(%S+) (%S+) (%S+)')
+  redis.call('HINCRBYFLOAT', KEYS[1], 'rprompt', -tonumber(p))
+  redis.call('HINCRBYFLOAT', KEYS[1], 'rcompletion', -tonumber(c))
+  redis.call('HINCRBYFLOAT', KEYS[1], 'rcost', -tonumber(k))
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+redis.call('HINCRBYFLOAT', KEYS[1], 'prompt', ARGV[2])
+redis.call('HINCRBYFLOAT', KEYS[1], 'completion', ARGV[3])
+redis.call('HINCRBYFLOAT', KEYS[1], 'cost', ARGV[4])
+keep(tonumber(ARGV[5]))
+return 1
+"""
+)
+
+# KEYS: held.  ARGV: lease ms, then the reservation ids a live process still holds.
+BUDGET_RENEW = (
+    _NOW
+    + """
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i]) end
+return 1
+"""
+)

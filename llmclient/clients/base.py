@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import math
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import fields, replace
 from typing import Any, ClassVar, Unpack, cast
 
 from llmclient._aclose import AsyncClosing
 from llmclient._checks import check_int
 from llmclient._loop_local import LoopLocal
 from llmclient._pipeline import Pipeline
+from llmclient.cache import ClientCache, client_cache
 from llmclient.clients import _pool
 from llmclient.clients.params import (
     CallOptions,
@@ -159,6 +160,9 @@ class BaseLLMClient(AsyncClosing):
             self._check_pool_limits()
             self._endpoints = LoopLocal(self._make_pool)
             self._sdks = _pool.SdkPerServer(self, self.settings.pool.urls)
+        self._cache = client_cache(
+            self.settings.cache, self.settings.cache_mode, f"{self.provider} {self.endpoint_name}"
+        )
         self._closed = False
 
     @classmethod
@@ -217,6 +221,10 @@ class BaseLLMClient(AsyncClosing):
     @abstractmethod
     async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int | None]:
         """Embed `texts` in one provider request; return the vectors and tokens used."""
+
+    def _wire_body(self, request: ChatRequest) -> Mapping[str, Any]:
+        """What the provider is sent for `request` (its SDK arguments); cache keys hold it."""
+        return {}
 
     @abstractmethod
     def _classify(self, error: Exception) -> LLMError | None:
@@ -281,7 +289,13 @@ class BaseLLMClient(AsyncClosing):
             limit = sum(_first_limit(self._server_profile(lm)) for lm in self.settings.pool.limits)
         else:
             limit = _first_limit(self.profile)
-        return self._pipeline.recorder.stats(limit)
+        stats = self._pipeline.recorder.stats(limit)
+        cache = self._cache
+        return (
+            stats
+            if cache is None
+            else replace(stats, cache_hits=cache.hits, cache_misses=cache.misses)
+        )
 
     @property
     def endpoint_stats(self) -> dict[str, EndpointStats]:
@@ -292,8 +306,15 @@ class BaseLLMClient(AsyncClosing):
     async def generate(
         self, prompt_or_messages: str | Sequence[MessageInput], **params: Unpack[CallOptions]
     ) -> Completion:
-        """One chat completion under the client's limits and retries."""
+        """One chat completion under the client's limits and retries (or from the cache)."""
         request = self._request(messages_from(prompt_or_messages), params)
+        cached = self._cached("chat", request)
+        if cached is not None:  # a hit costs no slot, no rate budget, no request and no budget
+            return await cached[0].completion(cached[1], lambda: self._send(request))
+        return await self._send(request)
+
+    async def _send(self, request: ChatRequest) -> Completion:
+        """Send `request` through the pipeline: limits, timeout, retries, stats."""
         completion, attempts, elapsed = await self._pipeline.call(
             "chat",
             lambda: self._chat(request),
@@ -356,11 +377,17 @@ class BaseLLMClient(AsyncClosing):
         """Text deltas of one completion; the request holds its slot until the stream ends."""
         request = self._request(messages_from(prompt_or_messages), params)
         estimate = request.estimated_tokens()
-        return TextStream(
-            lambda on_end: self._pipeline.stream(
+
+        def relay(on_end: Callable[[StreamEnd], None]) -> AsyncIterator[str]:
+            return self._pipeline.stream(
                 lambda: self._stream(request), estimate, on_end, request.model, request.messages
             )
-        )
+
+        cached = self._cached("stream", request)
+        if cached is not None:  # replayed as a stream; a miss is stored when it completes
+            cache, key = cached
+            return TextStream(lambda on_end: cache.stream(key, relay, on_end))
+        return TextStream(relay)
 
     async def embed(self, texts: str | Sequence[str]) -> list[list[float]]:
         """One vector per text, in order.
@@ -375,7 +402,9 @@ class BaseLLMClient(AsyncClosing):
                 raise TypeError(f"texts[{index}] must be a string, got {type(item).__name__}")
         if not items:
             return []
-        self._model_for(self.settings.embed_model, "embed_model")
+        model = self._model_for(self.settings.embed_model, "embed_model")
+        if self._cache is not None:
+            return await self._cache.embed(model, items, self._coalescers.get().submit)
         return await self._coalescers.get().submit(items)
 
     def check_params(self, params: Mapping[str, Any]) -> None:
@@ -401,6 +430,8 @@ class BaseLLMClient(AsyncClosing):
                     await member.endpoint.aclose()
             elif target is not None:
                 await target.aclose()
+            if self._cache is not None:
+                await self._cache.aclose()
 
     def __repr__(self) -> str:
         return (
@@ -431,6 +462,17 @@ class BaseLLMClient(AsyncClosing):
             messages=[m.to_dict() for m in messages],
             params=merged,
         )
+
+    def _cached(self, kind: str, request: ChatRequest) -> tuple[ClientCache, str] | None:
+        """The cache and key of one call of `request`, keyed on its every field and the
+        provider's body; None when there is no cache or its mode skips this call."""
+        cache = self._cache
+        if cache is None:
+            return None
+        every = {field.name: getattr(request, field.name) for field in fields(request)}
+        body = {"request": every, "sent": self._wire_body(request)}
+        key = cache.key(kind, request.model, body, request.params)
+        return None if key is None else (cache, key)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -155,6 +155,7 @@ POLICY = (
     "llmclient._pipeline",
     "llmclient.telemetry",
     "llmclient._version",
+    "llmclient.cache",
 )
 CLIENTS = ("llmclient.clients",)
 HELPERS = ("llmclient.fanout", "llmclient.mapping", "llmclient.batching", "llmclient.probing")

@@ -17,7 +17,7 @@ from llmclient.errors import ConfigurationError
 from llmclient.limits.backends import REDIS_SCHEMES, public_url
 
 if TYPE_CHECKING:
-    from llmclient.cache._redis import RedisCache
+    from llmclient.cache.redis import RedisCache
 
 __all__ = [
     "CACHE_VERSION",
@@ -46,7 +46,7 @@ def store_for(spec: str | os.PathLike[str] | CacheStore) -> CacheStore:
     text = os.fspath(spec)
     if text.partition("://")[0] in REDIS_SCHEMES and "://" in text:
         try:
-            from llmclient.cache._redis import RedisCache
+            from llmclient.cache.redis import RedisCache
         except ImportError as error:
             raise ConfigurationError(
                 f"cache={public_url(text)!r} needs the redis package: "
@@ -68,7 +68,7 @@ def client_cache(
 
 def __getattr__(name: str) -> object:
     if name == "RedisCache":  # needs the redis extra: imported when asked for
-        from llmclient.cache._redis import RedisCache
+        from llmclient.cache.redis import RedisCache
 
         return RedisCache
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -102,8 +102,10 @@ class ClientCache:
         try:
             data = await self._get(key)
             if data is not None:
-                future.set_result(records.decode_completion(data))
-                return self._hit(future.result(), started)
+                self.hits += 1
+                hit = records.decode_completion(data, time.perf_counter() - started)
+                future.set_result(hit)
+                return hit
             self.misses += 1
             completion = await send()  # budgets: a hit never gets here, so it costs nothing
             future.set_result(completion)

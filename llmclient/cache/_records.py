@@ -52,7 +52,7 @@ def encode_completion(completion: Completion) -> bytes:
     )
 
 
-def decode_completion(data: bytes) -> Completion:
+def decode_completion(data: bytes, latency: float = 0.0) -> Completion:
     """The stored completion (`attempts` 0: no request was sent for it)."""
     v = json.loads(data)
     tokens = v["tokens"]
@@ -63,6 +63,7 @@ def decode_completion(data: bytes) -> Completion:
         tokens=None if tokens is None else [_from_token(t) for t in tokens],
         model=v["model"],
         attempts=0,
+        latency=latency,
         reasoning=v["reasoning"],
     )
 

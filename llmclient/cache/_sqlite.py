@@ -153,15 +153,18 @@ class SQLiteCache:
 
 
 def _read(conn: sqlite3.Connection, keys: list[Any]) -> list[Any]:
-    results: list[Any] = []
-    for key in keys:
+    """Each key's value (or None): one query for the whole batch."""
+    found: dict[str, bytes] = {}
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), _BATCH):
+        chunk = unique[start : start + _BATCH]
+        marks = ",".join("?" * len(chunk))
+        query = f"SELECT key, value FROM entries WHERE key IN ({marks})"
         try:
-            row = conn.execute("SELECT value FROM entries WHERE key = ?", (key,)).fetchone()
+            found.update(conn.execute(query, chunk).fetchall())
         except sqlite3.Error as error:
-            results.append(error)
-        else:
-            results.append(None if row is None else bytes(row[0]))
-    return results
+            return [error] * len(keys)
+    return [found.get(key) for key in keys]
 
 
 _INSERT = "INSERT OR IGNORE INTO entries (key, value) VALUES (?, ?)"
@@ -210,7 +213,8 @@ class _Worker:
         connect: Callable[[], sqlite3.Connection],
         handle: Callable[[sqlite3.Connection, list[Any]], list[Any]],
     ) -> None:
-        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Job] | object] = queue.SimpleQueue()
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         self._connect, self._handle = connect, handle
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._conn: sqlite3.Connection | None = None
@@ -219,16 +223,27 @@ class _Worker:
         self._start_lock = threading.Lock()
 
     def submit(self, item: Any) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put((item, future))
+        """A future of `item`'s result. Items submitted in one turn of the event loop reach
+        the thread together (one hand-off), when the loop runs its callbacks."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        pending.append((item, future))
+        return future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._queue.put(self._pending.pop(loop))
         if not self._started:
             with self._start_lock:
                 if not self._started:
                     self._thread.start()
                     self._started = True
-        return future
 
     async def stop(self) -> None:
+        await asyncio.sleep(0)  # this loop's items submitted just before are handed over
         self._queue.put(_STOP)
         if self._started:
             await asyncio.to_thread(self._thread.join)
@@ -237,16 +252,16 @@ class _Worker:
         stop = False
         while not stop:
             jobs: list[_Job] = []
-            item = self._queue.get()
-            while item is not _STOP:
-                jobs.append(item)  # type: ignore[arg-type]
+            batch = self._queue.get()
+            while batch is not _STOP:
+                jobs.extend(batch)  # type: ignore[arg-type]
                 if len(jobs) >= _BATCH:
                     break
                 try:
-                    item = self._queue.get_nowait()
+                    batch = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            stop = item is _STOP
+            stop = batch is _STOP
             if jobs:
                 _deliver(jobs, self._answer([job for job, _ in jobs]))
         if self._conn is not None:

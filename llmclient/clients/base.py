@@ -223,8 +223,11 @@ class BaseLLMClient(AsyncClosing):
         """Embed `texts` in one provider request; return the vectors and tokens used."""
 
     def _wire_body(self, request: ChatRequest) -> Mapping[str, Any]:
-        """What the provider is sent for `request` (its SDK arguments); cache keys hold it."""
-        return {}
+        """What the provider is sent for `request` (its SDK arguments): cache keys are made
+        of it. By default every field of the request, its parameters that are set."""
+        body: dict[str, Any] = {f.name: getattr(request, f.name) for f in fields(request)}
+        body["params"] = request.params.model_dump(exclude_defaults=True)
+        return body
 
     @abstractmethod
     def _classify(self, error: Exception) -> LLMError | None:
@@ -464,14 +467,12 @@ class BaseLLMClient(AsyncClosing):
         )
 
     def _cached(self, kind: str, request: ChatRequest) -> tuple[ClientCache, str] | None:
-        """The cache and key of one call of `request`, keyed on its every field and the
-        provider's body; None when there is no cache or its mode skips this call."""
+        """The cache and key of one call of `request`, made of the body the provider is sent;
+        None when there is no cache or its mode skips this call."""
         cache = self._cache
         if cache is None:
             return None
-        every = {field.name: getattr(request, field.name) for field in fields(request)}
-        body = {"request": every, "sent": self._wire_body(request)}
-        key = cache.key(kind, request.model, body, request.params)
+        key = cache.key(kind, request.model, self._wire_body(request), request.params)
         return None if key is None else (cache, key)
 
     def _check_open(self) -> None:

@@ -333,16 +333,19 @@ async def test_a_failing_store_warns_and_the_call_goes_out(
 ) -> None:
     class Broken(DictStore):
         async def get(self, key: str) -> bytes | None:
+            self.gets += 1
             raise OSError("store down")
 
         async def set(self, key: str, value: bytes) -> None:
             raise OSError("store down")
 
     server = await simulated_server_factory(latency=0.001)
+    broken = Broken()
     with caplog.at_level(logging.WARNING, logger="llmclient"):
-        async with make_client("openai", server, cache=Broken(), temperature=0) as client:
+        async with make_client("openai", server, cache=broken, temperature=0) as client:
             for _ in range(3):
                 assert (await client.generate("hi")).text == "Simulated reply to: hi"
+    assert broken.gets == 1  # after a failure the store rests a while: no call waits on it
     warnings = [r.getMessage() for r in caplog.records if "cache" in r.getMessage()]
     assert len(warnings) == 2, warnings  # the first lookup and the first store, not every one
     assert "lookup failed (OSError: store down); the request is sent" in warnings[0]

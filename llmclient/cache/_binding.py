@@ -22,6 +22,7 @@ __all__ = ["CacheMode", "CacheStore", "ClientCache"]
 CacheMode = Literal["replay", "deterministic"]
 T = TypeVar("T")
 logger = logging.getLogger("llmclient")
+RESTING = 1.0  # seconds a store that failed is not asked again (lookups: calls are misses)
 
 
 class CacheStore(Protocol):
@@ -68,6 +69,7 @@ class ClientCache:
         self._samples: dict[bytes, itertools.count[int]] = {}
         self._inflight: dict[str, asyncio.Future[Any]] = {}
         self._failures: dict[str, int] = {}
+        self._resting: dict[str, float] = {}  # lookup/store -> when to ask the store again
 
     def key(self, kind: str, model: str, body: Mapping[str, Any], params: _Sampling) -> str | None:
         """The key of a call, None when this mode does not cache it. Each call of a sampled
@@ -224,6 +226,8 @@ class ClientCache:
         return dataclasses.replace(completion, attempts=0, latency=time.perf_counter() - started)
 
     async def _get(self, key: str) -> bytes | None:
+        if self._resting and time.monotonic() < self._resting.get("lookup", 0.0):
+            return None
         try:
             return await self.store.get(key)
         except (LLMError, asyncio.CancelledError):
@@ -233,6 +237,8 @@ class ClientCache:
             return None
 
     async def _set(self, key: str, value: bytes) -> None:
+        if self._resting and time.monotonic() < self._resting.get("store", 0.0):
+            return
         try:
             await self.store.set(key, value)
         except (LLMError, asyncio.CancelledError):
@@ -241,7 +247,10 @@ class ClientCache:
             self._failed("store", error, "the answer is returned but not cached")
 
     def _failed(self, what: str, error: Exception, outcome: str) -> None:
-        """Warn of a failed lookup or store: the 1st, 10th, 100th... of each kind."""
+        """Warn of a failed lookup or store (the 1st, 10th, 100th... of each kind), and ask
+        the store no more of them for `RESTING` seconds: a store that times out must not
+        slow every call down."""
+        self._resting[what] = time.monotonic() + RESTING
         count = self._failures[what] = self._failures.get(what, 0) + 1
         if str(count).rstrip("0") == "1":
             logger.warning(

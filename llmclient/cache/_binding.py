@@ -102,10 +102,11 @@ class ClientCache:
         future: asyncio.Future[Completion] = loop.create_future()
         self._inflight[key] = future
         try:
-            data = await self._get(key)
-            if data is not None:
+            hit = await self._lookup(
+                key, lambda data: records.decode_completion(data, time.perf_counter() - started)
+            )
+            if hit is not None:
                 self.hits += 1
-                hit = records.decode_completion(data, time.perf_counter() - started)
                 future.set_result(hit)
                 return hit
             self.misses += 1
@@ -150,11 +151,11 @@ class ClientCache:
         future: asyncio.Future[tuple[list[str], StreamEnd]] = loop.create_future()
         self._inflight[key] = future
         try:
-            data = await self._get(key)
-            if data is not None:
+            replay = await self._lookup(key, records.decode_stream)
+            if replay is not None:
                 self.hits += 1
-                future.set_result(records.decode_stream(data))
-                deltas, end = future.result()
+                future.set_result(replay)
+                deltas, end = replay
                 for delta in deltas:
                     yield delta
                 on_end(end)
@@ -195,11 +196,11 @@ class ClientCache:
     ) -> list[list[float]]:
         """Each text's stored vector; the others from `send(missing)`, then stored."""
         keys = [self._embed_key(model, text) for text in texts]
-        found = await asyncio.gather(*(self._get(key) for key in keys))
-        missing = [i for i, data in enumerate(found) if data is None]
+        found = await asyncio.gather(*(self._lookup(key, records.decode_vector) for key in keys))
+        missing = [i for i, vector in enumerate(found) if vector is None]
         self.hits += len(texts) - len(missing)
         self.misses += len(missing)
-        vectors = [[] if data is None else records.decode_vector(data) for data in found]
+        vectors = [[] if vector is None else vector for vector in found]
         if missing:
             fresh = await send([texts[i] for i in missing])
             for i, vector in zip(missing, fresh, strict=True):
@@ -224,6 +225,18 @@ class ClientCache:
     def _hit(self, completion: Completion, started: float) -> Completion:
         self.hits += 1
         return dataclasses.replace(completion, attempts=0, latency=time.perf_counter() - started)
+
+    async def _lookup(self, key: str, decode: Callable[[bytes], T]) -> T | None:
+        """The decoded entry of `key`; None when there is none, or it cannot be decoded (an
+        entry not written by this version: a warning, and the call goes out)."""
+        data = await self._get(key)
+        if data is None:
+            return None
+        try:
+            return decode(data)
+        except (ValueError, TypeError, KeyError, IndexError) as error:
+            self._failed("decoding", error, "the request is sent")
+            return None
 
     async def _get(self, key: str) -> bytes | None:
         if self._resting and time.monotonic() < self._resting.get("lookup", 0.0):

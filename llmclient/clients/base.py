@@ -317,7 +317,8 @@ class BaseLLMClient(AsyncClosing):
         return await self._send(request)
 
     async def _send(self, request: ChatRequest) -> Completion:
-        """Send `request` through the pipeline: limits, timeout, retries, stats."""
+        """Send `request` through the pipeline: limits, timeout, retries, stats. Only what
+        is sent comes here (a cache hit never does): the place to charge a budget."""
         completion, attempts, elapsed = await self._pipeline.call(
             "chat",
             lambda: self._chat(request),

@@ -62,7 +62,6 @@ class SQLiteCache:
         self._lock = threading.Lock()
         self._reader: _Worker | None = None
         self._writer: _Worker | None = None
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"SQLiteCache({self.path!r})"
@@ -72,7 +71,7 @@ class SQLiteCache:
         try:
             result: bytes | None = await self._worker("read").submit(key)
         except sqlite3.Error as error:
-            raise self.corrupt(error) or error from None
+            raise self._corrupt(error) or error from None
         return result
 
     async def set(self, key: str, value: bytes) -> None:
@@ -145,7 +144,7 @@ class SQLiteCache:
             "move or delete the file to start a new cache"
         )
 
-    def corrupt(self, error: sqlite3.Error) -> ConfigurationError | None:
+    def _corrupt(self, error: sqlite3.Error) -> ConfigurationError | None:
         """The error to raise for a read that found the file corrupt; None for other errors."""
         if getattr(error, "sqlite_errorname", "") in _CORRUPT:
             return self._unusable(error)

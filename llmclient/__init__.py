@@ -22,6 +22,8 @@ _EXPORTS: dict[str, str] = {
     "BudgetExceededError": "llmclient.errors",
     "BudgetSpent": "llmclient.limits",
     "BudgetTracker": "llmclient.limits",
+    "CacheMode": "llmclient.cache",
+    "CacheStore": "llmclient.cache",
     "ChatRequest": "llmclient.clients.params",
     "client_for": "llmclient.clients.registry",
     "ClientSettings": "llmclient.config",
@@ -58,6 +60,7 @@ _EXPORTS: dict[str, str] = {
     "QuotaExceededError": "llmclient.errors",
     "RateLimitError": "llmclient.errors",
     "RedisBackend": "llmclient.limits.backends.redis",
+    "RedisCache": "llmclient.cache.redis",
     "register_provider": "llmclient.clients.registry",
     "RejectedError": "llmclient.errors",
     "RequestTimeoutError": "llmclient.errors",
@@ -67,6 +70,7 @@ _EXPORTS: dict[str, str] = {
     "SamplingParams": "llmclient.clients.params",
     "ServerBusyError": "llmclient.errors",
     "ServerError": "llmclient.errors",
+    "SQLiteCache": "llmclient.cache",
     "Stats": "llmclient.types",
     "SyncAzureOpenAIClient": "llmclient.sync",
     "SyncClient": "llmclient.sync",
@@ -86,6 +90,10 @@ __all__ = sorted([*_EXPORTS, "__version__"], key=str.casefold)
 
 if _typing.TYPE_CHECKING:
     from llmclient.batching import BatchRequestManager as BatchRequestManager
+    from llmclient.cache import CacheMode as CacheMode
+    from llmclient.cache import CacheStore as CacheStore
+    from llmclient.cache import SQLiteCache as SQLiteCache
+    from llmclient.cache.redis import RedisCache as RedisCache
     from llmclient.clients.azure import AzureOpenAIClient as AzureOpenAIClient
     from llmclient.clients.base import BaseLLMClient as BaseLLMClient
     from llmclient.clients.ollama import OllamaClient as OllamaClient

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from llmclient.cache import CacheMode, CacheStore, is_store
 from llmclient.errors import ConfigurationError
 from llmclient.limits.backends import REDIS_SCHEMES, LimitBackend, public_url
 from llmclient.limits.pool import EndpointPool
@@ -47,6 +48,25 @@ def _check_limits(value: object) -> str | LimitBackend:
 
 
 Limits = Annotated[str | LimitBackend, PlainValidator(_check_limits)]
+
+
+def _check_cache(value: object) -> str | CacheStore:
+    """`"off"`, a SQLite file's path, a Redis URL, or a store object (with `get` and `set`)."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise ValueError("must be a file path, a redis:// URL or 'off', not empty")
+        if "://" in text and urlsplit(text).scheme not in REDIS_SCHEMES:
+            raise ValueError("must be a file path or a redis://, rediss:// or unix:// URL")
+        return text
+    if is_store(value):
+        return value  # type: ignore[return-value]
+    raise ValueError("must be a file path, a Redis URL, 'off' or a cache store")
+
+
+Cache = Annotated[str | CacheStore, PlainValidator(_check_cache)]
 
 __all__ = [
     "BUDGET_ENV_PREFIX",
@@ -98,6 +118,8 @@ class ClientOptions(TypedDict, total=False):
     discover_limits: bool
     limits: Limits
     on_backend_error: Literal["wait", "fail"]
+    cache: Cache
+    cache_mode: CacheMode
 
 
 _FIELD_TYPES: dict[str, Any] = {
@@ -111,7 +133,7 @@ SETTING_NAMES: tuple[str, ...] = tuple(_FIELD_TYPES)
 _PROFILE_FIELDS = ("max_concurrent", "rpm", "tpm", "timeout", "share_limits", "discover_limits")
 _RETRY_FIELDS = ("max_attempts", "max_elapsed")
 _SECRET_FIELDS = frozenset({"api_key"})
-_URL_FIELDS = frozenset({"limits"})  # may hold a password: shown without it
+_URL_FIELDS = frozenset({"limits", "cache"})  # may hold a password: shown without it
 _OPTIONAL_FIELDS: dict[str, Any] = {
     name: (kind | None, None) for name, kind in _FIELD_TYPES.items()
 }
@@ -150,6 +172,8 @@ class ClientSettings(BaseModel):
     limits: Any = "local"  # "local", a Redis URL or a LimitBackend
     on_backend_error: Literal["wait", "fail"] = "wait"
     pool: EndpointPool | None = None  # several servers: base_url is the first
+    cache: Any = None  # None (off), a SQLite path, a Redis URL or a CacheStore
+    cache_mode: CacheMode = "replay"
 
     @property
     def base_urls(self) -> tuple[str, ...]:
@@ -185,8 +209,19 @@ class ClientSettings(BaseModel):
             if isinstance(self.limits, str) and self.limits != "local"
             else self.limits,
             "on_backend_error": self.on_backend_error,
+            "cache": _shown_cache(self.cache),
+            "cache_mode": self.cache_mode,
         }
         return [(name, str(values[name]), self.sources[name]) for name in SETTING_NAMES]
+
+
+def _shown_cache(cache: object) -> object:
+    """The cache setting for display: a Redis URL without its password."""
+    if cache is None:
+        return "off"
+    if isinstance(cache, str) and "://" in cache:
+        return public_url(cache)
+    return cache
 
 
 def _describe_errors(error: ValidationError, name_of: Callable[[str], str]) -> str:
@@ -355,7 +390,7 @@ def resolve_settings(
             default_source
             if name in _PROFILE_FIELDS + _RETRY_FIELDS
             else "default"
-            if name in ("limits", "on_backend_error")
+            if name in ("limits", "on_backend_error", "cache", "cache_mode")
             else "unset",
         )
 
@@ -374,6 +409,8 @@ def resolve_settings(
         limits=values.get("limits", "local"),
         on_backend_error=values.get("on_backend_error", "wait"),
         pool=pool,
+        cache=None if values.get("cache") == "off" else values.get("cache"),
+        cache_mode=values.get("cache_mode", "replay"),
     )
 
 

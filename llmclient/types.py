@@ -117,7 +117,9 @@ class Stats:
 
     `rate_limited` counts attempts answered 429 or 503 (server busy). Latency
     percentiles are in seconds over the most recent successful attempts (time on the wire);
-    `wait_p50`/`wait_p95` are the time requests spent waiting for a slot.
+    `wait_p50`/`wait_p95` are the time requests spent waiting for a slot. With a cache,
+    `cache_hits` counts calls (embeddings: texts) answered from it, which are in no other
+    count, and `cache_misses` those it had to send.
     """
 
     in_flight: int
@@ -134,6 +136,8 @@ class Stats:
     concurrency_limit: int
     prompt_tokens: int = 0  # totals the server reported for answered requests
     completion_tokens: int = 0
+    cache_hits: int = 0  # calls answered from the cache (no request), and calls it missed
+    cache_misses: int = 0
 
     @property
     def total_tokens(self) -> int:

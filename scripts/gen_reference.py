@@ -43,6 +43,10 @@ SETTING_DOCS: dict[str, str] = {
     "`unix://` URL shared by every process (see Shared limits); in code also a `RedisBackend`.",
     "on_backend_error": 'When Redis is unreachable: `"wait"` (up to 30 s) or `"fail"`; both '
     "end in `LimitsUnavailableError`, never in per-process limits.",
+    "cache": "Response cache: a SQLite file's path, a `redis://` URL, a `CacheStore` object, "
+    'or `"off"` (the default). See [Response cache](../cache.md).',
+    "cache_mode": '`"replay"` caches every call (the n-th identical sampled call gets the '
+    'n-th stored answer); `"deterministic"` only calls with temperature 0 or a seed.',
 }
 PROFILE_DOCS: dict[str, str] = {
     "name": "Shown as the source of defaults (`default (ollama profile)`).",

@@ -156,6 +156,7 @@ POLICY = (
     "llmclient.telemetry",
     "llmclient._version",
     "llmclient._runner",
+    "llmclient.cache",
 )
 CLIENTS = ("llmclient.clients",)
 HELPERS = (

@@ -77,6 +77,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--strict", action="store_true", help="refuse to start when any input line is malformed"
     )
     parser.add_argument(
+        "--cache",
+        metavar="PATH|URL",
+        help="answer repeated requests from this SQLite file or Redis URL (see docs/cache.md)",
+    )
+    parser.add_argument(
         "--metrics-port",
         type=port_number,
         metavar="N",
@@ -180,9 +185,11 @@ def throughput(client: BaseLLMClient, wall: float) -> str:
     stats = client.stats
     requests = stats.completed + stats.failed
     rate = requests / wall if wall > 0 else 0.0
+    cached = f"; cache hits {stats.cache_hits}, misses {stats.cache_misses}"
     return (
         f"tokens in {stats.prompt_tokens}, out {stats.completion_tokens}; {rate:.1f} req/s; "
         f"retries {stats.retries}; concurrency limit {stats.concurrency_limit}"
+        + (cached if stats.cache_hits or stats.cache_misses else "")
     )
 
 
@@ -251,6 +258,7 @@ def _client(args: argparse.Namespace, observer: Observer | None = None) -> BaseL
         max_attempts=attempts,
         observer=observer,
         budget=args.budget,
+        cache=args.cache,
     )
     require_model(client.settings)
     return client

@@ -11,13 +11,14 @@ import asyncio
 import math
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any, ClassVar, Unpack, cast
 
 from llmclient._aclose import AsyncClosing
 from llmclient._checks import check_int
 from llmclient._loop_local import LoopLocal
 from llmclient._pipeline import Pipeline
+from llmclient.cache import ClientCache, client_cache
 from llmclient.clients import _pool
 from llmclient.clients.params import (
     CallOptions,
@@ -178,6 +179,9 @@ class BaseLLMClient(AsyncClosing):
             self._check_pool_limits()
             self._endpoints = LoopLocal(self._make_pool)
             self._sdks = _pool.SdkPerServer(self, self.settings.pool.urls)
+        self._cache = client_cache(
+            self.settings.cache, self.settings.cache_mode, f"{self.provider} {self.endpoint_name}"
+        )
         self._closed = False
 
     @classmethod
@@ -236,6 +240,13 @@ class BaseLLMClient(AsyncClosing):
     @abstractmethod
     async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int | None]:
         """Embed `texts` in one provider request; return the vectors and tokens used."""
+
+    def _wire_body(self, request: ChatRequest) -> Mapping[str, Any]:
+        """What the provider is sent for `request` (its SDK arguments): cache keys are made
+        of it. By default every field of the request, its parameters that are set."""
+        body: dict[str, Any] = {f.name: getattr(request, f.name) for f in fields(request)}
+        body["params"] = request.params.model_dump(exclude_defaults=True)
+        return body
 
     @abstractmethod
     def _classify(self, error: Exception) -> LLMError | None:
@@ -300,7 +311,13 @@ class BaseLLMClient(AsyncClosing):
             limit = sum(_first_limit(self._server_profile(lm)) for lm in self.settings.pool.limits)
         else:
             limit = _first_limit(self.profile)
-        return self._pipeline.recorder.stats(limit)
+        stats = self._pipeline.recorder.stats(limit)
+        cache = self._cache
+        return (
+            stats
+            if cache is None
+            else replace(stats, cache_hits=cache.hits, cache_misses=cache.misses)
+        )
 
     @property
     def endpoint_stats(self) -> dict[str, EndpointStats]:
@@ -311,9 +328,16 @@ class BaseLLMClient(AsyncClosing):
     async def generate(
         self, prompt_or_messages: str | Sequence[MessageInput], **params: Unpack[CallOptions]
     ) -> Completion:
-        """One chat completion under the client's limits and retries."""
+        """One chat completion under the client's limits and retries (or from the cache)."""
         request = self._request(messages_from(prompt_or_messages), params)
-        # A response cache's lookup goes here, before the budget: a hit spends nothing.
+        cached = self._cached("chat", request)
+        if cached is not None:  # a hit costs no slot, no rate budget, no request and no budget
+            return await cached[0].completion(cached[1], lambda: self._send(request))
+        return await self._send(request)
+
+    async def _send(self, request: ChatRequest) -> Completion:
+        """Send `request` through the pipeline: limits, timeout, retries, stats, budgets.
+        Only what is sent comes here (a cache hit never does)."""
         budgets = budgets_of(self.budget)
         if budgets:
             held = await hold(budgets, request.prompt_estimate(), request.completion_estimate())
@@ -389,12 +413,17 @@ class BaseLLMClient(AsyncClosing):
                 lambda: self._stream(request), estimate, on_end, request.model, request.messages
             )
 
-        if self.budget is None and not budgets_of(None):
-            return TextStream(relay)
-        # A response cache's lookup goes before the budget too (in metered_stream's hold).
-        return TextStream(
-            lambda on_end: metered_stream(self.budget, prompt, completion, relay, on_end)
-        )
+        sent = relay
+        if self.budget is not None or budgets_of(None):  # what is sent is charged
+
+            def sent(on_end: Callable[[StreamEnd], None]) -> AsyncIterator[str]:
+                return metered_stream(self.budget, prompt, completion, relay, on_end)
+
+        cached = self._cached("stream", request)
+        if cached is not None:  # replayed as a stream (free); a miss is stored when it completes
+            cache, key = cached
+            return TextStream(lambda on_end: cache.stream(key, sent, on_end))
+        return TextStream(sent)
 
     async def embed(self, texts: str | Sequence[str]) -> list[list[float]]:
         """One vector per text, in order.
@@ -409,7 +438,12 @@ class BaseLLMClient(AsyncClosing):
                 raise TypeError(f"texts[{index}] must be a string, got {type(item).__name__}")
         if not items:
             return []
-        self._model_for(self.settings.embed_model, "embed_model")
+        model = self._model_for(self.settings.embed_model, "embed_model")
+        if self._cache is not None:  # only the texts not in the cache are sent (and charged)
+            return await self._cache.embed(model, items, self._send_embeddings)
+        return await self._send_embeddings(items)
+
+    async def _send_embeddings(self, items: list[str]) -> list[list[float]]:
         budgets = budgets_of(self.budget)
         if not budgets:
             return await self._coalescers.get().submit(items)
@@ -441,6 +475,8 @@ class BaseLLMClient(AsyncClosing):
                 await target.aclose()
             if self.budget is not None:
                 await self.budget.aclose()
+            if self._cache is not None:
+                await self._cache.aclose()
 
     def __repr__(self) -> str:
         return (
@@ -471,6 +507,15 @@ class BaseLLMClient(AsyncClosing):
             messages=[m.to_dict() for m in messages],
             params=merged,
         )
+
+    def _cached(self, kind: str, request: ChatRequest) -> tuple[ClientCache, str] | None:
+        """The cache and key of one call of `request`, made of the body the provider is sent;
+        None when there is no cache or its mode skips this call."""
+        cache = self._cache
+        if cache is None:
+            return None
+        key = cache.key(kind, request.model, self._wire_body(request), request.params)
+        return None if key is None else (cache, key)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -177,6 +177,9 @@ class OllamaClient(BaseLLMClient):
             arguments["top_logprobs"] = top if top is not None else 5
         return arguments
 
+    def _wire_body(self, request: ChatRequest) -> dict[str, Any]:
+        return self._chat_arguments(request)
+
     async def _chat(self, request: ChatRequest) -> Completion:
         response = await self._sdk.chat(**self._chat_arguments(request), stream=False)
         with answer_shape("chat answer", self.provider):

@@ -149,6 +149,9 @@ class OpenAIClient(BaseLLMClient):
             arguments["extra_body"] = extra
         return arguments
 
+    def _wire_body(self, request: ChatRequest) -> dict[str, Any]:
+        return self._arguments(request)
+
     async def _chat(self, request: ChatRequest) -> Completion:
         raw = await self._sdk.chat.completions.with_raw_response.create(**self._arguments(request))
         self._learn_limits(raw.http_response.headers)

@@ -49,3 +49,13 @@ async def test_ollama_default_is_one_like_the_server_default() -> None:
     row = {line.split()[0]: line for line in result.out.splitlines()}["max_concurrent"]
     assert row.split()[1] == "1"
     assert "default (Ollama's OLLAMA_NUM_PARALLEL default, 1)" in row
+
+
+async def test_shows_the_cache_setting() -> None:
+    env = {"LLMCLIENT_CACHE": "redis://user:pw-not-shown@127.0.0.1:6399/0"}
+    result = await run_cli("config", "--provider", "ollama", env=env)
+    assert result.code == 0, result
+    rows = {line.split()[0]: line for line in result.out.splitlines()}
+    assert "redis://127.0.0.1:6399/0" in rows["cache"] and "env LLMCLIENT_CACHE" in rows["cache"]
+    assert "pw-not-shown" not in result.out
+    assert "replay" in rows["cache_mode"] and "default" in rows["cache_mode"]

@@ -752,3 +752,22 @@ async def test_the_progress_bar_keeps_moving_on_a_terminal(
     assert "done 400, failed 0" in out.decode()
     shown = {int(n) for n in re.findall(r"\b(\d+)/400\b", screen)}
     assert len(shown - {0, 400}) >= 10, screen
+
+
+async def test_a_job_rerun_with_cache_sends_no_request(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    server = await simulated_server_factory(latency=0.001, parallel=4)
+    source = write_jsonl(tmp_path / "in.jsonl", questions(30))
+    cache = tmp_path / "cache.sqlite"
+    first = await run_cli(*run_args(server, source, tmp_path / "a.jsonl", "--cache", str(cache)))
+    assert first.code == 0, first
+    assert "cache hits 0, misses 30" in first.out
+    again = await run_cli(*run_args(server, source, tmp_path / "b.jsonl", "--cache", str(cache)))
+    assert again.code == 0, again
+    assert server.stats.by_path["/api/chat"] == 30
+    assert "cache hits 30, misses 0" in again.out
+    answers = {r["id"]: r["answer"] for r in read_records(tmp_path / "a.jsonl")}
+    replayed = read_records(tmp_path / "b.jsonl")
+    assert {r["id"]: r["answer"] for r in replayed} == answers
+    assert {r["attempts"] for r in replayed} == {0}

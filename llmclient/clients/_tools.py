@@ -51,8 +51,7 @@ def openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not any(m["role"] == "tool" and "name" in m for m in messages):
         return messages
     return [
-        {k: v for k, v in m.items() if k != "name"} if m["role"] == "tool" else m
-        for m in messages
+        {k: v for k, v in m.items() if k != "name"} if m["role"] == "tool" else m for m in messages
     ]
 
 
@@ -74,7 +73,8 @@ def openai_tool_call(call: Any, provider: str) -> ToolCall:
     """A `ToolCall` from the SDK's `ChatCompletionMessageToolCall`."""
     function = call.function
     return ToolCall(
-        name=function.name, arguments=_arguments(function.name, function.arguments, provider),
+        name=function.name,
+        arguments=_arguments(function.name, function.arguments, provider),
         id=call.id,
     )
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from llmclient.clients import _structured, _tools
 from llmclient.clients._http import answer_shape, not_json_object, transport_error
 from llmclient.clients.base import BaseLLMClient, ClientKeywords, token_from_logprob
-from llmclient.clients.params import ChatRequest, SamplingParams
+from llmclient.clients.params import ChatRequest, SamplingParams, check_combination
 from llmclient.config import BaseUrl, ClientOptions, ClientSettings
 from llmclient.errors import (
     AuthenticationError,
@@ -155,6 +155,7 @@ class OllamaClient(BaseLLMClient):
 
     def _supports(self, params: SamplingParams) -> None:
         """Refuse a tool_choice Ollama's API cannot honour."""
+        check_combination(params)
         _tools.check_ollama_tool_choice(params, self.provider)
 
     def _check_request(self, request: ChatRequest) -> None:

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from llmclient.clients import _structured, _tools
 from llmclient.clients._http import answer_shape, not_json_object, transport_error
 from llmclient.clients.base import BaseLLMClient, ClientKeywords, token_from_logprob
-from llmclient.clients.params import ChatRequest, SamplingParams
+from llmclient.clients.params import ChatRequest, SamplingParams, check_combination
 from llmclient.config import ClientSettings
 from llmclient.errors import (
     AuthenticationError,
@@ -98,6 +98,7 @@ class OpenAIClient(BaseLLMClient):
 
     def _supports(self, params: SamplingParams) -> None:
         """Say once that the OpenAI cloud is not sent `top_k` or `repetition_penalty`."""
+        check_combination(params)
         unsent = [n for n in _LOCAL_ONLY if getattr(params, n) is not None]
         if unsent and not self._local and not self._warned_unsent:
             self._warned_unsent = True

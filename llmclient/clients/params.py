@@ -21,6 +21,7 @@ __all__ = [
     "ChatRequest",
     "SamplingOptions",
     "SamplingParams",
+    "check_combination",
     "conversation",
     "messages_from",
     "validate_params",
@@ -65,8 +66,11 @@ class SamplingParams(BaseModel):
         if value is None:
             return None
         if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
-            raise ValueError("must be a list of Tool or function dicts")  # noqa: TRY004
-        tools = tuple(Tool.coerce(item) for item in value)
+            raise ValueError("must be a list of Tool or function dicts")
+        try:
+            tools = tuple(Tool.coerce(item) for item in value)
+        except (TypeError, ValueError) as error:
+            raise ValueError(str(error)) from None
         names = [tool.name for tool in tools]
         if len(set(names)) != len(names):
             raise ValueError(f"two tools have the same name: {names}")
@@ -79,7 +83,7 @@ class SamplingParams(BaseModel):
 
     @model_validator(mode="after")
     def _check_together(self) -> SamplingParams:
-        _check_combination(self)
+        check_combination(self, partial=True)
         return self
 
     def merged(self, override: SamplingParams) -> SamplingParams:
@@ -87,7 +91,7 @@ class SamplingParams(BaseModel):
         merged = self.model_copy(
             update={k: getattr(override, k) for k in override.model_fields_set}
         )
-        _check_combination(merged)
+        check_combination(merged)
         return merged
 
     @property
@@ -99,10 +103,13 @@ class SamplingParams(BaseModel):
 _CHOICES = ("auto", "none", "required")
 
 
-def _check_combination(params: SamplingParams) -> None:
-    """Refuse parameters that contradict each other (one call's with the client's defaults)."""
+def check_combination(params: SamplingParams, *, partial: bool = False) -> None:
+    """Refuse parameters that contradict each other (a call's merged with the client's).
+
+    `partial`: the parameters of one call alone, whose tools may be the client's.
+    """
     choice = params.tool_choice
-    if choice is not None:
+    if choice is not None and not (partial and params.tools is None):
         if not isinstance(choice, str) or not choice:
             raise ConfigurationError(
                 f"invalid parameter: tool_choice={choice!r}: must be one of "

@@ -76,3 +76,12 @@ def llama_embed_server(llama_cache_dir: Path) -> Iterator[Any]:
         parallel=LLAMA_PARALLEL, embeddings=True, cache_dir=llama_cache_dir
     ) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def llama_jinja_server(llama_cache_dir: Path) -> Iterator[Any]:
+    """Chat server started with ``--jinja``, which llama.cpp needs to take ``tools``."""
+    with real_server.start_server(
+        parallel=1, cache_dir=llama_cache_dir, extra_args=["--jinja"]
+    ) as server:
+        yield server

@@ -232,8 +232,8 @@ class Message:
     """
 
     role: Role
-    content: str | tuple[ContentPart, ...]
-    tool_calls: tuple[ToolCall, ...] = ()
+    content: str | Sequence[ContentPart]  # parts are kept as a tuple
+    tool_calls: Sequence[ToolCall] = ()  # kept as a tuple
     tool_call_id: str | None = None
     name: str | None = None
 

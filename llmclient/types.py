@@ -68,7 +68,7 @@ class ImagePart:
     """
 
     url: str | None = None
-    data: bytes | None = None
+    data: bytes | None = field(default=None, repr=False)
     media_type: str | None = None  # of `data`; guessed from its first bytes when None
 
     def __post_init__(self) -> None:
@@ -78,7 +78,8 @@ class ImagePart:
             isinstance(self.url, str) and self.url.startswith(("http://", "https://", "data:"))
         ):
             raise ValueError(
-                f"image part: url={_short(self.url)!r} must be an http(s):// or data: URL"
+                f"image part: url={_short(self.url)!r} must be an http(s):// or data: URL "
+                "(for a file, pass a pathlib.Path)"
             )
         if self.data is not None and not isinstance(self.data, bytes):
             raise TypeError(f"image part: data must be bytes, got {type(self.data).__name__}")
@@ -116,8 +117,8 @@ def image(source: str | bytes | Path, *, media_type: str | None = None) -> Image
 
     >>> image("https://example.com/cat.png").url
     'https://example.com/cat.png'
-    >>> image(b"\x89PNG...").data_url[:22]
-    'data:image/png;base64,'
+    >>> image(b"GIF89a...").data_url[:22]
+    'data:image/gif;base64,'
     """
     if isinstance(source, Path):
         return ImagePart(data=source.read_bytes(), media_type=media_type)
@@ -258,6 +259,14 @@ class Message:
         if calls and self.role != "assistant":
             raise ValueError(f"Message role={self.role!r}: only assistant turns carry tool_calls")
         object.__setattr__(self, "tool_calls", calls)
+
+    def __repr__(self) -> str:
+        shown = [f"role={self.role!r}", f"content={self.content!r}"]
+        for name in ("tool_calls", "tool_call_id", "name"):
+            value = getattr(self, name)
+            if value:
+                shown.append(f"{name}={value!r}")
+        return f"Message({', '.join(shown)})"
 
     @classmethod
     def tool_result(cls, call: ToolCall, content: object) -> Message:

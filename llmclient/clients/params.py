@@ -183,7 +183,11 @@ def validate_params(params: dict[str, Any]) -> SamplingParams:
 
 @dataclass(slots=True)
 class ChatRequest:
-    """What a provider needs for one chat call, already validated."""
+    """What a provider needs for one chat call, already validated.
+
+    `messages` are in the neutral form of `Message.to_dict` (OpenAI's chat messages), which
+    each provider turns into its own.
+    """
 
     model: str
     messages: list[dict[str, Any]]

@@ -63,10 +63,10 @@ async def test_a_required_tool_call_comes_back_parsed(llama_jinja_server: Any) -
 
 
 async def test_a_streamed_tool_call_is_assembled(llama_jinja_server: Any) -> None:
-    async with client(llama_jinja_server, temperature=0, max_tokens=200) as llm:
-        async with llm.stream("Lights?", tools=[LIGHT], tool_choice="required") as deltas:
-            async for _ in deltas:
-                pass
+    llm = client(llama_jinja_server, temperature=0, max_tokens=200)
+    async with llm, llm.stream("Lights?", tools=[LIGHT], tool_choice="required") as deltas:
+        async for _ in deltas:
+            pass
     assert [call.name for call in deltas.tool_calls] == ["set_light"]
     assert set(deltas.tool_calls[0].arguments) == {"room", "on"}
 

@@ -374,3 +374,15 @@ def test_bad_content_parts_are_refused_naming_them() -> None:
         image("ftp://x")
     with pytest.raises(TypeError, match="source"):
         image(42)  # type: ignore[arg-type]
+
+
+async def test_openai_is_sent_no_tool_choice_without_tools(
+    simulated_server_factory: Factory,
+) -> None:
+    """OpenAI refuses a tool_choice with no tools: a client's default choice waits for tools."""
+    server = await simulated_server_factory(latency=0.0)
+    async with make_client("openai", server, tool_choice="required") as client:
+        await client.generate("hi")
+        assert "tool_choice" not in last_body(server)
+        await client.generate("hi", tools=[TIME])
+        assert last_body(server)["tool_choice"] == "required"

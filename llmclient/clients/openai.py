@@ -149,10 +149,10 @@ class OpenAIClient(BaseLLMClient):
             arguments["response_format"] = {"type": "json_object"}
         elif p.response_format is not None:
             arguments["response_format"] = _structured.openai_format(p.response_format)
-        if p.tools:
+        if p.tools:  # OpenAI refuses a tool_choice without tools
             arguments["tools"] = _tools.openai_tools(p)
-        if p.tool_choice is not None:
-            arguments["tool_choice"] = _tools.openai_tool_choice(p.tool_choice)
+            if p.tool_choice is not None:
+                arguments["tool_choice"] = _tools.openai_tool_choice(p.tool_choice)
         extra = dict(p.provider_options)
         if self._local:  # not in OpenAI's API; vLLM and llama.cpp accept them
             extra.update({n: getattr(p, n) for n in _LOCAL_ONLY if getattr(p, n) is not None})

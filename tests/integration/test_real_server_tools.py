@@ -1,9 +1,12 @@
-"""Tool calls and structured output against a real llama.cpp server.
+"""Tools and structured output against a real llama.cpp server (``--jinja``).
 
-The tiny random-weight model writes gibberish, but llama.cpp constrains its output with a
-grammar when asked for a tool call (`tool_choice="required"`, with `--jinja`) or a JSON schema
-(`response_format`): so what comes back has the asked shape, and the client must parse it.
-The schemas use enums and booleans only, so the constrained answer stays short.
+The tiny random-weight model writes gibberish. A JSON schema (`response_format`) makes
+llama.cpp constrain its output with a grammar, so what comes back has the asked shape and
+the client must validate it. Tools and tool turns reach the server's chat template (the
+prompt grows by them); a call the model makes cannot be forced here: this llama.cpp builds a
+tool-call grammar only for templates with a generation prompt, and then fails to initialise
+it on this model, so the gibberish model never calls a tool (the simulator tests cover the
+answers with calls).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel
 
-from llmclient import Message, OpenAIClient, Tool
+from llmclient import Message, OpenAIClient, Tool, ToolCall
 
 pytestmark = pytest.mark.integration
 
@@ -27,9 +30,14 @@ LIGHT = Tool(
             "on": {"type": "boolean"},
         },
         "required": ["room", "on"],
-        "additionalProperties": False,
     },
 )
+CALL = ToolCall("set_light", {"room": "hall", "on": True}, "call_1")
+HISTORY = [
+    Message("user", "Lights?"),
+    Message("assistant", "", tool_calls=(CALL,)),
+    Message.tool_result(CALL, {"done": True}),
+]
 
 
 class Verdict(BaseModel):
@@ -38,41 +46,27 @@ class Verdict(BaseModel):
 
 
 def client(server: Any, **options: Any) -> OpenAIClient:
-    return OpenAIClient(server.model, base_url=server.base_url, **options)
+    return OpenAIClient(server.model, base_url=server.base_url, temperature=0, **options)
 
 
-async def test_a_required_tool_call_comes_back_parsed(llama_jinja_server: Any) -> None:
-    async with client(llama_jinja_server, temperature=0, max_tokens=200) as llm:
-        completion = await llm.generate(
-            "Turn on the kitchen light.", tools=[LIGHT], tool_choice="required"
-        )
-        assert completion.tool_calls, completion
-        call = completion.tool_calls[0]
-        assert call.name == "set_light"
-        assert call.arguments["room"] in ("kitchen", "hall")
-        assert isinstance(call.arguments["on"], bool)
-        assert completion.finish_reason == "tool_calls"
-        # the call and its result go back in the history the server's template renders
-        history = [
-            Message("user", "Turn on the kitchen light."),
-            completion.message,
-            Message.tool_result(call, {"done": True}),
-        ]
-        answer = await llm.generate(history, tools=[LIGHT], max_tokens=8)
-        assert answer.finish_reason in ("length", "stop", "tool_calls")
+async def test_tools_and_tool_turns_reach_the_chat_template(llama_jinja_server: Any) -> None:
+    async with client(llama_jinja_server, max_tokens=4) as llm:
+        bare = await llm.generate("Lights?")
+        offered = await llm.generate("Lights?", tools=[LIGHT])
+        answered = await llm.generate(HISTORY, tools=[LIGHT])
+        async with llm.stream(HISTORY, tools=[LIGHT]) as deltas:
+            text = "".join([delta async for delta in deltas])
+    assert bare.usage and offered.usage and answered.usage
+    assert offered.usage.prompt_tokens > bare.usage.prompt_tokens + 20  # the tool's schema
+    assert answered.usage.prompt_tokens > offered.usage.prompt_tokens  # the call and result
+    assert answered.tool_calls == () and deltas.tool_calls == ()
+    assert text and deltas.finish_reason == "length"
 
 
-async def test_a_streamed_tool_call_is_assembled(llama_jinja_server: Any) -> None:
-    llm = client(llama_jinja_server, temperature=0, max_tokens=200)
-    async with llm, llm.stream("Lights?", tools=[LIGHT], tool_choice="required") as deltas:
-        async for _ in deltas:
-            pass
-    assert [call.name for call in deltas.tool_calls] == ["set_light"]
-    assert set(deltas.tool_calls[0].arguments) == {"room", "on"}
-
-
-async def test_structured_output_is_validated_into_parsed(llama_server: Any) -> None:
-    async with client(llama_server, temperature=0, max_tokens=100) as llm:
+async def test_structured_output_is_validated_into_parsed(llama_jinja_server: Any) -> None:
+    async with client(llama_jinja_server, max_tokens=100) as llm:
         completion = await llm.generate("Judge this.", response_format=Verdict)
+        after_tools = await llm.generate(HISTORY, tools=[LIGHT], response_format=Verdict)
     assert isinstance(completion.parsed, Verdict)
     assert completion.parsed.grade in ("a", "b", "c")
+    assert isinstance(after_tools.parsed, Verdict)

@@ -280,8 +280,12 @@ class Message:
         content parts, `tool_calls`, `tool_call_id`; `name` or Ollama's `tool_name`)."""
         if isinstance(value, Message):
             return value
-        if isinstance(value, Mapping) and "role" in value and "content" in value:
-            content = value["content"]
+        if (
+            isinstance(value, Mapping)
+            and "role" in value
+            and ("content" in value or value.get("tool_calls"))
+        ):
+            content = value.get("content")
             if len(value) == 2 and isinstance(content, str):
                 return cls(role=value["role"], content=content)  # type: ignore[arg-type]
             return cls(

@@ -223,6 +223,8 @@ def test_tool_calls_and_messages_take_openai_dicts() -> None:
         }
     )
     assert message.tool_calls == (ToolCall("f", {}, "c1"),)
+    no_content = {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]}
+    assert Message.coerce(no_content) == Message("assistant", "", (ToolCall("f", {}),))
     assert Message.coerce({"role": "tool", "content": "1", "tool_call_id": "c1"}).to_dict() == {
         "role": "tool",
         "content": "1",

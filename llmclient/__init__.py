@@ -80,6 +80,12 @@ _EXPORTS: dict[str, str] = {
     "StreamEnd": "llmclient.types",
     "TextStream": "llmclient.types",
     "Token": "llmclient.types",
+    "Tool": "llmclient.types",
+    "ToolCall": "llmclient.types",
+    "TextPart": "llmclient.types",
+    "ImagePart": "llmclient.types",
+    "image": "llmclient.types",
+    "text": "llmclient.types",
     "TransientError": "llmclient.errors",
     "UnsupportedFeatureError": "llmclient.errors",
     "Usage": "llmclient.types",
@@ -153,12 +159,18 @@ if _typing.TYPE_CHECKING:
     from llmclient.sync import SyncTextStream as SyncTextStream
     from llmclient.telemetry import Observer as Observer
     from llmclient.types import Completion as Completion
+    from llmclient.types import ImagePart as ImagePart
     from llmclient.types import Message as Message
     from llmclient.types import Stats as Stats
     from llmclient.types import StreamEnd as StreamEnd
+    from llmclient.types import TextPart as TextPart
     from llmclient.types import TextStream as TextStream
     from llmclient.types import Token as Token
+    from llmclient.types import Tool as Tool
+    from llmclient.types import ToolCall as ToolCall
     from llmclient.types import Usage as Usage
+    from llmclient.types import image as image
+    from llmclient.types import text as text
 
 
 _load, __dir__ = _lazy_exports(__name__, globals(), _EXPORTS)

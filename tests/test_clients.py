@@ -389,9 +389,11 @@ def test_generate_stamps_attempts_and_latency_keeping_every_other_field() -> Non
     import dataclasses
 
     from llmclient.clients.base import _stamped
-    from llmclient.types import Completion, Token, Usage
+    from llmclient.types import Completion, Token, ToolCall, Usage
 
-    given = Completion("t", "stop", Usage(1, 2), [Token("t", -0.1)], "m", 1, 0.0, "why")
+    given = Completion(
+        "t", "stop", Usage(1, 2), [Token("t", -0.1)], "m", 1, 0.0, "why", (ToolCall("f", {}),), {}
+    )
     stamped = _stamped(given, 3, 1.5)
     assert stamped == dataclasses.replace(given, attempts=3, latency=1.5)
     assert {f.name for f in dataclasses.fields(Completion)} == {
@@ -403,4 +405,6 @@ def test_generate_stamps_attempts_and_latency_keeping_every_other_field() -> Non
         "attempts",
         "latency",
         "reasoning",
+        "tool_calls",
+        "parsed",
     }

@@ -29,10 +29,22 @@ TYPOS = {
     'CLIENT.generate_topk_per_token("x", top_logprob=3)': "top_logprob",
     'CLIENT.generate_inputs_prob("x", modle="m")': "modle",
     'CLIENT.stream("x", max_token=3)': "max_token",
+    'CLIENT.generate("x", tool=[])': "tool",
+    'CLIENT.generate("x", tool_choise="auto")': "tool_choise",
+    'CLIENT.generate("x", response_fromat={})': "response_fromat",
+    'CLIENT.generate("x", response_format=3)': '"response_format"',
 }
 
 CORRECT = """\
+from pydantic import BaseModel
+
 from llmclient import AzureOpenAIClient, OllamaClient, OpenAIClient, run_concurrent
+from llmclient import Message, Tool, image, text
+
+
+class Answer(BaseModel):
+    value: int
+
 
 client = OllamaClient(
     "m", host=":1", keep_alive="5m", system_prompt="s", temperature=0, max_concurrent=4
@@ -48,6 +60,11 @@ async def main() -> None:
     await client.generate_answer("x", ["hi", "hello"], max_tokens=10, model=None, seed=None)
     await client.generate_topk_per_token("x", top_logprobs=3)
     client.stream("x", top_p=0.9, repetition_penalty=1.1)
+    tool = Tool("f", "does f", {"type": "object", "properties": {}})
+    await client.generate("x", tools=[tool, {"type": "function"}], tool_choice="f")
+    await client.generate("x", response_format=Answer)
+    await client.generate("x", response_format={"type": "object"})
+    await client.generate([Message("user", (text("what?"), image(b"...")))])
     await run_concurrent(client.generate_answer, ["a"], max_concurrent=3)
 """
 

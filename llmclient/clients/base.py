@@ -211,6 +211,9 @@ class BaseLLMClient(AsyncClosing):
     def _supports(self, params: SamplingParams) -> None:
         """Refuse sampling parameters this provider cannot honour (before anything is sent)."""
 
+    def _check_request(self, request: ChatRequest) -> None:
+        """Refuse a request this provider cannot send (e.g. an image form), before sending."""
+
     @classmethod
     def _check_settings(cls, settings: ClientSettings) -> None:
         """Refuse settings this provider cannot work with (e.g. a cloud without a key)."""
@@ -502,11 +505,13 @@ class BaseLLMClient(AsyncClosing):
         if call_params:
             merged = merged.merged(validate_params(call_params))
             self._supports(merged)
-        return ChatRequest(
+        request = ChatRequest(
             model=self._model_for(params.get("model") or self.model, "model"),
             messages=[m.to_dict() for m in messages],
             params=merged,
         )
+        self._check_request(request)
+        return request
 
     def _cached(self, kind: str, request: ChatRequest) -> tuple[ClientCache, str] | None:
         """The cache and key of one call of `request`, made of the body the provider is sent;
@@ -672,6 +677,8 @@ def _stamped(completion: Completion, attempts: int, latency: float) -> Completio
         attempts=attempts,
         latency=latency,
         reasoning=c.reasoning,
+        tool_calls=c.tool_calls,
+        parsed=c.parsed,
     )
 
 

@@ -15,9 +15,10 @@ import ollama
 from ollama._client import _parse_host
 from pydantic import ValidationError
 
+from llmclient.clients import _structured, _tools
 from llmclient.clients._http import answer_shape, not_json_object, transport_error
 from llmclient.clients.base import BaseLLMClient, ClientKeywords, token_from_logprob
-from llmclient.clients.params import ChatRequest
+from llmclient.clients.params import ChatRequest, SamplingParams, check_combination
 from llmclient.config import BaseUrl, ClientOptions, ClientSettings
 from llmclient.errors import (
     AuthenticationError,
@@ -33,7 +34,7 @@ from llmclient.errors import (
 )
 from llmclient.profiles import OLLAMA_PROFILE, ConcurrencyProfile
 from llmclient.retry import parse_retry_after
-from llmclient.types import Completion, StreamEnd, Usage, split_reasoning
+from llmclient.types import Completion, StreamEnd, ToolCall, Usage, split_reasoning
 
 __all__ = ["OllamaClient"]
 
@@ -152,6 +153,15 @@ class OllamaClient(BaseLLMClient):
         """Ollama's own host parsing (`:11435`, `host:port`, `http://host`)."""
         return _parse_host(url)
 
+    def _supports(self, params: SamplingParams) -> None:
+        """Refuse a tool_choice Ollama's API cannot honour."""
+        check_combination(params)
+        _tools.check_ollama_tool_choice(params, self.provider)
+
+    def _check_request(self, request: ChatRequest) -> None:
+        """Refuse image URLs: Ollama takes images as base64 only."""
+        _tools.check_ollama_messages(request.messages)
+
     def _options(self, request: ChatRequest) -> dict[str, Any]:
         p = request.params
         options: dict[str, Any] = {
@@ -165,12 +175,18 @@ class OllamaClient(BaseLLMClient):
     def _chat_arguments(self, request: ChatRequest) -> dict[str, Any]:
         arguments: dict[str, Any] = {
             "model": request.model,
-            "messages": request.messages,
+            "messages": _tools.ollama_messages(request.messages),
             "options": self._options(request),
             "keep_alive": self.keep_alive,
         }
-        if request.params.json_mode:
+        p = request.params
+        if p.json_mode:
             arguments["format"] = "json"  # a top-level field, not an option
+        elif p.response_format is not None:
+            arguments["format"] = _structured.ollama_format(p.response_format)
+        tools = _tools.ollama_tools(p)
+        if tools is not None:
+            arguments["tools"] = tools
         if request.params.logprobs:
             arguments["logprobs"] = True
             top = request.params.top_logprobs
@@ -183,7 +199,8 @@ class OllamaClient(BaseLLMClient):
     async def _chat(self, request: ChatRequest) -> Completion:
         response = await self._sdk.chat(**self._chat_arguments(request), stream=False)
         with answer_shape("chat answer", self.provider):
-            return self._completion(response)
+            completion = self._completion(response)
+        return _structured.with_parsed(completion, request.params, self.provider)
 
     def _completion(self, response: ollama.ChatResponse) -> Completion:
         answer, reasoning = split_reasoning(response.message.content or "")
@@ -204,17 +221,21 @@ class OllamaClient(BaseLLMClient):
             usage=Usage(response.prompt_eval_count or 0, response.eval_count or 0),
             tokens=tokens,
             model=response.model,
+            tool_calls=_tools.ollama_tool_calls(response.message.tool_calls),
         )
 
     async def _stream(self, request: ChatRequest) -> AsyncIterator[str | StreamEnd]:
         parts = await self._sdk.chat(**self._chat_arguments(request), stream=True)
+        calls: tuple[ToolCall, ...] = ()
         try:
             async for part in parts:
                 if part.message.content:
                     yield part.message.content
+                if part.message.tool_calls:  # Ollama sends whole calls
+                    calls += _tools.ollama_tool_calls(part.message.tool_calls)
                 if part.done:
                     usage = Usage(part.prompt_eval_count or 0, part.eval_count or 0)
-                    yield StreamEnd(part.done_reason, usage)
+                    yield StreamEnd(part.done_reason, usage, calls)
                     return
         finally:
             await parts.aclose()  # type: ignore[attr-defined]

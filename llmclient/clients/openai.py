@@ -19,9 +19,10 @@ import openai
 from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
+from llmclient.clients import _structured, _tools
 from llmclient.clients._http import answer_shape, not_json_object, transport_error
 from llmclient.clients.base import BaseLLMClient, ClientKeywords, token_from_logprob
-from llmclient.clients.params import ChatRequest, SamplingParams
+from llmclient.clients.params import ChatRequest, SamplingParams, check_combination
 from llmclient.config import ClientSettings
 from llmclient.errors import (
     AuthenticationError,
@@ -97,6 +98,7 @@ class OpenAIClient(BaseLLMClient):
 
     def _supports(self, params: SamplingParams) -> None:
         """Say once that the OpenAI cloud is not sent `top_k` or `repetition_penalty`."""
+        check_combination(params)
         unsent = [n for n in _LOCAL_ONLY if getattr(params, n) is not None]
         if unsent and not self._local and not self._warned_unsent:
             self._warned_unsent = True
@@ -123,7 +125,10 @@ class OpenAIClient(BaseLLMClient):
 
     def _arguments(self, request: ChatRequest) -> dict[str, Any]:
         p = request.params
-        arguments: dict[str, Any] = {"model": request.model, "messages": request.messages}
+        arguments: dict[str, Any] = {
+            "model": request.model,
+            "messages": _tools.openai_messages(request.messages),
+        }
         for name in (
             "temperature",
             "top_p",
@@ -142,6 +147,12 @@ class OpenAIClient(BaseLLMClient):
             arguments["top_logprobs"] = p.top_logprobs if p.top_logprobs is not None else 5
         if p.json_mode:
             arguments["response_format"] = {"type": "json_object"}
+        elif p.response_format is not None:
+            arguments["response_format"] = _structured.openai_format(p.response_format)
+        if p.tools:  # OpenAI refuses a tool_choice without tools
+            arguments["tools"] = _tools.openai_tools(p)
+            if p.tool_choice is not None:
+                arguments["tool_choice"] = _tools.openai_tool_choice(p.tool_choice)
         extra = dict(p.provider_options)
         if self._local:  # not in OpenAI's API; vLLM and llama.cpp accept them
             extra.update({n: getattr(p, n) for n in _LOCAL_ONLY if getattr(p, n) is not None})
@@ -157,7 +168,8 @@ class OpenAIClient(BaseLLMClient):
         self._learn_limits(raw.http_response.headers)
         with answer_shape("chat completion", self.provider):
             self._check_answer(raw.http_response)
-            return self._completion(raw.parse())
+            completion = self._completion(raw.parse())
+        return _structured.with_parsed(completion, request.params, self.provider)
 
     def _check_answer(self, response: httpx2.Response) -> None:
         problem = not_json_object(response.headers.get("content-type", ""), response.content)
@@ -180,6 +192,7 @@ class OpenAIClient(BaseLLMClient):
                 for item in choice.logprobs.content
             ]
         usage = response.usage
+        calls = choice.message.tool_calls
         return Completion(
             text=answer,
             reasoning=getattr(choice.message, "reasoning_content", None) or reasoning,
@@ -187,6 +200,9 @@ class OpenAIClient(BaseLLMClient):
             usage=Usage(usage.prompt_tokens, usage.completion_tokens) if usage else None,
             tokens=tokens,
             model=response.model,
+            tool_calls=tuple(_tools.openai_tool_call(c, self.provider) for c in calls)
+            if calls
+            else (),
         )
 
     async def _stream(self, request: ChatRequest) -> AsyncIterator[str | StreamEnd]:
@@ -194,6 +210,7 @@ class OpenAIClient(BaseLLMClient):
         self._learn_limits(chunks.response.headers)
         finish: str | None = None
         usage: Usage | None = None
+        pieces: _tools.OpenAICallPieces | None = None
         try:
             async for chunk in chunks:
                 with answer_shape("chat completion chunk", self.provider):
@@ -203,13 +220,18 @@ class OpenAIClient(BaseLLMClient):
                         continue
                     choice = chunk.choices[0]
                     finish = choice.finish_reason or finish
-                    text = choice.delta.content if choice.delta is not None else None
+                    delta = choice.delta
+                    text = delta.content if delta is not None else None
+                    if delta is not None and delta.tool_calls:
+                        pieces = pieces or _tools.OpenAICallPieces()
+                        pieces.add(delta.tool_calls)
                 if text:
                     yield text
         finally:
             await chunks.close()
         if finish is not None:  # no finish_reason: the stream was cut off
-            yield StreamEnd(finish, usage)
+            calls = pieces.calls(self.provider) if pieces is not None else ()
+            yield StreamEnd(finish, usage, calls)
 
     async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int | None]:
         raw = await self._sdk.embeddings.with_raw_response.create(model=model, input=texts)

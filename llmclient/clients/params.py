@@ -6,20 +6,22 @@ Everything here is checked before any request is sent. Provider-specific extras 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from llmclient.clients import _structured
 from llmclient.errors import ConfigurationError
-from llmclient.types import Message, MessageInput
+from llmclient.types import Message, MessageInput, Tool
 
 __all__ = [
     "CallOptions",
     "ChatRequest",
     "SamplingOptions",
     "SamplingParams",
+    "check_combination",
     "conversation",
     "messages_from",
     "validate_params",
@@ -33,9 +35,13 @@ class SamplingParams(BaseModel):
 
     `repetition_penalty` (Ollama's `repeat_penalty`; vLLM's and llama.cpp's own) and
     `json_mode` (an answer that is one JSON object) map to what each provider supports.
+    `tools` (`Tool`s or OpenAI's function dicts) and `tool_choice` (`"auto"`, `"none"`,
+    `"required"` or a tool's name) offer functions to call; `response_format` (a JSON schema
+    or a pydantic model class) asks for an answer of that shape, validated into
+    `Completion.parsed`.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     temperature: float | None = Field(None, ge=0)
     top_p: float | None = Field(None, ge=0, le=1)
@@ -49,11 +55,77 @@ class SamplingParams(BaseModel):
     json_mode: bool = False
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    tools: Sequence[Tool | Mapping[str, Any]] | None = None
+    tool_choice: str | None = None
+    response_format: dict[str, Any] | type[BaseModel] | None = None
     provider_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _coerce_tools(cls, value: object) -> object:
+        if value is None:
+            return None
+        if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
+            raise ValueError("must be a list of Tool or function dicts")
+        try:
+            tools = tuple(Tool.coerce(item) for item in value)
+        except (TypeError, ValueError) as error:
+            raise ValueError(str(error)) from None
+        names = [tool.name for tool in tools]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two tools have the same name: {names}")
+        return tools
+
+    @field_validator("response_format", mode="before")
+    @classmethod
+    def _check_response_format(cls, value: object) -> object:
+        return _structured.check_format(value)
+
+    @model_validator(mode="after")
+    def _check_together(self) -> SamplingParams:
+        check_combination(self, partial=True)
+        return self
 
     def merged(self, override: SamplingParams) -> SamplingParams:
         """These defaults with every parameter `override` sets replacing them."""
-        return self.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
+        merged = self.model_copy(
+            update={k: getattr(override, k) for k in override.model_fields_set}
+        )
+        check_combination(merged)
+        return merged
+
+    @property
+    def tool_specs(self) -> tuple[Tool, ...]:
+        """`tools` as `Tool`s (validation made them so); empty when none."""
+        return tuple(Tool.coerce(tool) for tool in self.tools or ())
+
+
+_CHOICES = ("auto", "none", "required")
+
+
+def check_combination(params: SamplingParams, *, partial: bool = False) -> None:
+    """Refuse parameters that contradict each other (a call's merged with the client's).
+
+    `partial`: the parameters of one call alone, whose tools may be the client's.
+    """
+    choice = params.tool_choice
+    if choice is not None and not (partial and params.tools is None):
+        if not isinstance(choice, str) or not choice:
+            raise ConfigurationError(
+                f"invalid parameter: tool_choice={choice!r}: must be one of "
+                f"{', '.join(_CHOICES)} or a tool's name"
+            )
+        names = [tool.name for tool in params.tool_specs]
+        if choice not in _CHOICES and choice not in names:
+            raise ConfigurationError(
+                f"invalid parameter: tool_choice={choice!r}: not one of {', '.join(_CHOICES)} "
+                f"nor the name of a tool given (tools: {names or 'none'})"
+            )
+    if params.json_mode and params.response_format is not None:
+        raise ConfigurationError(
+            "invalid parameter: json_mode=True and response_format=... both ask for the "
+            "answer's shape; pass one"
+        )
 
 
 class SamplingOptions(TypedDict, total=False):
@@ -75,6 +147,9 @@ class SamplingOptions(TypedDict, total=False):
     json_mode: bool
     logprobs: bool
     top_logprobs: int | None
+    tools: Sequence[Tool | Mapping[str, Any]] | None
+    tool_choice: str | None
+    response_format: dict[str, Any] | type[BaseModel] | None
     provider_options: dict[str, Any]
 
 
@@ -94,6 +169,9 @@ def validate_params(params: dict[str, Any]) -> SamplingParams:
     except ValidationError as error:
         problems = []
         for item in error.errors():
+            cause = item.get("ctx", {}).get("error")
+            if isinstance(cause, ConfigurationError):
+                raise cause from None
             name = str(item["loc"][0]) if item["loc"] else "?"
             if item["type"] == "extra_forbidden":
                 known = ", ".join(SamplingParams.model_fields)
@@ -105,10 +183,14 @@ def validate_params(params: dict[str, Any]) -> SamplingParams:
 
 @dataclass(slots=True)
 class ChatRequest:
-    """What a provider needs for one chat call, already validated."""
+    """What a provider needs for one chat call, already validated.
+
+    `messages` are in the neutral form of `Message.to_dict` (OpenAI's chat messages), which
+    each provider turns into its own.
+    """
 
     model: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     params: SamplingParams
 
     def estimated_tokens(self) -> int:
@@ -116,12 +198,23 @@ class ChatRequest:
         return self.prompt_estimate() + self.completion_estimate()
 
     def prompt_estimate(self) -> int:
-        """The prompt's tokens before the call: its characters / 4, plus one."""
-        return sum(len(m["content"]) for m in self.messages) // 4 + 1
+        """The prompt's tokens before the call: its text's characters / 4, plus one."""
+        chars = 0
+        for m in self.messages:
+            content = m["content"]
+            chars += len(content) if isinstance(content, str) else _parts_chars(content)
+        return chars // 4 + 1
 
     def completion_estimate(self) -> int:
         """The answer's tokens before the call: `max_tokens`, or 256 when it is not given."""
         return self.params.max_tokens or _DEFAULT_COMPLETION_ESTIMATE
+
+
+_IMAGE_CHARS = 4 * 768  # an image counted as 768 prompt tokens (a few tiles), before the call
+
+
+def _parts_chars(parts: list[dict[str, Any]]) -> int:
+    return sum(len(p["text"]) if p.get("type") == "text" else _IMAGE_CHARS for p in parts)
 
 
 def messages_from(prompt_or_messages: str | Sequence[MessageInput]) -> list[Message]:

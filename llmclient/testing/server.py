@@ -16,12 +16,12 @@ import random
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from types import TracebackType
 from typing import Self
 
-from . import _faults
+from . import _faults, _tools
 from . import _protocols as proto
 from ._faults import Fault
 from ._http import HTTPServer, Request, Responder
@@ -73,6 +73,11 @@ class SimulatedServer:
     (see `Fault`) come from `inject()` (first, in order) or at random from `fault_rates`; the
     rpm limit and random faults apply to inference paths only. A fault answer is sent at once
     and holds no slot.
+
+    Chat requests offering `tools` are answered with a call to one (the `tool_choice` named,
+    else the first), arguments made from its parameter schema; after a tool result the answer
+    quotes it; a JSON schema (`response_format` / Ollama's `format`) gets a conforming JSON
+    answer. `reply_with` scripts the next answers instead.
     """
 
     def __init__(
@@ -131,6 +136,7 @@ class SimulatedServer:
         self._injected: list[_Injected] = []
         self._window: deque[float] = deque()
         self._ids = itertools.count(1)
+        self._script = _tools.Script()
         self._routes: dict[tuple[str, str], Callable[[Request, Reply, float], Awaitable[None]]] = {
             ("POST", "/api/chat"): self._ollama_generate,
             ("POST", "/api/generate"): self._ollama_generate,
@@ -236,6 +242,21 @@ class SimulatedServer:
         if count < 0:
             raise ValueError("count must be non-negative")
         self._injected.extend(_Injected(kind, retry_after, path, echo_key) for _ in range(count))
+
+    def reply_with(
+        self,
+        content: str | None = None,
+        *,
+        tool_calls: Sequence[tuple[str, object]] = (),
+        count: int = 1,
+    ) -> None:
+        """Answer the next `count` chat requests (either protocol) with `content` (None: the
+        usual text) and `tool_calls`, (name, arguments) pairs: arguments a JSON value, or a
+        string sent as is (OpenAI's arguments are text, so it can be something not JSON)."""
+        if count < 0:
+            raise ValueError("count must be non-negative")
+        calls = tuple((str(name), arguments) for name, arguments in tool_calls)
+        self._script.add(_tools.Scripted(content, calls), count)
 
     # --- request handling --------------------------------------------------------------------
 
@@ -406,6 +427,11 @@ class SimulatedServer:
         except proto.BadRequest as exc:
             await reply.error(400, str(exc), type_="invalid_request_error")
             return
+        calls: list[_tools.Call] = []
+        if chat:
+            gen, calls = _tools.shape(
+                gen, body, openai=False, scripted=self._script.take(), call_id=""
+            )
         waited = await self._acquire(reply)
         if waited is None:
             return
@@ -417,10 +443,16 @@ class SimulatedServer:
                 for token in gen.tokens:
                     await _sleep(self._token_latency)
                     await reply.write(ndjson(proto.ollama_chunk(gen, [token], chat=chat)))
+                if calls:  # Ollama streams each call whole, before the closing line
+                    chunk = proto.ollama_chunk(gen, [], chat=chat)
+                    chunk["message"]["tool_calls"] = _tools.ollama_calls(calls)
+                    await reply.write(ndjson(chunk))
             else:
                 await _sleep(self._latency + eval_time)
             timing = proto.Timing(time.monotonic() - arrival, waited, self._latency, eval_time)
             final = proto.ollama_final(gen, timing, chat=chat, streamed=gen.stream)
+            if calls and not gen.stream:
+                final["message"]["tool_calls"] = _tools.ollama_calls(calls)
             if gen.stream:
                 await reply.end(ndjson(final))
             else:
@@ -430,17 +462,28 @@ class SimulatedServer:
 
     async def _openai_chat(self, request: Request, reply: Reply, arrival: float) -> None:
         try:
-            gen = proto.parse_openai_chat(self._body(request))
+            body = self._body(request)
+            gen = proto.parse_openai_chat(body)
         except proto.BadRequest as exc:
             await reply.error(400, str(exc), type_="invalid_request_error")
             return
+        request_id = self._request_id()
+        gen, calls = _tools.shape(
+            gen,
+            body,
+            openai=True,
+            scripted=self._script.take(),
+            call_id="call_" + request_id.removeprefix("chatcmpl-"),
+        )
         if await self._acquire(reply) is None:
             return
-        request_id = self._request_id()
         try:
             if not gen.stream:
                 await _sleep(self._latency + self._token_latency * len(gen.tokens))
-                await reply.json(proto.openai_completion(gen, request_id))
+                payload = proto.openai_completion(gen, request_id)
+                if calls:
+                    payload = _tools.openai_message_calls(payload, calls)
+                await reply.json(payload)
                 return
             await _sleep(self._latency)
             await reply.start("text/event-stream; charset=utf-8")
@@ -449,6 +492,8 @@ class SimulatedServer:
             for token in gen.tokens:
                 await _sleep(self._token_latency)
                 await reply.write(sse(proto.openai_chunk(gen, request_id, token=token)))
+            for delta in _tools.openai_call_deltas(calls):
+                await reply.write(sse(proto.openai_chunk(gen, request_id, delta=delta)))
             tail = sse(proto.openai_chunk(gen, request_id, finish=True))
             if gen.include_usage:
                 tail += sse(proto.openai_chunk(gen, request_id, usage=True))

@@ -76,3 +76,19 @@ def llama_embed_server(llama_cache_dir: Path) -> Iterator[Any]:
         parallel=LLAMA_PARALLEL, embeddings=True, cache_dir=llama_cache_dir
     ) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def llama_jinja_server(llama_cache_dir: Path) -> Iterator[Any]:
+    """Chat server started with ``--jinja`` (which llama.cpp needs to take ``tools``) and
+    ``tools_template.jinja``: a Hermes-style template (tools in a system turn, calls in
+    ``<tool_call>``, results in ``<tool_response>``) with no generation prompt. This llama.cpp
+    starts its grammars with the template's generation prompt and then fails to initialise
+    them on the test model ("Failed to initialize samplers"), as its default chatml template
+    does for every ``response_format``."""
+    template = INTEGRATION_DIR / "tools_template.jinja"
+    extra = ["--jinja", "--chat-template-file", str(template)]
+    with real_server.start_server(
+        parallel=1, cache_dir=llama_cache_dir, extra_args=extra
+    ) as server:
+        yield server

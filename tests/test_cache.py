@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from llmclient import (
     BaseLLMClient,
@@ -20,6 +21,7 @@ from llmclient import (
     OpenAIClient,
     RetryPolicy,
     ServerError,
+    Tool,
 )
 from llmclient.testing import Fault, SimulatedServer
 from tests.conftest import FAST_RETRY
@@ -273,6 +275,37 @@ async def test_streams_replay_as_streams(
     assert requests(server) == 1
     assert seen[0] == seen[1] and len(seen[0][0]) == 3
     assert (stats.cache_hits, stats.cache_misses) == (1, 0)
+
+
+class City(BaseModel):
+    name: str
+    population: int
+
+
+WEATHER = Tool(
+    "weather",
+    "Today's weather in a city",
+    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_hit_keeps_tool_calls_and_the_parsed_answer(
+    provider: str, simulated_server_factory: Factory, tmp_path: Path
+) -> None:
+    server = await simulated_server_factory(latency=0.001)
+    path = tmp_path / "c.sqlite"
+    seen = []
+    for _ in range(2):
+        async with make_client(provider, server, cache=path) as client:
+            city = await client.generate("a city", response_format=City)
+            call = await client.generate("the weather?", tools=[WEATHER])
+            async with client.stream("the weather, streamed?", tools=[WEATHER]) as deltas:
+                _ = [d async for d in deltas]
+            seen.append((city.parsed, call.tool_calls, deltas.tool_calls))
+    assert requests(server) == 3  # the second round was all hits
+    assert isinstance(seen[1][0], City) and seen[1] == seen[0]
+    assert seen[1][1][0].name == "weather" and seen[1][2][0].name == "weather"
 
 
 async def test_a_stream_left_early_is_not_stored(simulated_server_factory: Factory) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from llmclient.types import Completion, StreamEnd, Token, Usage
+from llmclient.types import Completion, StreamEnd, Token, ToolCall, Usage
 
 __all__ = [
     "decode_completion",
@@ -33,12 +33,22 @@ def _from_token(value: Any) -> Token:
     return Token(value[0], value[1], [_from_token(t) for t in value[2]])
 
 
+def _calls(calls: tuple[ToolCall, ...]) -> list[list[Any]] | None:
+    return [[c.name, c.arguments, c.id] for c in calls] if calls else None
+
+
+def _from_calls(value: Any) -> tuple[ToolCall, ...]:
+    return () if not value else tuple(ToolCall(c[0], c[1], c[2]) for c in value)
+
+
 def _dumps(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def encode_completion(completion: Completion) -> bytes:
-    """The completion's answer, finish reason, usage, tokens, model and reasoning."""
+    """The completion's answer, finish reason, usage, tokens, model, reasoning and tool calls.
+
+    `parsed` is not kept: it is validated again from the text on a hit."""
     c = completion
     return _dumps(
         {
@@ -48,6 +58,7 @@ def encode_completion(completion: Completion) -> bytes:
             "tokens": None if c.tokens is None else [_token(t) for t in c.tokens],
             "model": c.model,
             "reasoning": c.reasoning,
+            "tools": _calls(c.tool_calls),
         }
     )
 
@@ -65,18 +76,27 @@ def decode_completion(data: bytes, latency: float = 0.0) -> Completion:
         attempts=0,
         latency=latency,
         reasoning=v["reasoning"],
+        tool_calls=_from_calls(v.get("tools")),
     )
 
 
 def encode_stream(deltas: list[str], end: StreamEnd) -> bytes:
     """A stream's text deltas as they came, and what its end reported."""
-    return _dumps({"deltas": deltas, "finish": end.finish_reason, "usage": _usage(end.usage)})
+    return _dumps(
+        {
+            "deltas": deltas,
+            "finish": end.finish_reason,
+            "usage": _usage(end.usage),
+            "tools": _calls(end.tool_calls),
+        }
+    )
 
 
 def decode_stream(data: bytes) -> tuple[list[str], StreamEnd]:
     """The stored deltas and end of a stream."""
     v = json.loads(data)
-    return list(v["deltas"]), StreamEnd(v["finish"], _from_usage(v["usage"]))
+    end = StreamEnd(v["finish"], _from_usage(v["usage"]), _from_calls(v.get("tools")))
+    return list(v["deltas"]), end
 
 
 def encode_vector(vector: list[float]) -> bytes:

@@ -19,7 +19,7 @@ from llmclient._checks import check_int
 from llmclient._loop_local import LoopLocal
 from llmclient._pipeline import Pipeline
 from llmclient.cache import ClientCache, client_cache
-from llmclient.clients import _pool
+from llmclient.clients import _pool, _structured
 from llmclient.clients.params import (
     CallOptions,
     ChatRequest,
@@ -335,7 +335,10 @@ class BaseLLMClient(AsyncClosing):
         request = self._request(messages_from(prompt_or_messages), params)
         cached = self._cached("chat", request)
         if cached is not None:  # a hit costs no slot, no rate budget, no request and no budget
-            return await cached[0].completion(cached[1], lambda: self._send(request))
+            completion = await cached[0].completion(cached[1], lambda: self._send(request))
+            if completion.attempts:  # sent (by this call or the identical one it waited for)
+                return completion
+            return _structured.with_parsed(completion, request.params, self.provider)
         return await self._send(request)
 
     async def _send(self, request: ChatRequest) -> Completion:

@@ -24,7 +24,7 @@ from llmclient.config import ClientSettings
 from llmclient.limits import EndpointStats
 from llmclient.limits.discovery import ServerCapacity
 from llmclient.profiles import ConcurrencyProfile
-from llmclient.types import Completion, MessageInput, Stats, TextStream, Token, Usage
+from llmclient.types import Completion, MessageInput, Stats, TextStream, Token, ToolCall, Usage
 
 if TYPE_CHECKING:  # the SDKs load only when a twin is made; the names are used in quotes
     from llmclient.clients.azure import AzureOpenAIClient  # noqa: F401
@@ -248,6 +248,11 @@ class SyncTextStream(Iterator[str]):
     def usage(self) -> Usage | None:
         """The tokens the server reported at the end, if it did."""
         return self._stream.usage
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The tool calls the answer made (`tools=`), assembled once the stream has ended."""
+        return self._stream.tool_calls
 
     def __iter__(self) -> Self:
         return self

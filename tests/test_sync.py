@@ -38,6 +38,7 @@ from llmclient import (
     SyncClient,
     SyncOllamaClient,
     SyncOpenAIClient,
+    Tool,
     run_concurrent_sync,
 )
 from llmclient._runner import LoopThread, run_in_new_loop
@@ -288,6 +289,15 @@ def test_leaving_a_stream_early_gives_its_slot_back(server: SimulatedServer) -> 
                 break
         assert client.stats.in_flight == 0
         assert client.generate_answer("next") == "Simulated reply to: next"
+
+
+@pytest.mark.parametrize("provider", ["ollama", "openai"])
+def test_a_sync_stream_reports_its_tool_calls(provider: str, server: SimulatedServer) -> None:
+    weather = Tool("weather", "The weather in a city", {"type": "object", "properties": {}})
+    with make_sync(provider, server) as client:
+        with client.stream("the weather?", tools=[weather]) as deltas:
+            _ = list(deltas)
+        assert [call.name for call in deltas.tool_calls] == ["weather"]
 
 
 def test_a_dropped_sync_client_ends_its_thread(server: SimulatedServer) -> None:

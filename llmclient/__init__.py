@@ -17,6 +17,11 @@ _EXPORTS: dict[str, str] = {
     "AuthenticationError": "llmclient.errors",
     "AzureOpenAIClient": "llmclient.clients.azure",
     "BaseLLMClient": "llmclient.clients.base",
+    "BatchFailedError": "llmclient.batch",
+    "BatchJob": "llmclient.batch",
+    "BatchRequest": "llmclient.batch",
+    "BatchResult": "llmclient.batch",
+    "BatchRowError": "llmclient.batch",
     "BatchRequestManager": "llmclient.batching",
     "ChatRequest": "llmclient.clients.params",
     "client_for": "llmclient.clients.registry",
@@ -65,6 +70,7 @@ _EXPORTS: dict[str, str] = {
     "ServerError": "llmclient.errors",
     "Stats": "llmclient.types",
     "StreamEnd": "llmclient.types",
+    "submit_batch_job": "llmclient.batch",
     "TextStream": "llmclient.types",
     "Token": "llmclient.types",
     "TransientError": "llmclient.errors",
@@ -76,6 +82,12 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted([*_EXPORTS, "__version__"], key=str.casefold)
 
 if _typing.TYPE_CHECKING:
+    from llmclient.batch import BatchFailedError as BatchFailedError
+    from llmclient.batch import BatchJob as BatchJob
+    from llmclient.batch import BatchRequest as BatchRequest
+    from llmclient.batch import BatchResult as BatchResult
+    from llmclient.batch import BatchRowError as BatchRowError
+    from llmclient.batch import submit_batch_job as submit_batch_job
     from llmclient.batching import BatchRequestManager as BatchRequestManager
     from llmclient.clients.azure import AzureOpenAIClient as AzureOpenAIClient
     from llmclient.clients.base import BaseLLMClient as BaseLLMClient

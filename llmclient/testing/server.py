@@ -23,6 +23,7 @@ from typing import Self
 
 from . import _faults
 from . import _protocols as proto
+from ._batches import BatchService
 from ._faults import Fault
 from ._http import HTTPServer, Request, Responder
 from ._reply import JSON_TYPE, Reply, ServerStats, dumps, ndjson, sse
@@ -131,6 +132,8 @@ class SimulatedServer:
         self._injected: list[_Injected] = []
         self._window: deque[float] = deque()
         self._ids = itertools.count(1)
+        self.batches = BatchService()
+        """OpenAI's `/v1/files` and `/v1/batches` (see `BatchService` for its pace and window)."""
         self._routes: dict[tuple[str, str], Callable[[Request, Reply, float], Awaitable[None]]] = {
             ("POST", "/api/chat"): self._ollama_generate,
             ("POST", "/api/generate"): self._ollama_generate,
@@ -171,6 +174,7 @@ class SimulatedServer:
     async def stop(self) -> None:
         """Stop listening and close every connection, cancelling requests in progress."""
         await self._http.stop()
+        await self.batches.aclose()
         self._bound_port = None
 
     async def __aenter__(self) -> Self:
@@ -257,6 +261,8 @@ class SimulatedServer:
         route = self._routes.get((request.method, path))
         if route is None and request.method == "GET" and path.startswith("/v1/models/"):
             route = self._listing
+        if route is None and self.batches.serves(path):
+            route = self.batches.handle
         if route is None:
             message = (
                 f"Invalid URL ({request.method} {path})" if reply.openai else "404 page not found"

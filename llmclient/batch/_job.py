@@ -335,11 +335,14 @@ class BatchJob:
             logger.info("batch job: uploaded %s (%d requests)", uploaded.id, len(ids))
             await self._create(chunk)
 
-    async def _create(self, chunk: Chunk) -> None:
-        """Make the batch of an uploaded file, unless one was made but not recorded."""
+    async def _create(self, chunk: Chunk, *, look_first: bool = False) -> None:
+        """Make the batch of an uploaded file, unless one was made but not recorded: after a
+        failed create, or first of all with `look_first` (a file recorded by an earlier run)."""
         file_id = chunk.file_id
 
         async def create() -> Batch:
+            if look_first and (found := await self._find_batch(file_id)) is not None:
+                return found
             try:
                 return await self._sdk.batches.create(
                     input_file_id=file_id,
@@ -377,7 +380,7 @@ class BatchJob:
         self._resumed = True
         for chunk in self._state.chunks:
             if chunk.batch_id is None and not chunk.done:
-                await self._create(chunk)
+                await self._create(chunk, look_first=True)
 
     # --- polling and results ------------------------------------------------------------------
 

@@ -57,6 +57,7 @@ class StoredFile:
 class _Batch:
     info: dict[str, Any]
     deadline: float  # time.monotonic() at which the completion window ends
+    failure: list[dict[str, Any]] | None = None  # injected: its validation fails so
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
@@ -85,6 +86,7 @@ class BatchService:
         self._batches: dict[str, _Batch] = {}
         self._ids = itertools.count(1)
         self._row_errors: deque[_RowError] = deque()
+        self._failures: deque[list[dict[str, Any]]] = deque()
 
     def inject_row_error(
         self, count: int = 1, *, status: int = 500, message: str = "The server had an error"
@@ -93,6 +95,12 @@ class BatchService:
         if count < 0:
             raise ValueError("count must be non-negative")
         self._row_errors.extend(_RowError(status, message) for _ in range(count))
+
+    def inject_batch_failure(
+        self, code: str = "token_limit_exceeded", message: str = "Enqueued token limit reached."
+    ) -> None:
+        """Fail the validation of the next batch created, with this error in `errors.data`."""
+        self._failures.append([{"code": code, "message": message, "param": None, "line": None}])
 
     def status(self, batch_id: str) -> str:
         """A batch's current status."""
@@ -262,7 +270,11 @@ class BatchService:
             "usage": None,
             "metadata": metadata,
         }
-        batch = _Batch(info, time.monotonic() + self.window)
+        batch = _Batch(
+            info,
+            time.monotonic() + self.window,
+            self._failures.popleft() if self._failures else None,
+        )
         self._batches[batch_id] = batch
         self.batches_created.append(batch_id)
         batch.task = asyncio.get_running_loop().create_task(self._run(batch, stored.content))
@@ -306,6 +318,9 @@ class BatchService:
         info = batch.info
         await self._step(batch)
         rows, problems = _validate(content, str(info["endpoint"]))
+        problems = problems or (batch.failure or [])
+        if rows and isinstance(rows[0].get("body"), dict):
+            info["model"] = rows[0]["body"].get("model")
         if problems and not batch.cancel.is_set():
             info.update(status="failed", failed_at=int(time.time()))
             info["errors"] = {"object": "list", "data": problems}

@@ -119,7 +119,9 @@ async def test_rows_still_expired_after_the_last_round_are_errors(
 ) -> None:
     server.batches.row_time = 0.05
     server.batches.window = 0.08
-    results = by_id(await (await submit_batch_job(client, requests(8), max_rounds=1, **FAST)).wait())
+    results = by_id(
+        await (await submit_batch_job(client, requests(8), max_rounds=1, **FAST)).wait()
+    )
     errors = [r.error for r in results.values() if r.error is not None]
     assert errors and all(isinstance(e, BatchRowError) for e in errors)
     assert {e.code for e in errors if isinstance(e, BatchRowError)} == {"batch_expired"}

@@ -9,7 +9,6 @@ made, so a rerun of the same command picks up the batches it already submitted.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,7 @@ from llmclient import LLMError
 from llmclient.cli import _jobfile as jobfile
 from llmclient.cli import _resultfile as resultfile
 from llmclient.cli import run
-from llmclient.cli._common import PROG, UsageError
+from llmclient.cli._common import UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -67,9 +66,9 @@ async def answer_all(
                 await job.submit(requests)
                 if job.batch_ids:
                     print(
-                        f"{PROG}: {len(job.batch_ids)} batch(es), recorded in {state}; "
-                        "waiting for them (Ctrl-C leaves them running: rerun to pick them up)",
-                        file=sys.stderr,
+                        f"batches {len(job.batch_ids)}, recorded in {state}; waiting for them "
+                        "(if stopped, they run on: rerun the same command to pick them up)",
+                        flush=True,
                     )
                 async for result in job.results():
                     record = _record(client, result)

@@ -81,7 +81,7 @@ async def test_files_upload_retrieve_list_content_delete(sdk: openai.AsyncOpenAI
 
 
 async def test_upload_refuses_a_batch_file_that_is_not_jsonl(sdk: openai.AsyncOpenAI) -> None:
-    with pytest.raises(openai.BadRequestError, match="Must be .jsonl"):
+    with pytest.raises(openai.BadRequestError, match=r"Must be \.jsonl"):
         await sdk.files.create(file=("in.txt", b"{}\n"), purpose="batch")
     with pytest.raises(openai.BadRequestError, match="purpose"):
         await sdk.files.create(file=("in.jsonl", b"{}\n"), purpose="nonsense")  # type: ignore[arg-type]
@@ -99,7 +99,9 @@ async def test_a_batch_runs_through_its_statuses_and_answers_every_row(
     assert batch.expires_at == batch.created_at + 86400
     ended, seen = await until_ended(sdk, batch.id)
     assert seen[-1] == "completed" and "finalizing" in seen
-    assert seen == [s for s in ("validating", "in_progress", "finalizing", "completed") if s in seen]
+    assert seen == [
+        s for s in ("validating", "in_progress", "finalizing", "completed") if s in seen
+    ]
     assert ended.request_counts is not None
     assert (ended.request_counts.total, ended.request_counts.completed) == (2, 2)
     assert ended.error_file_id is None and ended.completed_at is not None

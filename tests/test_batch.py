@@ -144,6 +144,38 @@ async def test_cancelled_rows_are_reported_or_resubmitted(
     assert len(again.batch_ids) == 2
 
 
+async def test_transient_errors_of_uploads_creates_and_polls_are_retried(
+    server: SimulatedServer, client: OpenAIClient
+) -> None:
+    server.inject("500", path="/v1/files")
+    server.inject("503", path="/v1/batches/")
+    server.inject("500", path="/v1/files/")
+    job = await submit_batch_job(client, requests(3), **FAST)
+    assert len(by_id(await job.wait())) == 3
+    assert server.stats.statuses[500] == 2 and server.stats.statuses[503] == 1
+    assert len(server.batches.batches_created) == 1 and len(uploads(server)) == 1
+
+
+async def test_a_create_that_reached_the_server_is_not_made_twice(
+    server: SimulatedServer, client: OpenAIClient
+) -> None:
+    """A create whose answer is lost: the job finds the batch instead of making another."""
+    server.batches.lose_create_answers(1)
+    job = await submit_batch_job(client, requests(2), **FAST)
+    assert len(server.batches.batches_created) == 1
+    assert job.batch_ids == server.batches.batches_created
+    assert len(by_id(await job.wait())) == 2
+
+
+async def test_a_create_refused_by_a_dropped_connection_is_tried_again(
+    server: SimulatedServer, client: OpenAIClient
+) -> None:
+    server.inject("drop", path="/v1/batches")
+    job = await submit_batch_job(client, requests(2), **FAST)
+    assert len(by_id(await job.wait())) == 2
+    assert len(server.batches.batches_created) == 1
+
+
 async def test_a_failed_batch_raises_its_errors(
     server: SimulatedServer, client: OpenAIClient
 ) -> None:
@@ -228,6 +260,15 @@ async def test_bad_requests_are_refused_before_any_upload(
         await submit_batch_job(client, [BatchRequest("a", "x"), BatchRequest("a", "y")])
     with pytest.raises(ConfigurationError, match="id must be a string or an integer"):
         await submit_batch_job(client, [BatchRequest(True, "x")])
+    assert server.stats.by_path["/v1/files"] == 0
+
+
+async def test_a_state_that_cannot_be_written_is_refused_before_any_upload(
+    server: SimulatedServer, client: OpenAIClient, tmp_path: Path
+) -> None:
+    state = tmp_path / "missing" / "job.batch.json"
+    with pytest.raises(ConfigurationError, match=r"state=.*job\.batch\.json.*cannot write it"):
+        await submit_batch_job(client, requests(2), state=state)
     assert server.stats.by_path["/v1/files"] == 0
 
 

@@ -48,7 +48,6 @@ MAX_REQUESTS = 50_000  # OpenAI's limit of requests per batch input file
 MAX_BYTES = 200_000_000  # and of bytes per file (200 MB)
 ENDPOINT: Literal["/v1/chat/completions"] = "/v1/chat/completions"
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
-_SDK_ATTEMPTS = 4  # tries of one upload, create or poll that meets a transient error
 _SEARCHED = 500  # newest batches searched for one whose creation was not recorded
 logger = logging.getLogger("llmclient")
 _T = TypeVar("_T")
@@ -200,6 +199,7 @@ class BatchJob:
                 raise ConfigurationError(f"requests: id {key} appears twice; ids must be unique")
             self._requests[key] = request
             new.append(key)
+        self._save()  # a state that cannot be written is refused before anything is uploaded
         await self._resume()
         submitted = self._state.submitted()
         await self._launch([key for key in new if key not in submitted], 0)
@@ -235,7 +235,7 @@ class BatchJob:
                     before = len(self._state.chunks)
                     await self._launch(again, chunk.round + 1)
                     chunk.done = True
-                    self._state.save()
+                    self._save()
                     for fresh in self._state.chunks[before:]:
                         watch(fresh)
         finally:
@@ -272,6 +272,17 @@ class BatchJob:
         return found
 
     # --- requests and input files ------------------------------------------------------------
+
+    def _save(self) -> None:
+        """Record the state; a state that cannot be written stops the job (fatal), since a
+        batch made but not recorded could be paid for twice."""
+        try:
+            self._state.save()
+        except OSError as error:
+            raise ConfigurationError(
+                f"state={str(self._state.path)!r}: cannot write it "
+                f"({error.strerror or error}); the batches recorded so far are kept in it"
+            ) from None
 
     @property
     def _sdk(self) -> openai.AsyncOpenAI:
@@ -331,7 +342,7 @@ class BatchJob:
             uploaded = await self._call(upload)
             chunk = Chunk(uploaded.id, ids, round_)
             self._state.chunks.append(chunk)
-            self._state.save()
+            self._save()
             logger.info("batch job: uploaded %s (%d requests)", uploaded.id, len(ids))
             await self._create(chunk)
 
@@ -358,7 +369,7 @@ class BatchJob:
 
         batch = await self._call(create)
         chunk.batch_id, chunk.status = batch.id, batch.status
-        self._state.save()
+        self._save()
         logger.info("batch job: created %s from %s", batch.id, file_id)
 
     async def _find_batch(self, file_id: str) -> Batch | None:
@@ -411,7 +422,7 @@ class BatchJob:
         chunk.status = batch.status
         if batch.status == "failed":
             chunk.done = True
-            self._state.save()
+            self._save()
             errors = batch.errors.data if batch.errors and batch.errors.data else []
             raise BatchFailedError(
                 batch.id,
@@ -518,9 +529,13 @@ class BatchJob:
                 raise outcome
 
     async def _call(self, make: Callable[[], Awaitable[_T]]) -> _T:
-        """One SDK call, tried again on a transient error; its failure as an `LLMError`."""
-        wait = 0.5
-        for attempt in range(1, _SDK_ATTEMPTS + 1):
+        """One SDK call, tried again on a transient error as the client's retry policy says
+        (`max_attempts`, waits from `initial_wait` doubling to `max_wait`, a Retry-After up to
+        `max_server_wait`); its failure as an `LLMError`."""
+        policy = self._client.profile.retry
+        wait = policy.initial_wait
+        attempt = 1
+        while True:
             try:
                 return await make()
             except openai.APIError as sdk_error:
@@ -528,13 +543,18 @@ class BatchJob:
                 if error is None:
                     raise
                 error.endpoint = self._client.endpoint_name
-                if not error.retryable or attempt == _SDK_ATTEMPTS:
+                pause = wait if error.retry_after is None else error.retry_after
+                if (
+                    not error.retryable
+                    or attempt >= policy.max_attempts
+                    or pause > policy.max_server_wait
+                ):
                     error.attempts = attempt
                     raise error from None
-                logger.warning("batch job: %s; trying again in %.1fs", error.message, wait)
-                await asyncio.sleep(error.retry_after if error.retry_after else wait)
-                wait = min(wait * 2, 8.0)
-        raise AssertionError("unreachable")
+                logger.warning("batch job: %s; trying again in %.1fs", error.message, pause)
+                await asyncio.sleep(pause)
+                wait = min(max(wait * 2, 0.01), policy.max_wait)
+                attempt += 1
 
 
 async def submit_batch_job(

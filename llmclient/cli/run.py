@@ -180,7 +180,8 @@ def command(args: argparse.Namespace) -> int:
     skipped = len(scan.lines) - len(pending)
     kept_errors = len(existing.failed & scan.lines.keys())
     _summary(tally, skipped, len(scan.malformed), kept_errors, wall)
-    print(throughput(client, wall))
+    if not args.batch:  # a batch job's tokens are in the summary line above
+        print(throughput(client, wall))
     if client.settings.pool is not None:
         _pool_summary(client)
     return 1 if tally.failed or kept_errors else 0

@@ -11,8 +11,10 @@ many lines) makes the batch `failed` with `errors.data`; a batch still running `
 after its creation becomes `expired`, its answered rows in the output file and the others in
 the error file (code `batch_expired`); `cancel` makes it `cancelling`, then `cancelled` after
 `pace` seconds (the unanswered rows in the error file, code `batch_cancelled`). A row whose
-body the chat endpoint would refuse is answered in the error file with its 400, and
-`inject_row_error` makes the next rows answer with a given status.
+body the chat endpoint would refuse is answered in the error file with its 400;
+`inject_row_error` makes the next rows answer with a given status, `inject_batch_failure`
+fails the next batch's validation with a given error, and `lose_create_answers` makes batches
+whose answer never arrives.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from . import _protocols as proto
-from ._http import Request
+from ._http import DropConnection, Request
 from ._reply import Reply
 
 MAX_REQUESTS = 50_000
@@ -87,6 +89,7 @@ class BatchService:
         self._ids = itertools.count(1)
         self._row_errors: deque[_RowError] = deque()
         self._failures: deque[list[dict[str, Any]]] = deque()
+        self._lost_creates = 0
 
     def inject_row_error(
         self, count: int = 1, *, status: int = 500, message: str = "The server had an error"
@@ -101,6 +104,14 @@ class BatchService:
     ) -> None:
         """Fail the validation of the next batch created, with this error in `errors.data`."""
         self._failures.append([{"code": code, "message": message, "param": None, "line": None}])
+
+    def lose_create_answers(self, count: int = 1) -> None:
+        """Make the next `count` batches asked for, then close the connection without the
+        answer: a network failure after the server acted, which a client must not answer
+        with a second batch."""
+        if count < 0:
+            raise ValueError("count must be non-negative")
+        self._lost_creates += count
 
     def status(self, batch_id: str) -> str:
         """A batch's current status."""
@@ -157,7 +168,11 @@ class BatchService:
                 return
         elif path == "/v1/batches":
             if method == "POST":
-                await reply.json(self._create(_json_body(request)))
+                made = self._create(_json_body(request))
+                if self._lost_creates:
+                    self._lost_creates -= 1
+                    raise DropConnection
+                await reply.json(made)
                 return
             if method == "GET":
                 await reply.json(self._batch_list(request.query))

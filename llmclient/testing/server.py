@@ -73,7 +73,8 @@ class SimulatedServer:
     `GET /metrics` (`vllm:num_requests_running` and `_waiting`, live). Faults
     (see `Fault`) come from `inject()` (first, in order) or at random from `fault_rates`; the
     rpm limit and random faults apply to inference paths only. A fault answer is sent at once
-    and holds no slot.
+    and holds no slot. `batches` serves OpenAI's Files and Batch APIs (`/v1/files`,
+    `/v1/batches`; its pace, window and injected failures: see `BatchService`).
     """
 
     def __init__(
@@ -133,7 +134,6 @@ class SimulatedServer:
         self._window: deque[float] = deque()
         self._ids = itertools.count(1)
         self.batches = BatchService()
-        """OpenAI's `/v1/files` and `/v1/batches` (see `BatchService` for its pace and window)."""
         self._routes: dict[tuple[str, str], Callable[[Request, Reply, float], Awaitable[None]]] = {
             ("POST", "/api/chat"): self._ollama_generate,
             ("POST", "/api/generate"): self._ollama_generate,

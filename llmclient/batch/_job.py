@@ -14,10 +14,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import io
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -229,7 +238,7 @@ class BatchJob:
                     chunk = polls.pop(task)
                     batch = task.result()
                     again: list[str] = []
-                    for result in await self._collect(chunk, batch, again, online):
+                    async for result in self._collect(chunk, batch, again, online):
                         self._handed.add(id_key(result.id))
                         yield result
                     before = len(self._state.chunks)
@@ -241,6 +250,7 @@ class BatchJob:
         finally:
             for task in polls:
                 task.cancel()
+                task.add_done_callback(_retrieve)
         if online:
             async for result in self._answer_online(online):
                 self._handed.add(id_key(result.id))
@@ -416,9 +426,9 @@ class BatchJob:
 
     async def _collect(
         self, chunk: Chunk, batch: Batch, again: list[str], online: list[str]
-    ) -> list[BatchResult]:
-        """The results of an ended batch; the keys to send again go in `again` (a new batch)
-        or `online`."""
+    ) -> AsyncIterator[BatchResult]:
+        """The results of an ended batch, row by row as its files are read; the keys to send
+        again go in `again` (a new batch) or `online`."""
         chunk.status = batch.status
         if batch.status == "failed":
             chunk.done = True
@@ -430,57 +440,57 @@ class BatchJob:
                 provider="openai",
                 endpoint=self._client.endpoint_name,
             )
-        answers = await self._rows(batch.output_file_id)
-        answers.update(await self._rows(batch.error_file_id))
         elapsed = float(max(0, _ended_at(batch) - batch.created_at))
         later = {k for c in self._state.chunks if not c.done and c is not chunk for k in c.ids}
         last_round = chunk.round + 1 >= self._max_rounds
-        results: list[BatchResult] = []
-        for key in self._unanswered(chunk.ids):
+        pending = set(self._unanswered(chunk.ids))
+
+        def judge(key: str, row: dict[str, Any] | None) -> BatchResult | None:
             request_id = self._requests[key].id
-            row = answers.get(key)
             response = row.get("response") if row else None
             if isinstance(response, dict) and response.get("status_code") == 200:
                 outcome = self._completion(response.get("body"), elapsed)
-                results.append(BatchResult(request_id, *outcome, batch_id=batch.id))
-                continue
+                return BatchResult(request_id, *outcome, batch_id=batch.id)
             if isinstance(response, dict):
                 error: LLMError = self._row_error(response)
-                if not error.retryable or self._retry == "none":
-                    results.append(BatchResult(request_id, error=error, batch_id=batch.id))
-                elif self._retry == "online":
+                if (
+                    not error.retryable
+                    or self._retry == "none"
+                    or (self._retry == "batch" and last_round)
+                ):
+                    return BatchResult(request_id, error=error, batch_id=batch.id)
+                if self._retry == "online":
                     online.append(key)
-                elif last_round:
-                    results.append(BatchResult(request_id, error=error, batch_id=batch.id))
                 elif key not in later:
                     again.append(key)
-                continue
+                return None
+            if key in later:  # a new batch holds it already (a run stopped after making it)
+                return None
             code, message = _unrun(row, batch.status)
-            resubmit = batch.status == "expired" or self._on_cancel == "resubmit"
-            if key in later:
-                continue
+            resubmit = batch.status != "cancelled" or self._on_cancel == "resubmit"
             if resubmit and not last_round:
                 again.append(key)
-            else:
-                failure = BatchRowError(code, message, batch.id, provider="openai")
-                results.append(BatchResult(request_id, error=failure, batch_id=batch.id))
-        return results
+                return None
+            failure = BatchRowError(code, message, batch.id, provider="openai")
+            return BatchResult(request_id, error=failure, batch_id=batch.id)
 
-    async def _rows(self, file_id: str | None) -> dict[str, dict[str, Any]]:
-        """The lines of an output or error file by `custom_id`."""
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            for row in await self._rows(file_id):
+                key = row["custom_id"]
+                if key in pending:
+                    pending.discard(key)
+                    if (result := judge(key, row)) is not None:
+                        yield result
+        for key in chunk.ids:
+            if key in pending and (result := judge(key, None)) is not None:
+                yield result
+
+    async def _rows(self, file_id: str | None) -> Iterator[dict[str, Any]]:
+        """The lines of an output or error file, parsed one by one as they are read."""
         if file_id is None:
-            return {}
-        content = await self._call(lambda: self._sdk.files.content(file_id))
-        rows: dict[str, dict[str, Any]] = {}
-        for raw in content.content.splitlines():
-            try:
-                row = json.loads(raw)
-            except ValueError:
-                logger.warning("batch job: %s holds a line that is not JSON; skipped", file_id)
-                continue
-            if isinstance(row, dict) and isinstance(row.get("custom_id"), str):
-                rows[row["custom_id"]] = row
-        return rows
+            return iter(())
+        content = await self._call(functools.partial(self._sdk.files.content, file_id))
+        return _parsed(file_id, content.content)
 
     def _completion(
         self, body: object, elapsed: float
@@ -576,6 +586,26 @@ def _unrun(row: dict[str, Any] | None, status: str) -> tuple[str, str]:
     if status == "cancelled":
         return "batch_cancelled", "not run: the batch was cancelled"
     return "batch_missing", "the batch's output holds no answer for it"
+
+
+def _parsed(file_id: str, content: bytes) -> Iterator[dict[str, Any]]:
+    """The rows of a downloaded file that name a `custom_id`."""
+    for raw in io.BytesIO(content):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except ValueError:
+            logger.warning("batch job: %s holds a line that is not JSON; skipped", file_id)
+            continue
+        if isinstance(row, dict) and isinstance(row.get("custom_id"), str):
+            yield row
+
+
+def _retrieve(task: asyncio.Task[Batch]) -> None:
+    """Mark a poll's outcome as seen, so asyncio does not warn about it."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _ended_at(batch: Batch) -> int:

@@ -1,7 +1,7 @@
 """A Batch API job of many requests against the simulator (in its own process): the client's
-time to check and upload them, to collect the results, and its peak Python memory.
+time to check and upload them, to collect the results, and (`--memory`) its peak Python memory.
 
-    python benchmarks/bench_batch.py [--requests 100000]
+    python benchmarks/bench_batch.py [--requests 100000] [--memory]
 
 The simulator answers every row at once (no per-row time), so the figures are the client's
 work (building the request bodies, uploading, downloading and parsing the output files) and
@@ -40,15 +40,18 @@ async def job(url: str, count: int, state: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument(
+        "--memory", action="store_true", help="trace the peak memory (tracemalloc slows it)"
+    )
     args = parser.parse_args()
     with server_process(latency=0.0) as url, tempfile.TemporaryDirectory() as tmp:
-        tracemalloc.start()
+        if args.memory:
+            tracemalloc.start()
         state = Path(tmp) / "bench.batch.json"
         asyncio.run(job(url, args.requests, state))
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
         print(f"state file: {state.stat().st_size / 1e6:.1f} MB")
-    print(f"peak Python memory: {peak / 1e6:.0f} MB")
+        if args.memory:
+            print(f"peak Python memory: {tracemalloc.get_traced_memory()[1] / 1e6:.0f} MB")
 
 
 if __name__ == "__main__":

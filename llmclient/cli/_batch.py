@@ -19,10 +19,11 @@ from llmclient.cli import run
 from llmclient.cli._common import UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from llmclient import BaseLLMClient
     from llmclient.batch import BatchResult
+
+
+MAX_REQUESTS = 50_000  # requests OpenAI takes in one batch
 
 
 def state_path(output: Path) -> Path:
@@ -38,10 +39,14 @@ def check(args: argparse.Namespace) -> None:
         )
     if args.base_url and (len(args.base_url) > 1 or "," in args.base_url[0]):
         raise UsageError("--batch: a batch job talks to one server; give one --base-url")
+    if args.batch_size > MAX_REQUESTS:
+        raise UsageError(
+            f"--batch-size {args.batch_size}: OpenAI takes at most {MAX_REQUESTS} per batch"
+        )
 
 
 async def answer_all(
-    client: BaseLLMClient, pending: Iterable[jobfile.Item], output: Path, args: argparse.Namespace
+    client: BaseLLMClient, pending: run._Pending, output: Path, args: argparse.Namespace
 ) -> run.Tally:
     """Submit the pending items (or pick up their recorded batches), write each result."""
     from llmclient.batch import BatchJob, BatchRequest
@@ -49,6 +54,8 @@ async def answer_all(
 
     assert isinstance(client, OpenAIClient)
     tally = run.Tally()
+    if not len(pending):
+        return tally
     state = state_path(output)
     with resultfile.RecordWriter(output) as writer:
         async with client:

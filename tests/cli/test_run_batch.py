@@ -56,6 +56,7 @@ async def test_batch_writes_the_records_the_online_run_writes(
     assert [c["batch_id"] for c in state["chunks"]] == server.batches.batches_created
     again = await run_cli(*args)
     assert again.code == 0 and "done 0, failed 0, skipped 8" in again.out
+    assert "batches" not in again.out  # nothing to wait for
     assert len(server.batches.batches_created) == 3
 
 
@@ -149,4 +150,9 @@ async def test_batch_needs_the_openai_provider(
     source = write_jsonl(tmp_path / "in.jsonl", questions(1))
     result = await run_cli(*run_args(server, source, tmp_path / "o.jsonl", "--batch"))
     assert "--batch: the Batch API is OpenAI's" in assert_one_line_error(result, 2)
+    too_big = ("--batch", "--batch-size", "50001")
+    result = await run_cli(
+        *run_args(server, source, tmp_path / "o.jsonl", *too_big, provider="openai")
+    )
+    assert "--batch-size 50001: OpenAI takes at most 50000" in assert_one_line_error(result, 2)
     assert server.stats.requests == 0

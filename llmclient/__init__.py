@@ -17,6 +17,11 @@ _EXPORTS: dict[str, str] = {
     "AuthenticationError": "llmclient.errors",
     "AzureOpenAIClient": "llmclient.clients.azure",
     "BaseLLMClient": "llmclient.clients.base",
+    "BatchFailedError": "llmclient.batch",
+    "BatchJob": "llmclient.batch",
+    "BatchRequest": "llmclient.batch",
+    "BatchResult": "llmclient.batch",
+    "BatchRowError": "llmclient.batch",
     "BatchRequestManager": "llmclient.batching",
     "Budget": "llmclient.limits",
     "BudgetExceededError": "llmclient.errors",
@@ -78,6 +83,7 @@ _EXPORTS: dict[str, str] = {
     "SyncOpenAIClient": "llmclient.sync",
     "SyncTextStream": "llmclient.sync",
     "StreamEnd": "llmclient.types",
+    "submit_batch_job": "llmclient.batch",
     "TextStream": "llmclient.types",
     "Token": "llmclient.types",
     "Tool": "llmclient.types",
@@ -95,6 +101,12 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted([*_EXPORTS, "__version__"], key=str.casefold)
 
 if _typing.TYPE_CHECKING:
+    from llmclient.batch import BatchFailedError as BatchFailedError
+    from llmclient.batch import BatchJob as BatchJob
+    from llmclient.batch import BatchRequest as BatchRequest
+    from llmclient.batch import BatchResult as BatchResult
+    from llmclient.batch import BatchRowError as BatchRowError
+    from llmclient.batch import submit_batch_job as submit_batch_job
     from llmclient.batching import BatchRequestManager as BatchRequestManager
     from llmclient.cache import CacheMode as CacheMode
     from llmclient.cache import CacheStore as CacheStore

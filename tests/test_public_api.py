@@ -163,6 +163,7 @@ HELPERS = (
     "llmclient.fanout",
     "llmclient.mapping",
     "llmclient.batching",
+    "llmclient.batch",
     "llmclient.probing",
     "llmclient.sync",
 )
@@ -243,6 +244,7 @@ def test_every_policy_module_is_checked() -> None:
         "llmclient.compat.graphgen",
         "llmclient.fanout.pool",
         "llmclient.mapping",
+        "llmclient.batch._job",
     } <= checked
 
 

@@ -30,6 +30,7 @@ from llmclient.cli._common import (
     add_target,
     add_verbose,
     make_client,
+    non_negative_float,
     non_negative_int,
     positive_int,
     print_error,
@@ -87,7 +88,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="serve Prometheus metrics at http://127.0.0.1:N/metrics while the job runs",
     )
+    _add_batch_arguments(parser)
     add_verbose(parser)
+
+
+def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `run --batch` (the job itself is in `_batch`)."""
+    group = parser.add_argument_group("OpenAI Batch API")
+    group.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the job through OpenAI's Batch API (half price, answers within 24 h); "
+        "the batches are recorded in OUTPUT.jsonl.batch.json, so a rerun picks them up",
+    )
+    group.add_argument(
+        "--batch-retry",
+        choices=("online", "batch", "none"),
+        default="online",
+        help="rows a batch answers with a retryable error (429, 5xx): asked again online "
+        "under the client's limits, in a new batch, or kept as errors (default: %(default)s)",
+    )
+    group.add_argument(
+        "--batch-cancelled",
+        choices=("report", "resubmit"),
+        default="report",
+        help="rows of a cancelled batch: error records, or a new batch (default: %(default)s)",
+    )
+    group.add_argument(
+        "--batch-poll",
+        type=positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="first wait between polls of a batch, growing to 60 s (default: %(default)s)",
+    )
+    group.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=50_000,
+        metavar="N",
+        help="requests per batch, at most 50000 (default: %(default)s; files also stop at 200 MB)",
+    )
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number above 0."""
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
 
 
 def output_path(text: str) -> Path:
@@ -132,6 +180,10 @@ def command(args: argparse.Namespace) -> int:
     """Check the input, resume from the output, answer the rest, print a summary."""
     if os.path.realpath(args.output) == os.path.realpath(args.input):  # no error on a loop
         raise UsageError("the output file must not be the input file")
+    if args.batch:
+        from llmclient.cli import _batch
+
+        _batch.check(args)
     scan = _checked_input(args.input, args.strict)
     metrics = _serve_metrics(args.metrics_port)
     try:
@@ -140,8 +192,15 @@ def command(args: argparse.Namespace) -> int:
         recorded = existing.answered | existing.failed
         pending = _Pending(args.input, {key for key in scan.lines if key not in recorded})
         started = time.monotonic()
-        earlier = (existing.prompt_tokens, existing.completion_tokens)
-        tally = asyncio.run(_answer_all(client, pending, args.output, args.verbose > 0, earlier))
+        if args.batch:
+            from llmclient.cli import _batch
+
+            tally = asyncio.run(_batch.answer_all(client, pending, args.output, args))
+        else:
+            earlier = (existing.prompt_tokens, existing.completion_tokens)
+            tally = asyncio.run(
+                _answer_all(client, pending, args.output, args.verbose > 0, earlier)
+            )
     finally:
         if metrics is not None:
             metrics.close()
@@ -149,7 +208,8 @@ def command(args: argparse.Namespace) -> int:
     skipped = len(scan.lines) - len(pending)
     kept_errors = len(existing.failed & scan.lines.keys())
     _summary(tally, skipped, len(scan.malformed), kept_errors, wall)
-    print(throughput(client, wall))
+    if not args.batch:  # a batch job's tokens are in the summary line above
+        print(throughput(client, wall))
     if client.settings.pool is not None:
         _pool_summary(client)
     if tally.budget is not None:

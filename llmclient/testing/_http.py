@@ -23,13 +23,14 @@ HeaderList = Iterable[tuple[str, str]]
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One received request; `path` is the target without its query string, `headers` the
-    header fields with lower-case names."""
+    """One received request; `path` is the target without its query string (`query`, without
+    the "?"), `headers` the header fields with lower-case names."""
 
     method: str
     path: str
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
+    query: str = ""
 
     def header(self, name: str) -> str | None:
         """The first value of header `name` (lower case), None when absent."""
@@ -150,9 +151,8 @@ class _Connection:
                 headers = tuple(
                     (name.decode("ascii"), value.decode("latin-1")) for name, value in head.headers
                 )
-                return Request(
-                    head.method.decode("ascii"), target.partition("?")[0], b"".join(body), headers
-                )
+                path, _, query = target.partition("?")
+                return Request(head.method.decode("ascii"), path, b"".join(body), headers, query)
             else:  # ConnectionClosed
                 return None
 

@@ -23,6 +23,7 @@ from typing import Self
 
 from . import _faults, _tools
 from . import _protocols as proto
+from ._batches import BatchService
 from ._faults import Fault
 from ._http import HTTPServer, Request, Responder
 from ._reply import JSON_TYPE, Reply, ServerStats, dumps, ndjson, sse
@@ -78,6 +79,9 @@ class SimulatedServer:
     else the first), arguments made from its parameter schema; after a tool result the answer
     quotes it; a JSON schema (`response_format` / Ollama's `format`) gets a conforming JSON
     answer. `reply_with` scripts the next answers instead.
+
+    `batches` serves OpenAI's Files and Batch APIs (`/v1/files`, `/v1/batches`; its pace,
+    window and injected failures: see `BatchService`).
     """
 
     def __init__(
@@ -137,6 +141,7 @@ class SimulatedServer:
         self._window: deque[float] = deque()
         self._ids = itertools.count(1)
         self._script = _tools.Script()
+        self.batches = BatchService()
         self._routes: dict[tuple[str, str], Callable[[Request, Reply, float], Awaitable[None]]] = {
             ("POST", "/api/chat"): self._ollama_generate,
             ("POST", "/api/generate"): self._ollama_generate,
@@ -177,6 +182,7 @@ class SimulatedServer:
     async def stop(self) -> None:
         """Stop listening and close every connection, cancelling requests in progress."""
         await self._http.stop()
+        await self.batches.aclose()
         self._bound_port = None
 
     async def __aenter__(self) -> Self:
@@ -278,6 +284,8 @@ class SimulatedServer:
         route = self._routes.get((request.method, path))
         if route is None and request.method == "GET" and path.startswith("/v1/models/"):
             route = self._listing
+        if route is None and self.batches.serves(path):
+            route = self.batches.handle
         if route is None:
             message = (
                 f"Invalid URL ({request.method} {path})" if reply.openai else "404 page not found"

@@ -24,8 +24,8 @@ from llmclient.errors import (
     RequestTimeoutError,
     ServerBusyError,
 )
-from llmclient.limits import Endpoint, Outcome, PoolDispatcher
-from llmclient.limits.pool import ROUTE, PoolMember
+from llmclient.limits import Outcome
+from llmclient.limits.admission import Admission, Ticket, outcome_of
 from llmclient.profiles import ConcurrencyProfile
 from llmclient.retry import build_retrying, gave_up_waiting
 from llmclient.telemetry import detect_opentelemetry
@@ -43,7 +43,6 @@ __all__ = ["Attempt", "Pipeline", "Recorder"]
 logger = logging.getLogger("llmclient")
 T = TypeVar("T")
 _SAMPLES = 4096  # latencies kept for the stats percentiles
-_OVERLOAD = (RateLimitError, ServerBusyError, RequestTimeoutError)
 
 Classify = Callable[[Exception], LLMError | None]
 
@@ -92,45 +91,22 @@ class Recorder:
         )
 
 
-def outcome_of(error: LLMError | None) -> Outcome:
-    """What a finished attempt tells the limit: success, overload, or nothing about load."""
-    if error is None:
-        return Outcome.SUCCESS
-    return Outcome.DROPPED if isinstance(error, _OVERLOAD) else Outcome.IGNORED
-
-
 class Attempt:
-    """One attempt's hold on the endpoint: admitted, on the wire, then finished exactly once."""
+    """One attempt's hold on its admission's ticket: admitted, on the wire, then finished
+    exactly once (the ticket does the limits' bookkeeping; this, the client's stats)."""
 
-    __slots__ = (
-        "charge",
-        "endpoint",
-        "finished",
-        "lease",
-        "max_pause",
-        "member",
-        "probe",
-        "recorder",
-        "started",
-        "waited",
-    )
+    __slots__ = ("finished", "probe", "recorder", "started", "ticket", "waited")
 
     def __init__(
         self,
-        endpoint: Endpoint,
+        ticket: Ticket,
         recorder: Recorder,
-        admitted: tuple[object, float],
         waited: float,
-        max_pause: float,
         probe: RequestProbe | None = None,
-        member: PoolMember | None = None,
     ) -> None:
-        self.endpoint = endpoint
+        self.ticket = ticket
         self.probe = probe
-        self.member = member  # the pool's server it was admitted to, if a pool's
         self.recorder = recorder
-        self.max_pause = max_pause
-        self.lease, self.charge = admitted
         self.waited = waited
         self.started = time.monotonic()
         self.finished = False
@@ -139,51 +115,35 @@ class Attempt:
     def finish(
         self, error: LLMError | None, usage: Usage | None = None, cancelled: bool = False
     ) -> float:
-        """Release the slot, settle tpm, record the outcome; return the time on the wire."""
+        """Release the ticket, record the outcome; return the time on the wire."""
         latency = time.monotonic() - self.started
         if self.finished:
             return latency
         self.finished = True
-        self.recorder.in_flight -= 1
-        endpoint = self.endpoint
-        limit_before = endpoint.concurrency_limit if self.probe is not None else 0
-        paused = 0.0
-        if isinstance(error, RequestTimeoutError):  # back-pressure only if every slot was taken
-            error.overload = endpoint.state.in_flight >= endpoint.concurrency_limit
-        outcome = Outcome.IGNORED if cancelled else outcome_of(error)
-        endpoint.release(self.lease, latency, outcome)
-        if outcome is Outcome.SUCCESS:
-            self.recorder.latencies.append(latency)
-            if usage is not None:
-                endpoint.settle(self.charge, usage.total_tokens)
-                self.recorder.prompt_tokens += usage.prompt_tokens
-                self.recorder.completion_tokens += usage.completion_tokens
-            endpoint.budget.on_success()
-        elif error is None:
+        recorder = self.recorder
+        recorder.in_flight -= 1
+        ticket, probe = self.ticket, self.probe
+        limit_before = ticket.concurrency_limit if probe is not None else 0
+        paused = ticket.release(error, latency, usage, cancelled=cancelled)
+        if cancelled:
             pass
-        elif error.overload:
-            if isinstance(error, RateLimitError | ServerBusyError):
-                self.recorder.rate_limited += 1
-            wait = error.retry_after if isinstance(error, RateLimitError) else None
-            if wait and wait <= self.max_pause:  # a longer one fails the call, not the endpoint
-                paused = wait
-                endpoint.pause(wait)
-        elif error.retryable:
-            endpoint.budget.on_failure()
-        if self.probe is not None:
-            limits = (limit_before, endpoint.concurrency_limit)
-            dropped = outcome is Outcome.DROPPED
-            self.probe.attempt_finished(
-                self.waited, latency, error, cancelled, dropped, limits, paused
-            )
-        if self.member is not None:
-            self.member.pool.finished(self.member, error, latency, cancelled)
+        elif error is None:
+            recorder.latencies.append(latency)
+            if usage is not None:
+                recorder.prompt_tokens += usage.prompt_tokens
+                recorder.completion_tokens += usage.completion_tokens
+        elif error.overload and isinstance(error, RateLimitError | ServerBusyError):
+            recorder.rate_limited += 1
+        if probe is not None:
+            limits = (limit_before, ticket.concurrency_limit)
+            dropped = not cancelled and outcome_of(error) is Outcome.DROPPED
+            probe.attempt_finished(self.waited, latency, error, cancelled, dropped, limits, paused)
         return latency
 
     @property
     def where(self) -> str | None:
         """The pool server it went to, for messages (None outside pools)."""
-        return None if self.member is None else self.member.name
+        return self.ticket.where
 
 
 class Pipeline:
@@ -205,7 +165,7 @@ class Pipeline:
         provider: str,
         name: str,
         profile: ConcurrencyProfile,
-        endpoint: Callable[[], Endpoint | PoolDispatcher],
+        endpoint: Callable[[], Admission],
         classify: Classify,
         secret: str | None = None,
         observer: Observer | None = None,
@@ -224,7 +184,7 @@ class Pipeline:
     async def call(
         self,
         operation: str,
-        send: Callable[[], Awaitable[T]],
+        send: Callable[..., Awaitable[T]],
         estimated_tokens: int,
         usage_of: Callable[[T], Usage | None],
         model: str | None = None,
@@ -232,6 +192,7 @@ class Pipeline:
     ) -> tuple[T, int, float]:
         """`send()` under limits and retries; return its result, attempts made, time taken.
 
+        An attempt the admission routes to another server (a pool's) is `send(base_url=url)`.
         `model` and `messages` are what telemetry observers are told the request is.
         """
         probe = self._probe(operation, model, messages, streaming=False)
@@ -265,17 +226,17 @@ class Pipeline:
     async def _attempt(
         self,
         operation: str,
-        send: Callable[[], Awaitable[T]],
+        send: Callable[..., Awaitable[T]],
         estimated_tokens: int,
         usage_of: Callable[[T], Usage | None],
         probe: RequestProbe | None,
     ) -> T:
         attempt = await self._admit(estimated_tokens, probe)
-        route = ROUTE.set(attempt.member)  # a pool's server: the provider call goes there
+        url = attempt.ticket.base_url  # a pool's server: the provider call goes there
         failure: LLMError | None = None
         try:
             async with asyncio.timeout(self.profile.timeout):
-                result = await send()
+                result = await (send() if url is None else send(base_url=url))
         except BaseException as exc:
             error = self.translate(exc, attempt.where)
             latency = attempt.finish(error, cancelled=error is None)
@@ -283,8 +244,6 @@ class Pipeline:
                 raise
             self._log_attempt(operation, attempt, latency, error)
             failure = self.chained(error, exc)
-        finally:
-            ROUTE.reset(route)
         if failure is not None:
             raise failure  # outside `except`: Python chains no hidden __context__ to it
         latency = attempt.finish(None, usage_of(result))
@@ -292,22 +251,18 @@ class Pipeline:
         return result
 
     async def _admit(self, estimated_tokens: int, probe: RequestProbe | None) -> Attempt:
-        target = self._endpoint()
-        member: PoolMember | None = None
+        admission = self._endpoint()
         recorder = self.recorder
         recorder.waiting += 1
         if probe is not None:
             probe.slot_wait_started()
         asked = time.monotonic()
         try:
-            if isinstance(target, PoolDispatcher):
-                member, admitted = await target.admit(estimated_tokens)
-                endpoint = member.endpoint
-            else:
-                endpoint, admitted = target, await target.admit(estimated_tokens)
+            ticket = await admission.admit(estimated_tokens, self.profile.retry.max_server_wait)
         except BaseException as exc:
             if probe is not None:
-                probe.slot_wait_abandoned(time.monotonic() - asked, exc, target.concurrency_limit)
+                limit = admission.concurrency_limit
+                probe.slot_wait_abandoned(time.monotonic() - asked, exc, limit)
             raise
         finally:
             recorder.waiting -= 1
@@ -315,8 +270,7 @@ class Pipeline:
         recorder.waits.append(waited)
         if probe is not None:
             probe.slot_acquired(waited)
-        max_pause = self.profile.retry.max_server_wait
-        return Attempt(endpoint, recorder, admitted, waited, max_pause, probe, member)
+        return Attempt(ticket, recorder, waited, probe)
 
     async def _with_retries(
         self, attempt: Callable[[], Awaitable[T]], probe: RequestProbe | None = None
@@ -368,7 +322,7 @@ class Pipeline:
     # ------------------------------------------------------------------ streams
     async def stream(
         self,
-        open_parts: Callable[[], AsyncIterator[str | StreamEnd]],
+        open_parts: Callable[..., AsyncIterator[str | StreamEnd]],
         estimated_tokens: int,
         on_end: Callable[[StreamEnd], None],
         model: str | None = None,
@@ -377,24 +331,22 @@ class Pipeline:
         """Relay a stream's text deltas; it must end with the provider's `StreamEnd`.
 
         Opening is retried until the first part arrives; after that an error ends the stream.
+        A stream the admission routes to another server (a pool's) is `open_parts(base_url=url)`.
         A stream that stops without its end marker raises `IncompleteStreamError`.
         """
         probe = self._probe("chat", model, messages, streaming=True)
 
         async def open_stream() -> tuple[Attempt, AsyncIterator[str | StreamEnd], str | StreamEnd]:
             attempt = await self._admit(estimated_tokens, probe)
-            route = ROUTE.set(attempt.member)  # a pool's server: the stream opens there
+            url = attempt.ticket.base_url  # a pool's server: the stream opens there
+            parts = open_parts() if url is None else open_parts(base_url=url)
             try:
-                parts = open_parts()
-                try:
-                    first = await self._next_part(parts, attempt.where)
-                except BaseException as exc:
-                    error = exc if isinstance(exc, LLMError) else None
-                    attempt.finish(error, cancelled=error is None)
-                    await _close_quietly(parts)
-                    raise
-            finally:
-                ROUTE.reset(route)
+                first = await self._next_part(parts, attempt.where)
+            except BaseException as exc:
+                error = exc if isinstance(exc, LLMError) else None
+                attempt.finish(error, cancelled=error is None)
+                await _close_quietly(parts)
+                raise
             return attempt, parts, first
 
         try:

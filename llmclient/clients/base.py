@@ -7,11 +7,11 @@ A client resolves its settings once, then sends every request through its `Pipel
 
 from __future__ import annotations
 
-import asyncio
 import math
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any, ClassVar, Unpack, cast
 
 from llmclient._aclose import AsyncClosing
@@ -19,6 +19,7 @@ from llmclient._checks import check_int
 from llmclient._loop_local import LoopLocal
 from llmclient._pipeline import Pipeline
 from llmclient.clients import _pool
+from llmclient.clients._providers import register_provider
 from llmclient.clients.params import (
     CallOptions,
     ChatRequest,
@@ -28,25 +29,14 @@ from llmclient.clients.params import (
     messages_from,
     validate_params,
 )
-from llmclient.clients.registry import register_provider
 from llmclient.coalesce import MicroBatcher, send_together
-from llmclient.config import ClientOptions, ClientSettings, public_url, resolve_settings
+from llmclient.config import ClientOptions, ClientSettings, resolve_settings
 from llmclient.errors import ConfigurationError, LLMError, UnsupportedFeatureError
-from llmclient.limits import (
-    Endpoint,
-    EndpointStats,
-    FixedLimit,
-    Limit,
-    PoolDispatcher,
-    RetryBudget,
-    endpoint_key,
-    shared_endpoint,
-)
-from llmclient.limits.backends import backend_for
+from llmclient.limits import EndpointStats
+from llmclient.limits.builder import ClientLimits
 from llmclient.limits.discovery import ServerCapacity
 from llmclient.limits.endpoint import CapacityProbe
-from llmclient.limits.pool import ROUTE
-from llmclient.profiles import LOCAL_PROFILE, ConcurrencyProfile, is_local_endpoint
+from llmclient.profiles import LOCAL_PROFILE, ConcurrencyProfile
 from llmclient.telemetry import Observer
 from llmclient.types import (
     Completion,
@@ -142,23 +132,23 @@ class BaseLLMClient(AsyncClosing):
         self.tokenizer = tokenizer
         self.keep_reasoning = keep_reasoning
         key = self.settings.api_key
+        self._endpoints = ClientLimits(
+            self.settings, self.provider, self._capacity_probe, partial(_pool.ping_server, self)
+        )
         self._pipeline = Pipeline(
             self.provider,
             self.endpoint_name,
             self.profile,
-            self._endpoint,
+            self._endpoints.get,
             self._classify,
             secret=key.get_secret_value() if key else None,
             observer=observer,
         )
-        self._limits = backend_for(self.settings.limits, self.settings.on_backend_error)
-        self._endpoints: LoopLocal[Endpoint | PoolDispatcher] = LoopLocal(self._make_endpoint)
         self._coalescers = LoopLocal(self._make_coalescer)
-        self._sdks: LoopLocal[Any] | _pool.SdkPerServer = LoopLocal(self._make_sdk, self._close_sdk)
-        if self.settings.pool is not None:
-            self._check_pool_limits()
-            self._endpoints = LoopLocal(self._make_pool)
-            self._sdks = _pool.SdkPerServer(self, self.settings.pool.urls)
+        pool = self.settings.pool
+        self._sdks = _pool.SdkPerServer(
+            self._make_sdk, self._close_sdk, pool.urls if pool is not None else ()
+        )
         self._closed = False
 
     @classmethod
@@ -203,6 +193,10 @@ class BaseLLMClient(AsyncClosing):
         """The provider's canonical form of a user-given base URL (ValueError if it has none)."""
         return url.rstrip("/")
 
+    # An endpoint pool's attempt goes to one of its servers: `_chat`, `_stream`, `_embed`
+    # and `_ping` are then called with `base_url=` that server's URL (a provider that takes
+    # no `base_url` serves single endpoints only); it sends there with `self._sdk_at(base_url)`
+    # and passes each response's headers to `self._learn_limits(headers, base_url)`.
     @abstractmethod
     async def _chat(self, request: ChatRequest) -> Completion:
         """Send one chat request to the provider and translate the answer."""
@@ -224,7 +218,8 @@ class BaseLLMClient(AsyncClosing):
 
     @abstractmethod
     def _make_sdk(self) -> Any:
-        """A provider SDK client for the running event loop (one is made per loop)."""
+        """A provider SDK client for the running event loop (one is made per loop); for an
+        endpoint pool's server, `_make_sdk(base_url=url)` makes one that sends to `url`."""
 
     @abstractmethod
     async def _close_sdk(self, sdk: Any) -> None:
@@ -232,13 +227,17 @@ class BaseLLMClient(AsyncClosing):
 
     @property
     def _sdk(self) -> Any:
-        """The provider SDK client of the running event loop (and, in a pool, of the server
-        the running attempt was admitted to)."""
+        """The provider SDK client of the running event loop (a pool's: its first server's)."""
         return self._sdks.get()
 
-    async def _ping(self) -> None:
-        """A cheap request that shows the server is up (a listing): pools probe a server they
-        took out with it. Without one, such a server gets requests again after a while."""
+    def _sdk_at(self, base_url: str | None = None) -> Any:
+        """The SDK client for `base_url` (None: the client's own) in the running loop."""
+        return self._sdks.get(base_url)
+
+    async def _ping(self, base_url: str | None = None) -> None:
+        """A cheap request that shows the server (`base_url`, None: the client's own) is up,
+        such as a listing: pools probe a server they took out with it. Without one, such a
+        server gets requests again after a while."""
         raise NotImplementedError
 
     # ----------------------------------------------------------------- public API
@@ -256,15 +255,7 @@ class BaseLLMClient(AsyncClosing):
     def max_workers(self) -> int:
         """The most requests this client can ever have on the wire: helpers size pools to it
         (for an endpoint pool, the sum over its servers)."""
-        pool = self.settings.pool
-        latest = self._endpoints.latest()
-        if pool is None:
-            return _workers(latest, self.profile)
-        members = latest.members if isinstance(latest, PoolDispatcher) else None
-        return sum(
-            _workers(members[i].endpoint if members else None, self._server_profile(limit))
-            for i, limit in enumerate(pool.limits)
-        )
+        return self._endpoints.max_workers
 
     @property
     def endpoint_name(self) -> str:
@@ -274,14 +265,7 @@ class BaseLLMClient(AsyncClosing):
     @property
     def stats(self) -> Stats:
         """A snapshot of this client's requests so far (an endpoint pool's: all servers')."""
-        endpoint = self._endpoints.latest()
-        if endpoint is not None:
-            limit = endpoint.concurrency_limit
-        elif self.settings.pool is not None:
-            limit = sum(_first_limit(self._server_profile(lm)) for lm in self.settings.pool.limits)
-        else:
-            limit = _first_limit(self.profile)
-        return self._pipeline.recorder.stats(limit)
+        return self._pipeline.recorder.stats(self._endpoints.concurrency_limit)
 
     @property
     def endpoint_stats(self) -> dict[str, EndpointStats]:
@@ -296,7 +280,7 @@ class BaseLLMClient(AsyncClosing):
         request = self._request(messages_from(prompt_or_messages), params)
         completion, attempts, elapsed = await self._pipeline.call(
             "chat",
-            lambda: self._chat(request),
+            partial(self._chat, request),
             request.estimated_tokens(),
             _usage,
             request.model,
@@ -358,7 +342,7 @@ class BaseLLMClient(AsyncClosing):
         estimate = request.estimated_tokens()
         return TextStream(
             lambda on_end: self._pipeline.stream(
-                lambda: self._stream(request), estimate, on_end, request.model, request.messages
+                partial(self._stream, request), estimate, on_end, request.model, request.messages
             )
         )
 
@@ -394,13 +378,7 @@ class BaseLLMClient(AsyncClosing):
             if coalescer is not None:
                 await coalescer.flush()
             await self._sdks.aclose()
-            target = self._endpoints.current()
-            if isinstance(target, PoolDispatcher):
-                await target.aclose()
-                for member in target.members:
-                    await member.endpoint.aclose()
-            elif target is not None:
-                await target.aclose()
+            await self._endpoints.aclose()
 
     def __repr__(self) -> str:
         return (
@@ -436,53 +414,22 @@ class BaseLLMClient(AsyncClosing):
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is closed; create a new client")
 
-    def _endpoint(self) -> Endpoint | PoolDispatcher:
-        return self._endpoints.get()
-
-    def _learn_limits(self, headers: Mapping[str, str]) -> None:
-        """Providers pass every response's headers: announced rate limits pace dispatch."""
-        member = ROUTE.get()
-        target = member.endpoint if member is not None else self._endpoints.current()
-        if isinstance(target, Endpoint):
-            target.learn(headers, self.profile.retry.max_server_wait)
-
-    def _make_endpoint(
-        self, url: str | None = None, profile: ConcurrencyProfile | None = None
-    ) -> Endpoint:
-        """The `Endpoint` of `url` (default: the base URL) under `profile` (default: ours)."""
-        p = profile or self.profile
-        url = url or self.settings.base_url
-        name = public_url(url)
-        budget = RetryBudget(p.retry.budget_tokens, p.retry.budget_refund)
-        probe = self._limit_probe(url, p)
-        if not p.share_limits:
-            endpoint = Endpoint.local(name, p.new_limit(), p.rpm, p.tpm, budget)
-            if probe is not None:
-                endpoint.ask_server(probe)
-            return endpoint
-        key = self.settings.api_key
-        shared_key = endpoint_key(
-            url, key.get_secret_value() if key else None, is_local_endpoint(url)
-        )
-        return shared_endpoint(
-            shared_key, name, p.new_limit(), p.rpm, p.tpm, self._limits, budget, probe
-        )
-
-    def _limit_probe(self, url: str, profile: ConcurrencyProfile) -> CapacityProbe | None:
-        """The server question for `url` when its limit is a default (or `"auto"`) and
-        `discover_limits` is on; None otherwise."""
-        if not profile.discover_limits:
-            return None
-        if profile.max_concurrent != "auto":
-            if profile is not self.profile:
-                return None  # a pool server's own max_concurrent
-            if not self.settings.sources.get("max_concurrent", "").startswith("default"):
-                return None
-        return self._capacity_probe(url)
+    def _learn_limits(self, headers: Mapping[str, str], base_url: str | None = None) -> None:
+        """Providers pass every response's headers (and the `base_url` it was sent to, in an
+        endpoint pool): announced rate limits pace dispatch to that server."""
+        endpoint = self._endpoints.endpoint_at(base_url)
+        if endpoint is not None:
+            endpoint.learn(headers, self.profile.retry.max_server_wait)
 
     def _capacity_probe(self, url: str) -> CapacityProbe | None:
         """Providers that can ask `url` what it serves at once return how (`ServerCapacity`)."""
         return None
+
+    def asks_server(self, url: str | None = None) -> bool:
+        """Whether requests to `url` (default: the base URL) start by asking its server what
+        it serves at once: its limit is a default or `"auto"`, `discover_limits` is on, and
+        this provider can ask (see `server_capacity`)."""
+        return self._endpoints.capacity_question(url) is not None
 
     async def server_capacity(self, url: str | None = None) -> ServerCapacity | None:
         """Ask the server (`url`, default the base URL) how many requests it serves at once:
@@ -495,48 +442,8 @@ class BaseLLMClient(AsyncClosing):
         """Ask the servers now what they can take, where the limit is a default (the first
         request does it anyway, once per event loop); return the new `max_workers`."""
         self._check_open()
-        target = self._endpoint()
-        if isinstance(target, PoolDispatcher):
-            endpoints = [member.endpoint for member in target.members]
-        else:
-            endpoints = [target]
-        await asyncio.gather(*(endpoint.discover() for endpoint in endpoints))
+        await self._endpoints.discover()
         return self.max_workers
-
-    def _server_profile(self, max_concurrent: Any) -> ConcurrencyProfile:
-        """The profile of one server of an endpoint pool (its own `max_concurrent`, if set)."""
-        if max_concurrent is None:
-            return self.profile
-        return self.profile.model_copy(update={"max_concurrent": max_concurrent})
-
-    def _make_pool(self) -> PoolDispatcher:
-        pool = self.settings.pool
-        assert pool is not None
-        servers = [
-            (url, public_url(url), self._make_endpoint(url, self._server_profile(limit)))
-            for url, limit in zip(pool.urls, pool.limits, strict=True)
-        ]
-        retry = self.profile.retry
-        return PoolDispatcher(
-            pool,
-            servers,
-            lambda member: _pool.ping_member(self, member),
-            provider=self.provider,
-            budget=RetryBudget(retry.budget_tokens, retry.budget_refund),
-        )
-
-    def _check_pool_limits(self) -> None:
-        """One `Limit` instance cannot count the slots of two servers."""
-        pool = self.settings.pool
-        assert pool is not None
-        specs = [self._server_profile(limit).max_concurrent for limit in pool.limits]
-        instances = [id(spec) for spec in specs if isinstance(spec, Limit)]
-        if len(instances) != len(set(instances)):
-            raise ConfigurationError(
-                "invalid argument: max_concurrent: one Limit instance serves several servers of "
-                "the pool; pass a function that returns a new Limit, or one per server in "
-                "EndpointPool({url: limit})"
-            )
 
     def _make_coalescer(self) -> MicroBatcher[str, list[float]]:
         p = self.profile
@@ -548,28 +455,10 @@ class BaseLLMClient(AsyncClosing):
         model = self._model_for(self.settings.embed_model, "embed_model")
         estimate = sum(len(t) for t in texts) // 4 + len(texts)
         (vectors, _), _, _ = await self._pipeline.call(
-            "embed", lambda: self._embed(model, texts), estimate, _embed_usage, model
+            "embed", partial(self._embed, model, texts), estimate, _embed_usage, model
         )
         self._pipeline.check_count(len(texts), len(vectors))
         return vectors
-
-
-def _workers(endpoint: Endpoint | PoolDispatcher | None, profile: ConcurrencyProfile) -> int:
-    """The most requests `endpoint` may have on the wire: what its server said it can take
-    when that replaced a fixed default, else what `profile` allows."""
-    if (
-        isinstance(endpoint, Endpoint)
-        and endpoint.discovered is not None
-        and isinstance(endpoint.limit, FixedLimit)
-    ):
-        return endpoint.concurrency_limit
-    return profile.max_workers
-
-
-def _first_limit(profile: ConcurrencyProfile) -> int:
-    """The concurrency limit an endpoint starts at under `profile`."""
-    spec = profile.max_concurrent
-    return spec if isinstance(spec, int) else 1
 
 
 def _stamped(completion: Completion, attempts: int, latency: float) -> Completion:

@@ -12,7 +12,6 @@ import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,22 +25,21 @@ from llmclient.errors import (
     ServerBusyError,
     ServerError,
 )
+from llmclient.limits.admission import EndpointTicket
 from llmclient.limits.budget import RetryBudget
 from llmclient.limits.endpoint import Endpoint
 from llmclient.types import percentile
 
 if TYPE_CHECKING:
     from llmclient.profiles import MaxConcurrentSpec
+    from llmclient.types import Usage
 
-__all__ = ["ROUTE", "EndpointPool", "EndpointStats", "PoolDispatcher", "PoolMember"]
+__all__ = ["EndpointPool", "EndpointStats", "PoolDispatcher", "PoolMember", "PoolTicket"]
 
 logger = logging.getLogger("llmclient")
 _SAMPLES = 1024  # latencies kept per endpoint for its percentiles
 _MAX_PAUSE = 60.0  # longest Retry-After that keeps an endpoint out of dispatch
 _RECHECK = 0.05  # seconds between looks for slots freed by other clients while requests wait
-
-ROUTE: ContextVar[PoolMember | None] = ContextVar("llmclient_route", default=None)
-"""The pool member the running attempt was admitted to (None outside pools)."""
 
 
 class EndpointPool:
@@ -236,6 +234,44 @@ class PoolMember:
 Ping = Callable[[PoolMember], Awaitable[None]]
 
 
+class PoolTicket:
+    """A slot on one server of a pool: its endpoint's ticket, and the member to judge."""
+
+    __slots__ = ("inner", "member")
+
+    def __init__(self, member: PoolMember, inner: EndpointTicket) -> None:
+        self.member = member
+        self.inner = inner
+
+    @property
+    def base_url(self) -> str:
+        """The pool server the attempt goes to."""
+        return self.member.url
+
+    @property
+    def where(self) -> str:
+        """That server's name for messages (no credentials)."""
+        return self.member.name
+
+    @property
+    def concurrency_limit(self) -> int:
+        """That server's limit now."""
+        return self.member.endpoint.concurrency_limit
+
+    def release(
+        self,
+        error: LLMError | None,
+        rtt: float,
+        usage: Usage | None = None,
+        *,
+        cancelled: bool = False,
+    ) -> float:
+        """Release the endpoint's ticket, then judge the server's health and hand its slot on."""
+        paused = self.inner.release(error, rtt, usage, cancelled=cancelled)
+        self.member.pool.finished(self.member, error, rtt, cancelled)
+        return paused
+
+
 class PoolDispatcher:
     """Admits requests to the servers of one pool, in one event loop.
 
@@ -300,15 +336,21 @@ class PoolDispatcher:
         return sum(1 for waiter in self._waiters if not waiter.done())
 
     # ------------------------------------------------------------------ admission
-    async def admit(self, estimated_tokens: int) -> tuple[PoolMember, tuple[object, float]]:
-        """Wait for a slot on some server; return it with that endpoint's lease and charge."""
+    async def admit(self, estimated_tokens: int, max_pause: float = math.inf) -> PoolTicket:
+        """Wait for a slot on some server; return the ticket that names it (see `Admission`)."""
+        member, (lease, charge) = await self.acquire(estimated_tokens)
+        return PoolTicket(member, EndpointTicket(member.endpoint, lease, charge, max_pause))
+
+    async def acquire(self, estimated_tokens: int) -> tuple[PoolMember, tuple[object, float]]:
+        """Wait for a slot on some server; return it with that endpoint's lease and charge
+        (give them back with the endpoint's `release`, then `finished`)."""
         member = None if self._waiters else self._pick()
         if member is None:
             member = await self._wait_turn()
         else:
             member.reserved += 1
         try:
-            admitted = await member.endpoint.admit(estimated_tokens)
+            admitted = await member.endpoint.acquire(estimated_tokens)
         except BaseException:
             member.reserved -= 1
             self._dispatch()

@@ -38,7 +38,7 @@ from llmclient.telemetry._events import (
 )
 from llmclient.types import Stats, StreamEnd, Usage, percentile
 
-__all__ = ["Attempt", "Pipeline", "Recorder"]
+__all__ = ["Attempt", "Deadline", "Pipeline", "Recorder"]
 
 logger = logging.getLogger("llmclient")
 T = TypeVar("T")
@@ -89,6 +89,35 @@ class Recorder:
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
         )
+
+
+class Deadline:
+    """`asyncio.timeout(delay)` for one attempt at about half its cost: one timer handle
+    and no context manager. `stop` it once the attempt ends, however it ends."""
+
+    __slots__ = ("_cancelling", "_fired", "_handle", "_task")
+
+    def __init__(self, delay: float) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a Deadline must be used inside a task")
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._fired = False
+        self._handle = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._fired = True
+        self._task.cancel()
+
+    def stop(self, exc: BaseException | None = None) -> bool:
+        """End the deadline; True when `exc` is the cancellation it caused (as
+        `asyncio.timeout` decides: no other cancellation was asked for meanwhile)."""
+        self._handle.cancel()
+        if not self._fired:
+            return False
+        self._fired = False
+        return self._task.uncancel() <= self._cancelling and type(exc) is asyncio.CancelledError
 
 
 class Attempt:
@@ -234,16 +263,21 @@ class Pipeline:
         attempt = await self._admit(estimated_tokens, probe)
         url = attempt.ticket.base_url  # a pool's server: the provider call goes there
         failure: LLMError | None = None
+        deadline = Deadline(self.profile.timeout)
         try:
-            async with asyncio.timeout(self.profile.timeout):
-                result = await (send() if url is None else send(base_url=url))
+            result = await (send() if url is None else send(base_url=url))
         except BaseException as exc:
+            if deadline.stop(exc):  # its own cancellation: the attempt timed out
+                timed_out = TimeoutError()
+                timed_out.__cause__ = exc
+                exc = timed_out
             error = self.translate(exc, attempt.where)
             latency = attempt.finish(error, cancelled=error is None)
             if error is None:
                 raise
             self._log_attempt(operation, attempt, latency, error)
             failure = self.chained(error, exc)
+        deadline.stop()
         if failure is not None:
             raise failure  # outside `except`: Python chains no hidden __context__ to it
         latency = attempt.finish(None, usage_of(result))

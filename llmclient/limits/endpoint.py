@@ -147,14 +147,14 @@ class Endpoint:
             capacity.source,
         )
 
-    async def admit(self, estimated_tokens: int, max_pause: float = math.inf) -> EndpointTicket:
-        """Wait until a request may go on the wire; return its ticket (see `Admission`)."""
-        lease, charge = await self.acquire(estimated_tokens)
-        return EndpointTicket(self, lease, charge, max_pause)
-
     async def acquire(self, estimated_tokens: int) -> tuple[object, float]:
         """Wait until a request may go on the wire; return its slot lease and tpm charge
         (to give back with `release`)."""
+        ticket = await self.admit(estimated_tokens)
+        return ticket.lease, ticket.charge
+
+    async def admit(self, estimated_tokens: int, max_pause: float = math.inf) -> EndpointTicket:
+        """Wait until a request may go on the wire; return its ticket (see `Admission`)."""
         discovery = self._discovery
         if self._probe is not None or (discovery is not None and not discovery.done()):
             await self.discover()  # once: later admissions do not touch the finished task
@@ -174,7 +174,7 @@ class Endpoint:
         except BaseException:
             state.release_slot(lease)
             raise
-        return lease, charge
+        return EndpointTicket(self, lease, charge, max_pause)
 
     def release(self, lease: object, rtt: float, outcome: Outcome) -> None:
         """Give the slot back and let the outcome steer the limit."""

@@ -7,10 +7,7 @@ A client resolves its settings once, then sends every request through its `Pipel
 
 from __future__ import annotations
 
-import math
-from abc import abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, ClassVar, Unpack, cast
 
@@ -19,6 +16,11 @@ from llmclient._checks import check_int
 from llmclient._loop_local import LoopLocal
 from llmclient._pipeline import Pipeline
 from llmclient.clients import _pool
+from llmclient.clients._answers import embed_usage as _embed_usage
+from llmclient.clients._answers import stamped as _stamped
+from llmclient.clients._answers import token_from_logprob
+from llmclient.clients._answers import usage as _usage
+from llmclient.clients._contract import ProviderContract
 from llmclient.clients._providers import register_provider
 from llmclient.clients.params import (
     CallOptions,
@@ -31,11 +33,10 @@ from llmclient.clients.params import (
 )
 from llmclient.coalesce import MicroBatcher, send_together
 from llmclient.config import ClientOptions, ClientSettings, resolve_settings
-from llmclient.errors import ConfigurationError, LLMError, UnsupportedFeatureError
+from llmclient.errors import ConfigurationError, UnsupportedFeatureError
 from llmclient.limits import EndpointStats
 from llmclient.limits.builder import ClientLimits
 from llmclient.limits.discovery import ServerCapacity
-from llmclient.limits.endpoint import CapacityProbe
 from llmclient.profiles import LOCAL_PROFILE, ConcurrencyProfile
 from llmclient.telemetry import Observer
 from llmclient.types import (
@@ -43,10 +44,8 @@ from llmclient.types import (
     Message,
     MessageInput,
     Stats,
-    StreamEnd,
     TextStream,
     Token,
-    Usage,
 )
 
 __all__ = [
@@ -77,7 +76,7 @@ class ClientKeywords(ClientConstructorOptions, total=False):
     observer: Observer | None
 
 
-class BaseLLMClient(AsyncClosing):
+class BaseLLMClient(ProviderContract, AsyncClosing):
     """A client that owns the concurrency, rate, retry and timeout policy for its endpoint.
 
     Subclasses set `provider`, `default_base_url` and `native_env`, pick a default profile,
@@ -175,70 +174,10 @@ class BaseLLMClient(AsyncClosing):
         cls._check_settings(settings)
         return settings
 
-    def _supports(self, params: SamplingParams) -> None:
-        """Refuse sampling parameters this provider cannot honour (before anything is sent)."""
-
-    @classmethod
-    def _check_settings(cls, settings: ClientSettings) -> None:
-        """Refuse settings this provider cannot work with (e.g. a cloud without a key)."""
-
-    # ----------------------------------------------------------- provider primitives
     @classmethod
     def default_profile(cls, base_url: str) -> ConcurrencyProfile:
         """The profile for `base_url` when none is given (see `llmclient.profiles`)."""
         return LOCAL_PROFILE
-
-    @staticmethod
-    def _normalize_base_url(url: str) -> str:
-        """The provider's canonical form of a user-given base URL (ValueError if it has none)."""
-        return url.rstrip("/")
-
-    # An endpoint pool's attempt goes to one of its servers: `_chat`, `_stream`, `_embed`
-    # and `_ping` are then called with `base_url=` that server's URL (a provider that takes
-    # no `base_url` serves single endpoints only); it sends there with `self._sdk_at(base_url)`
-    # and passes each response's headers to `self._learn_limits(headers, base_url)`.
-    @abstractmethod
-    async def _chat(self, request: ChatRequest) -> Completion:
-        """Send one chat request to the provider and translate the answer."""
-
-    @abstractmethod
-    def _stream(self, request: ChatRequest) -> AsyncIterator[str | StreamEnd]:
-        """Stream one chat request's text deltas, then a `StreamEnd` at the end marker.
-
-        A stream that stops without yielding its `StreamEnd` is treated as cut off.
-        """
-
-    @abstractmethod
-    async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int | None]:
-        """Embed `texts` in one provider request; return the vectors and tokens used."""
-
-    @abstractmethod
-    def _classify(self, error: Exception) -> LLMError | None:
-        """Translate a provider exception into an llmclient error; None if it is not one."""
-
-    @abstractmethod
-    def _make_sdk(self) -> Any:
-        """A provider SDK client for the running event loop (one is made per loop); for an
-        endpoint pool's server, `_make_sdk(base_url=url)` makes one that sends to `url`."""
-
-    @abstractmethod
-    async def _close_sdk(self, sdk: Any) -> None:
-        """Close an SDK client made by `_make_sdk`, in its own loop."""
-
-    @property
-    def _sdk(self) -> Any:
-        """The provider SDK client of the running event loop (a pool's: its first server's)."""
-        return self._sdks.get()
-
-    def _sdk_at(self, base_url: str | None = None) -> Any:
-        """The SDK client for `base_url` (None: the client's own) in the running loop."""
-        return self._sdks.get(base_url)
-
-    async def _ping(self, base_url: str | None = None) -> None:
-        """A cheap request that shows the server (`base_url`, None: the client's own) is up,
-        such as a listing: pools probe a server they took out with it. Without one, such a
-        server gets requests again after a while."""
-        raise NotImplementedError
 
     # ----------------------------------------------------------------- public API
     @property
@@ -414,17 +353,6 @@ class BaseLLMClient(AsyncClosing):
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is closed; create a new client")
 
-    def _learn_limits(self, headers: Mapping[str, str], base_url: str | None = None) -> None:
-        """Providers pass every response's headers (and the `base_url` it was sent to, in an
-        endpoint pool): announced rate limits pace dispatch to that server."""
-        endpoint = self._endpoints.endpoint_at(base_url)
-        if endpoint is not None:
-            endpoint.learn(headers, self.profile.retry.max_server_wait)
-
-    def _capacity_probe(self, url: str) -> CapacityProbe | None:
-        """Providers that can ask `url` what it serves at once return how (`ServerCapacity`)."""
-        return None
-
     def asks_server(self, url: str | None = None) -> bool:
         """Whether requests to `url` (default: the base URL) start by asking its server what
         it serves at once: its limit is a default or `"auto"`, `discover_limits` is on, and
@@ -459,34 +387,3 @@ class BaseLLMClient(AsyncClosing):
         )
         self._pipeline.check_count(len(texts), len(vectors))
         return vectors
-
-
-def _stamped(completion: Completion, attempts: int, latency: float) -> Completion:
-    """`completion` with the call's attempts and latency: built directly (a third of what
-    `dataclasses.replace` costs on the hot path), by `replace` for a subclass."""
-    if type(completion) is not Completion:
-        return replace(completion, attempts=attempts, latency=latency)
-    c = completion  # every field of Completion: a new field must be added here too
-    return Completion(
-        text=c.text,
-        finish_reason=c.finish_reason,
-        usage=c.usage,
-        tokens=c.tokens,
-        model=c.model,
-        attempts=attempts,
-        latency=latency,
-        reasoning=c.reasoning,
-    )
-
-
-def _usage(completion: Completion) -> Usage | None:
-    return completion.usage
-
-
-def _embed_usage(answer: tuple[list[list[float]], int | None]) -> Usage | None:
-    return None if answer[1] is None else Usage(prompt_tokens=answer[1])
-
-
-def token_from_logprob(text: str, logprob: float, candidates: list[Token] | None = None) -> Token:
-    """A `Token` from a provider's log-probability."""
-    return Token(text=text, prob=math.exp(logprob), top_candidates=candidates or [])

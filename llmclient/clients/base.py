@@ -1,8 +1,9 @@
 """`BaseLLMClient`: the public face every provider shares; subclasses only translate.
 
-A client resolves its settings once, then sends every request through its `Pipeline`
-(limits, timeout, retries, stats). Subclasses implement `_chat`, `_stream`, `_embed`,
-`_classify`, `_make_sdk` and `_close_sdk`; defining `provider` registers them for `client_for`.
+A client resolves its settings once, has `ClientLimits` build its endpoint (or pool), then
+sends every request through its `Pipeline` (limits, timeout, retries, stats). Subclasses
+implement the primitives of `_contract.ProviderContract` (`_chat`, `_stream`, `_embed`,
+`_classify`, `_make_sdk`, `_close_sdk`); defining `provider` registers them for `client_for`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ from llmclient import (
     LLMConnectionError,
     OllamaClient,
     OpenAIClient,
+    RateLimitError,
     ServerBusyError,
+    Usage,
     run_concurrent,
 )
 from llmclient.limits import Endpoint, PoolDispatcher
@@ -446,3 +448,33 @@ def test_one_limit_instance_cannot_serve_two_servers() -> None:
     with pytest.raises(ConfigurationError, match="one Limit instance"):
         OllamaClient("m", host=["http://a:1", "http://b:2"], max_concurrent=FixedLimit(2))
     OllamaClient("m", host=["http://a:1", "http://b:2"], max_concurrent=lambda: FixedLimit(2))
+
+
+async def test_a_pool_ticket_names_its_server_and_its_release_judges_it() -> None:
+    """The admission seam: the pool's ticket says where the attempt goes, and releasing it
+    gives the slot back, counts the outcome and takes a broken server out."""
+    pool = dispatcher(1, 1)
+    first = await pool.admit(1)
+    second = await pool.admit(1)
+    assert {first.base_url, second.base_url} == {"http://h0:1", "http://h1:1"}
+    assert first.where == first.base_url and first.concurrency_limit == 1
+    assert first.release(None, 0.01, Usage(1, 1)) == 0.0
+    answered = next(m for m in pool.members if m.url == first.base_url)
+    assert answered.answered == 1 and answered.endpoint.state.in_flight == 0
+    assert second.release(LLMConnectionError("connection refused"), 0.01) == 0.0
+    broken = next(m for m in pool.members if m.url == second.base_url)
+    assert not broken.healthy and broken.endpoint.state.in_flight == 0
+    assert (await pool.admit(1)).base_url == first.base_url  # only the healthy one is left
+    await pool.aclose()
+
+
+async def test_an_endpoint_ticket_pauses_on_a_retry_after_within_max_pause() -> None:
+    endpoint = Endpoint.local("http://h:1", FixedLimit(2))
+    short = await endpoint.admit(1, max_pause=5)
+    long = await endpoint.admit(1, max_pause=5)
+    assert short.base_url is None and short.where is None
+    assert long.release(RateLimitError("slow down", retry_after=60), 0.01) == 0.0
+    assert endpoint.state.pause_left() == 0.0  # beyond max_pause: the call fails instead
+    assert short.release(RateLimitError("slow down", retry_after=0.5), 0.01) == 0.5
+    assert 0 < (endpoint.state.pause_left() or 0) <= 0.5
+    assert endpoint.state.in_flight == 0

@@ -4,6 +4,7 @@ client's counters (`Recorder`, behind `client.stats`) it updates when it ends.""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 
@@ -15,6 +16,7 @@ from llmclient.types import Stats, Usage, percentile
 
 __all__ = ["Attempt", "Deadline", "Recorder"]
 
+logger = logging.getLogger("llmclient")
 _SAMPLES = 4096  # latencies kept for the stats percentiles
 
 
@@ -139,6 +141,22 @@ class Attempt:
             dropped = not cancelled and outcome_of(error) is Outcome.DROPPED
             probe.attempt_finished(self.waited, latency, error, cancelled, dropped, limits, paused)
         return latency
+
+    def log(
+        self, provider: str, name: str, operation: str, latency: float, error: LLMError | None
+    ) -> None:
+        """Log how the attempt ended, at DEBUG (`name`: the endpoint's, outside pools)."""
+        if logger.isEnabledFor(logging.DEBUG):
+            outcome = "ok" if error is None else f"{error.kind} {error.status_code or ''}".strip()
+            logger.debug(
+                "%s %s: %s %s in %.0f ms (waited %.0f ms for a slot)",
+                provider,
+                self.where or name,
+                operation,
+                outcome,
+                latency * 1000,
+                self.waited * 1000,
+            )
 
     @property
     def where(self) -> str | None:

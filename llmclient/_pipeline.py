@@ -143,13 +143,13 @@ class Pipeline:
             latency = attempt.finish(error, cancelled=error is None)
             if error is None:
                 raise
-            self._log_attempt(operation, attempt, latency, error)
+            attempt.log(self.provider, self.name, operation, latency, error)
             failure = self.chained(error, exc)
         deadline.stop()
         if failure is not None:
             raise failure  # outside `except`: Python chains no hidden __context__ to it
         latency = attempt.finish(None, usage_of(result))
-        self._log_attempt(operation, attempt, latency, None)
+        attempt.log(self.provider, self.name, operation, latency, None)
         return result
 
     async def _admit(self, estimated_tokens: int, probe: RequestProbe | None) -> Attempt:
@@ -370,21 +370,6 @@ class Pipeline:
             )
 
     # ------------------------------------------------------------------ logging
-    def _log_attempt(
-        self, operation: str, attempt: Attempt, latency: float, error: LLMError | None
-    ) -> None:
-        if logger.isEnabledFor(logging.DEBUG):
-            outcome = "ok" if error is None else f"{error.kind} {error.status_code or ''}".strip()
-            logger.debug(
-                "%s %s: %s %s in %.0f ms (waited %.0f ms for a slot)",
-                self.provider,
-                attempt.where or self.name,
-                operation,
-                outcome,
-                latency * 1000,
-                attempt.waited * 1000,
-            )
-
     def _log_retry(self, state: RetryCallState, probe: RequestProbe | None = None) -> None:
         self.recorder.retries += 1
         error = state.outcome.exception() if state.outcome else None

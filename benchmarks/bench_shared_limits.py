@@ -53,11 +53,11 @@ async def admit_cycles(limits: Any, cycles: int) -> float:
     """Mean µs of one admit + release on an idle endpoint."""
     endpoint = shared_endpoint(KEY, "bench", FixedLimit(4), None, None, limits)
     for _ in range(50):  # warm up connections and scripts
-        lease, _ = await endpoint.admit(0)
+        lease, _ = await endpoint.acquire(0)
         endpoint.state.release_slot(lease)
     started = time.perf_counter()
     for _ in range(cycles):
-        lease, _ = await endpoint.admit(0)
+        lease, _ = await endpoint.acquire(0)
         endpoint.state.release_slot(lease)
     return (time.perf_counter() - started) / cycles * 1e6
 
@@ -108,7 +108,7 @@ async def _take_all(url: str, lease: float) -> float:
     backend = RedisBackend(url, lease=lease)
     endpoint = shared_endpoint(KEY, "x", FixedLimit(4), None, None, backend)
     for _ in range(4):
-        await endpoint.admit(0)
+        await endpoint.acquire(0)
     return time.perf_counter()
 
 

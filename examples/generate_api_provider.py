@@ -1,8 +1,4 @@
-"""A third provider: a JSON completion API (POST /api/generate, as Ollama's prompt API) over httpx.
-
-Limits, retries, timeouts, embedding batching and stats come from `BaseLLMClient`; this class
-only translates. Use: `async with client_for("genapi", "llama3.2", base_url=URL) as client:`.
-"""
+"""A third provider, a JSON completion API (as Ollama's /api/generate) over httpx: it translates."""
 
 from __future__ import annotations
 
@@ -15,14 +11,18 @@ import httpx
 import llmclient.errors as e
 from llmclient import BaseLLMClient, ChatRequest, Completion, StreamEnd, Usage
 
+Parts = AsyncIterator[str | StreamEnd]
+Vectors = tuple[list[list[float]], int | None]
+
 
 class GenerateAPIClient(BaseLLMClient):
     provider: ClassVar[str] = "genapi"  # client_for("genapi"), LLMCLIENT_GENAPI_* variables
     default_base_url: ClassVar[str] = "http://127.0.0.1:11434"
     native_env: ClassVar[dict[str, str]] = {"base_url": "GENAPI_HOST"}
 
-    def _make_sdk(self) -> httpx.AsyncClient:  # one per event loop, closed with it
-        return httpx.AsyncClient(base_url=self.settings.base_url, timeout=self.profile.timeout)
+    def _make_sdk(self, base_url: str | None = None) -> httpx.AsyncClient:  # one per loop
+        url = base_url or self.settings.base_url  # base_url: a server of an endpoint pool
+        return httpx.AsyncClient(base_url=url, timeout=self.profile.timeout)
 
     async def _close_sdk(self, sdk: httpx.AsyncClient) -> None:
         await sdk.aclose()
@@ -35,18 +35,16 @@ class GenerateAPIClient(BaseLLMClient):
         body["options"] = {k: v for k, v in options.items() if v is not None}
         return {**body, "system": system} if system else body
 
-    async def _chat(self, request: ChatRequest) -> Completion:
-        answer = await self._sdk.post("/api/generate", json=self._body(request, stream=False))
-        data = self._checked(answer).json()
+    async def _chat(self, request: ChatRequest, base_url: str | None = None) -> Completion:
+        answer = await self._sdk_at(base_url).post("/api/generate", json=self._body(request, False))
+        data = (await self._checked(answer, base_url)).json()
         usage = Usage(data.get("prompt_eval_count", 0), data.get("eval_count", 0))
         return Completion(data["response"], data.get("done_reason"), usage, model=data["model"])
 
-    async def _stream(self, request: ChatRequest) -> AsyncIterator[str | StreamEnd]:
+    async def _stream(self, request: ChatRequest, base_url: str | None = None) -> Parts:
         body = self._body(request, stream=True)
-        async with self._sdk.stream("POST", "/api/generate", json=body) as answer:
-            if answer.status_code >= 400:
-                await answer.aread()
-            async for line in self._checked(answer).aiter_lines():
+        async with self._sdk_at(base_url).stream("POST", "/api/generate", json=body) as answer:
+            async for line in (await self._checked(answer, base_url)).aiter_lines():
                 part = json.loads(line) if line.strip() else {}
                 if part.get("response"):
                     yield part["response"]
@@ -54,18 +52,20 @@ class GenerateAPIClient(BaseLLMClient):
                     usage = Usage(part.get("prompt_eval_count", 0), part.get("eval_count", 0))
                     yield StreamEnd(part.get("done_reason"), usage)
 
-    async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int | None]:
-        answer = await self._sdk.post("/api/embed", json={"model": model, "input": texts})
-        data = self._checked(answer).json()
+    async def _embed(self, model: str, texts: list[str], base_url: str | None = None) -> Vectors:
+        body = {"model": model, "input": texts}
+        answer = await self._sdk_at(base_url).post("/api/embed", json=body)
+        data = (await self._checked(answer, base_url)).json()
         return data["embeddings"], data.get("prompt_eval_count")
 
-    def _checked(self, answer: httpx.Response) -> httpx.Response:  # or the error of its status
-        status, wait = answer.status_code, answer.headers.get("retry-after", "")
-        if status < 400:
+    async def _checked(self, answer: httpx.Response, base_url: str | None) -> httpx.Response:
+        self._learn_limits(answer.headers, base_url)  # rate-limit headers pace that server
+        if (status := answer.status_code) < 400:
             return answer
+        await answer.aread()  # a stream's error body too
         server = e.ServerError if status >= 500 or status in (408, 409) else e.InvalidRequestError
         kinds = {401: e.AuthenticationError, 429: e.RateLimitError, 503: e.ServerBusyError}
-        after = float(wait) if wait.isdigit() else None
+        after = float(wait) if (wait := answer.headers.get("retry-after", "")).isdigit() else None
         error = kinds.get(status, server)
         raise error(answer.text, provider=self.provider, status_code=status, retry_after=after)
 

@@ -9,23 +9,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
 from tenacity import RetryCallState
 
+from llmclient._attempt import Attempt, Deadline, Recorder
 from llmclient.errors import (
     IncompleteStreamError,
     LLMError,
     MalformedResponseError,
-    RateLimitError,
     RequestTimeoutError,
-    ServerBusyError,
 )
-from llmclient.limits import Endpoint, Outcome, PoolDispatcher
-from llmclient.limits.pool import ROUTE, PoolMember
+from llmclient.limits.admission import Admission
 from llmclient.profiles import ConcurrencyProfile
 from llmclient.retry import build_retrying, gave_up_waiting
 from llmclient.telemetry import detect_opentelemetry
@@ -36,154 +33,14 @@ from llmclient.telemetry._events import (
     RequestInfo,
     RequestProbe,
 )
-from llmclient.types import Stats, StreamEnd, Usage, percentile
+from llmclient.types import StreamEnd, Usage
 
-__all__ = ["Attempt", "Pipeline", "Recorder"]
+__all__ = ["Attempt", "Deadline", "Pipeline", "Recorder"]
 
 logger = logging.getLogger("llmclient")
 T = TypeVar("T")
-_SAMPLES = 4096  # latencies kept for the stats percentiles
-_OVERLOAD = (RateLimitError, ServerBusyError, RequestTimeoutError)
 
 Classify = Callable[[Exception], LLMError | None]
-
-
-class Recorder:
-    """Counters and recent latencies behind `client.stats`."""
-
-    __slots__ = (
-        "completed",
-        "completion_tokens",
-        "failed",
-        "in_flight",
-        "latencies",
-        "prompt_tokens",
-        "rate_limited",
-        "retries",
-        "waiting",
-        "waits",
-    )
-
-    def __init__(self) -> None:
-        self.in_flight = self.waiting = self.completed = 0
-        self.failed = self.retries = self.rate_limited = 0
-        self.prompt_tokens = self.completion_tokens = 0
-        self.latencies: deque[float] = deque(maxlen=_SAMPLES)
-        self.waits: deque[float] = deque(maxlen=_SAMPLES)
-
-    def stats(self, concurrency_limit: int) -> Stats:
-        """A snapshot of the counters and latency percentiles."""
-        latencies, waits = sorted(self.latencies), sorted(self.waits)
-        return Stats(
-            in_flight=self.in_flight,
-            waiting=self.waiting,
-            completed=self.completed,
-            failed=self.failed,
-            retries=self.retries,
-            rate_limited=self.rate_limited,
-            latency_p50=percentile(latencies, 0.50),
-            latency_p95=percentile(latencies, 0.95),
-            latency_p99=percentile(latencies, 0.99),
-            wait_p50=percentile(waits, 0.50),
-            wait_p95=percentile(waits, 0.95),
-            concurrency_limit=concurrency_limit,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-        )
-
-
-def outcome_of(error: LLMError | None) -> Outcome:
-    """What a finished attempt tells the limit: success, overload, or nothing about load."""
-    if error is None:
-        return Outcome.SUCCESS
-    return Outcome.DROPPED if isinstance(error, _OVERLOAD) else Outcome.IGNORED
-
-
-class Attempt:
-    """One attempt's hold on the endpoint: admitted, on the wire, then finished exactly once."""
-
-    __slots__ = (
-        "charge",
-        "endpoint",
-        "finished",
-        "lease",
-        "max_pause",
-        "member",
-        "probe",
-        "recorder",
-        "started",
-        "waited",
-    )
-
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        recorder: Recorder,
-        admitted: tuple[object, float],
-        waited: float,
-        max_pause: float,
-        probe: RequestProbe | None = None,
-        member: PoolMember | None = None,
-    ) -> None:
-        self.endpoint = endpoint
-        self.probe = probe
-        self.member = member  # the pool's server it was admitted to, if a pool's
-        self.recorder = recorder
-        self.max_pause = max_pause
-        self.lease, self.charge = admitted
-        self.waited = waited
-        self.started = time.monotonic()
-        self.finished = False
-        recorder.in_flight += 1
-
-    def finish(
-        self, error: LLMError | None, usage: Usage | None = None, cancelled: bool = False
-    ) -> float:
-        """Release the slot, settle tpm, record the outcome; return the time on the wire."""
-        latency = time.monotonic() - self.started
-        if self.finished:
-            return latency
-        self.finished = True
-        self.recorder.in_flight -= 1
-        endpoint = self.endpoint
-        limit_before = endpoint.concurrency_limit if self.probe is not None else 0
-        paused = 0.0
-        if isinstance(error, RequestTimeoutError):  # back-pressure only if every slot was taken
-            error.overload = endpoint.state.in_flight >= endpoint.concurrency_limit
-        outcome = Outcome.IGNORED if cancelled else outcome_of(error)
-        endpoint.release(self.lease, latency, outcome)
-        if outcome is Outcome.SUCCESS:
-            self.recorder.latencies.append(latency)
-            if usage is not None:
-                endpoint.settle(self.charge, usage.total_tokens)
-                self.recorder.prompt_tokens += usage.prompt_tokens
-                self.recorder.completion_tokens += usage.completion_tokens
-            endpoint.budget.on_success()
-        elif error is None:
-            pass
-        elif error.overload:
-            if isinstance(error, RateLimitError | ServerBusyError):
-                self.recorder.rate_limited += 1
-            wait = error.retry_after if isinstance(error, RateLimitError) else None
-            if wait and wait <= self.max_pause:  # a longer one fails the call, not the endpoint
-                paused = wait
-                endpoint.pause(wait)
-        elif error.retryable:
-            endpoint.budget.on_failure()
-        if self.probe is not None:
-            limits = (limit_before, endpoint.concurrency_limit)
-            dropped = outcome is Outcome.DROPPED
-            self.probe.attempt_finished(
-                self.waited, latency, error, cancelled, dropped, limits, paused
-            )
-        if self.member is not None:
-            self.member.pool.finished(self.member, error, latency, cancelled)
-        return latency
-
-    @property
-    def where(self) -> str | None:
-        """The pool server it went to, for messages (None outside pools)."""
-        return None if self.member is None else self.member.name
 
 
 class Pipeline:
@@ -205,7 +62,7 @@ class Pipeline:
         provider: str,
         name: str,
         profile: ConcurrencyProfile,
-        endpoint: Callable[[], Endpoint | PoolDispatcher],
+        endpoint: Callable[[], Admission],
         classify: Classify,
         secret: str | None = None,
         observer: Observer | None = None,
@@ -224,7 +81,7 @@ class Pipeline:
     async def call(
         self,
         operation: str,
-        send: Callable[[], Awaitable[T]],
+        send: Callable[..., Awaitable[T]],
         estimated_tokens: int,
         usage_of: Callable[[T], Usage | None],
         model: str | None = None,
@@ -232,6 +89,7 @@ class Pipeline:
     ) -> tuple[T, int, float]:
         """`send()` under limits and retries; return its result, attempts made, time taken.
 
+        An attempt the admission routes to another server (a pool's) is `send(base_url=url)`.
         `model` and `messages` are what telemetry observers are told the request is.
         """
         probe = self._probe(operation, model, messages, streaming=False)
@@ -265,49 +123,48 @@ class Pipeline:
     async def _attempt(
         self,
         operation: str,
-        send: Callable[[], Awaitable[T]],
+        send: Callable[..., Awaitable[T]],
         estimated_tokens: int,
         usage_of: Callable[[T], Usage | None],
         probe: RequestProbe | None,
     ) -> T:
         attempt = await self._admit(estimated_tokens, probe)
-        route = ROUTE.set(attempt.member)  # a pool's server: the provider call goes there
+        url = attempt.ticket.base_url  # a pool's server: the provider call goes there
         failure: LLMError | None = None
+        deadline = Deadline(self.profile.timeout)
         try:
-            async with asyncio.timeout(self.profile.timeout):
-                result = await send()
+            result = await (send() if url is None else send(base_url=url))
         except BaseException as exc:
+            if deadline.stop(exc):  # its own cancellation: the attempt timed out
+                timed_out = TimeoutError()
+                timed_out.__cause__ = exc
+                exc = timed_out
             error = self.translate(exc, attempt.where)
             latency = attempt.finish(error, cancelled=error is None)
             if error is None:
                 raise
-            self._log_attempt(operation, attempt, latency, error)
+            attempt.log(self.provider, self.name, operation, latency, error)
             failure = self.chained(error, exc)
-        finally:
-            ROUTE.reset(route)
+        deadline.stop()
         if failure is not None:
             raise failure  # outside `except`: Python chains no hidden __context__ to it
         latency = attempt.finish(None, usage_of(result))
-        self._log_attempt(operation, attempt, latency, None)
+        attempt.log(self.provider, self.name, operation, latency, None)
         return result
 
     async def _admit(self, estimated_tokens: int, probe: RequestProbe | None) -> Attempt:
-        target = self._endpoint()
-        member: PoolMember | None = None
+        admission = self._endpoint()
         recorder = self.recorder
         recorder.waiting += 1
         if probe is not None:
             probe.slot_wait_started()
         asked = time.monotonic()
         try:
-            if isinstance(target, PoolDispatcher):
-                member, admitted = await target.admit(estimated_tokens)
-                endpoint = member.endpoint
-            else:
-                endpoint, admitted = target, await target.admit(estimated_tokens)
+            ticket = await admission.admit(estimated_tokens, self.profile.retry.max_server_wait)
         except BaseException as exc:
             if probe is not None:
-                probe.slot_wait_abandoned(time.monotonic() - asked, exc, target.concurrency_limit)
+                limit = admission.concurrency_limit
+                probe.slot_wait_abandoned(time.monotonic() - asked, exc, limit)
             raise
         finally:
             recorder.waiting -= 1
@@ -315,8 +172,7 @@ class Pipeline:
         recorder.waits.append(waited)
         if probe is not None:
             probe.slot_acquired(waited)
-        max_pause = self.profile.retry.max_server_wait
-        return Attempt(endpoint, recorder, admitted, waited, max_pause, probe, member)
+        return Attempt(ticket, recorder, waited, probe)
 
     async def _with_retries(
         self, attempt: Callable[[], Awaitable[T]], probe: RequestProbe | None = None
@@ -368,7 +224,7 @@ class Pipeline:
     # ------------------------------------------------------------------ streams
     async def stream(
         self,
-        open_parts: Callable[[], AsyncIterator[str | StreamEnd]],
+        open_parts: Callable[..., AsyncIterator[str | StreamEnd]],
         estimated_tokens: int,
         on_end: Callable[[StreamEnd], None],
         model: str | None = None,
@@ -377,24 +233,22 @@ class Pipeline:
         """Relay a stream's text deltas; it must end with the provider's `StreamEnd`.
 
         Opening is retried until the first part arrives; after that an error ends the stream.
+        A stream the admission routes to another server (a pool's) is `open_parts(base_url=url)`.
         A stream that stops without its end marker raises `IncompleteStreamError`.
         """
         probe = self._probe("chat", model, messages, streaming=True)
 
         async def open_stream() -> tuple[Attempt, AsyncIterator[str | StreamEnd], str | StreamEnd]:
             attempt = await self._admit(estimated_tokens, probe)
-            route = ROUTE.set(attempt.member)  # a pool's server: the stream opens there
+            url = attempt.ticket.base_url  # a pool's server: the stream opens there
+            parts = open_parts() if url is None else open_parts(base_url=url)
             try:
-                parts = open_parts()
-                try:
-                    first = await self._next_part(parts, attempt.where)
-                except BaseException as exc:
-                    error = exc if isinstance(exc, LLMError) else None
-                    attempt.finish(error, cancelled=error is None)
-                    await _close_quietly(parts)
-                    raise
-            finally:
-                ROUTE.reset(route)
+                first = await self._next_part(parts, attempt.where)
+            except BaseException as exc:
+                error = exc if isinstance(exc, LLMError) else None
+                attempt.finish(error, cancelled=error is None)
+                await _close_quietly(parts)
+                raise
             return attempt, parts, first
 
         try:
@@ -516,21 +370,6 @@ class Pipeline:
             )
 
     # ------------------------------------------------------------------ logging
-    def _log_attempt(
-        self, operation: str, attempt: Attempt, latency: float, error: LLMError | None
-    ) -> None:
-        if logger.isEnabledFor(logging.DEBUG):
-            outcome = "ok" if error is None else f"{error.kind} {error.status_code or ''}".strip()
-            logger.debug(
-                "%s %s: %s %s in %.0f ms (waited %.0f ms for a slot)",
-                self.provider,
-                attempt.where or self.name,
-                operation,
-                outcome,
-                latency * 1000,
-                attempt.waited * 1000,
-            )
-
     def _log_retry(self, state: RetryCallState, probe: RequestProbe | None = None) -> None:
         self.recorder.retries += 1
         error = state.outcome.exception() if state.outcome else None

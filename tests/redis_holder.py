@@ -18,7 +18,7 @@ async def _hold(url: str, lease: float, slots: int) -> None:
     backend = RedisBackend(url, lease=lease)
     endpoint = shared_endpoint(HOLDER_KEY, "holder", FixedLimit(slots), None, None, backend)
     for _ in range(slots):
-        await endpoint.admit(0)
+        await endpoint.acquire(0)
     print("holding", flush=True)
     await asyncio.sleep(3600)
 

@@ -482,3 +482,17 @@ async def test_config_does_not_ask_when_the_limit_is_given(
     row = await max_concurrent_row(server.openai_base_url, env=env)
     assert row.split()[1] == "7" and "env LLMCLIENT_OPENAI_MAX_CONCURRENT" in row
     assert server.stats.requests == 0
+
+
+def test_asks_server_says_whether_a_request_asks_first() -> None:
+    """The rule the first request follows: a default or "auto" limit asks a local server;
+    a limit the user gave, a pool server's own limit and the cloud ask nothing."""
+    local = "http://127.0.0.1:9/v1"
+    assert OpenAIClient("m", base_url=local).asks_server()
+    assert OpenAIClient("m", base_url=local, max_concurrent="auto").asks_server(local)
+    assert not OpenAIClient("m", base_url=local, max_concurrent=3).asks_server()
+    pool = OpenAIClient("m", base_url=EndpointPool({local: 2, "http://127.0.0.1:8/v1": None}))
+    assert not pool.asks_server(local)
+    assert pool.asks_server("http://127.0.0.1:8/v1")
+    cloud = OpenAIClient("gpt-x", base_url="https://api.openai.com/v1", api_key="sk-test")
+    assert not cloud.asks_server()

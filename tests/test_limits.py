@@ -148,7 +148,7 @@ async def test_endpoint_pause_holds_dispatch() -> None:
     endpoint = Endpoint.local("test", FixedLimit(4))
     endpoint.pause(0.2)
     started = time.monotonic()
-    lease, _ = await endpoint.admit(1)
+    lease, _ = await endpoint.acquire(1)
     assert time.monotonic() - started >= 0.19
     endpoint.release(lease, 0.0, Outcome.SUCCESS)
 

@@ -13,6 +13,7 @@ from llmclient import (
     LLMError,
     Outcome,
     RateLimitError,
+    RequestTimeoutError,
     RetryPolicy,
     ServerBusyError,
     ServerError,
@@ -293,3 +294,39 @@ async def test_a_retry_after_beyond_the_cap_fails_at_once_and_says_when() -> Non
     assert caught.value.attempts == 1
     endpoint = pipe._endpoint()
     assert await endpoint.state.paused_for() == 0  # the call failed; the endpoint is not paused
+
+
+async def test_a_timed_out_attempt_leaves_its_task_uncancelled() -> None:
+    """The attempt's deadline cancels the call, then takes its cancellation back."""
+    pipe = pipeline(RecordingLimit(1), RetryPolicy(max_attempts=1), timeout=0.02)
+
+    async def slow() -> str:
+        await asyncio.sleep(10)
+        return "late"
+
+    with pytest.raises(RequestTimeoutError, match="no answer within"):
+        await pipe.call("chat", slow, 1, usage)
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    await asyncio.sleep(0.05)  # no cancellation left pending for the caller's next await
+    assert await pipe.call("chat", failing_then([], "ok"), 1, usage) == (
+        "ok",
+        1,
+        pytest.approx(0, abs=1),
+    )
+
+
+async def test_a_cancelled_attempt_is_cancelled_not_timed_out() -> None:
+    pipe = pipeline(RecordingLimit(1), RetryPolicy(max_attempts=1), timeout=5)
+    started = asyncio.Event()
+
+    async def slow() -> str:
+        started.set()
+        await asyncio.sleep(10)
+        return "late"
+
+    call = asyncio.create_task(pipe.call("chat", slow, 1, usage))
+    await started.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call

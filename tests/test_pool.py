@@ -16,7 +16,9 @@ from llmclient import (
     LLMConnectionError,
     OllamaClient,
     OpenAIClient,
+    RateLimitError,
     ServerBusyError,
+    Usage,
     run_concurrent,
 )
 from llmclient.limits import Endpoint, PoolDispatcher
@@ -291,7 +293,7 @@ def dispatcher(*limits: int) -> PoolDispatcher:
 
 async def test_requests_go_to_the_least_loaded_server_first() -> None:
     pool = dispatcher(1, 2, 4)
-    chosen = [(await pool.admit(1))[0].index for _ in range(7)]
+    chosen = [(await pool.acquire(1))[0].index for _ in range(7)]
     # Least in flight for its limit: the 4-slot server until it is as loaded as the 2-slot one.
     assert chosen == [2, 1, 0, 2, 2, 1, 2]
     assert [m.endpoint.state.in_flight for m in pool.members] == [1, 2, 4]
@@ -299,22 +301,22 @@ async def test_requests_go_to_the_least_loaded_server_first() -> None:
 
 async def test_no_request_waits_behind_a_busy_server_while_another_is_free() -> None:
     pool = dispatcher(1, 1)
-    busy, (lease, _) = await pool.admit(1)
-    other, _ = await pool.admit(1)
+    busy, (lease, _) = await pool.acquire(1)
+    other, _ = await pool.acquire(1)
     assert {busy.index, other.index} == {0, 1}
     busy.endpoint.release(lease, 0.01, _success())
     pool.finished(busy, None, 0.01, cancelled=False)
-    again, _ = await pool.admit(1)
+    again, _ = await pool.acquire(1)
     assert again is busy  # the free one, at once
 
 
 async def test_waiters_are_served_first_come_first_served_across_the_pool() -> None:
     pool = dispatcher(1, 1)
-    held = [await pool.admit(1) for _ in range(2)]
+    held = [await pool.acquire(1) for _ in range(2)]
     order: list[int] = []
 
     async def wait(number: int) -> PoolMember:
-        member, _ = await pool.admit(1)
+        member, _ = await pool.acquire(1)
         order.append(number)
         return member
 
@@ -335,9 +337,9 @@ async def test_waiters_are_served_first_come_first_served_across_the_pool() -> N
 
 async def test_a_waiter_cancelled_as_it_is_served_passes_its_slot_on() -> None:
     pool = dispatcher(1)
-    member, (lease, _) = await pool.admit(1)
-    first = asyncio.create_task(pool.admit(1))
-    second = asyncio.create_task(pool.admit(1))
+    member, (lease, _) = await pool.acquire(1)
+    first = asyncio.create_task(pool.acquire(1))
+    second = asyncio.create_task(pool.acquire(1))
     await asyncio.sleep(0)
     member.endpoint.release(lease, 0.01, _success())
     pool.finished(member, None, 0.01, cancelled=False)  # hands the slot to `first`
@@ -350,8 +352,8 @@ async def test_a_waiter_cancelled_as_it_is_served_passes_its_slot_on() -> None:
 async def test_a_slot_freed_by_another_client_of_the_server_reaches_the_pool() -> None:
     pool = dispatcher(1)
     shared = pool.members[0].endpoint
-    lease, _ = await shared.admit(1)  # a client outside the pool holds the only slot
-    waiting = asyncio.create_task(pool.admit(1))
+    lease, _ = await shared.acquire(1)  # a client outside the pool holds the only slot
+    waiting = asyncio.create_task(pool.acquire(1))
     await asyncio.sleep(0.01)
     assert not waiting.done()
     shared.release(lease, 0.01, _success())  # the pool hears nothing of this release
@@ -446,3 +448,33 @@ def test_one_limit_instance_cannot_serve_two_servers() -> None:
     with pytest.raises(ConfigurationError, match="one Limit instance"):
         OllamaClient("m", host=["http://a:1", "http://b:2"], max_concurrent=FixedLimit(2))
     OllamaClient("m", host=["http://a:1", "http://b:2"], max_concurrent=lambda: FixedLimit(2))
+
+
+async def test_a_pool_ticket_names_its_server_and_its_release_judges_it() -> None:
+    """The admission seam: the pool's ticket says where the attempt goes, and releasing it
+    gives the slot back, counts the outcome and takes a broken server out."""
+    pool = dispatcher(1, 1)
+    first = await pool.admit(1)
+    second = await pool.admit(1)
+    assert {first.base_url, second.base_url} == {"http://h0:1", "http://h1:1"}
+    assert first.where == first.base_url and first.concurrency_limit == 1
+    assert first.release(None, 0.01, Usage(1, 1)) == 0.0
+    answered = next(m for m in pool.members if m.url == first.base_url)
+    assert answered.answered == 1 and answered.endpoint.state.in_flight == 0
+    assert second.release(LLMConnectionError("connection refused"), 0.01) == 0.0
+    broken = next(m for m in pool.members if m.url == second.base_url)
+    assert not broken.healthy and broken.endpoint.state.in_flight == 0
+    assert (await pool.admit(1)).base_url == first.base_url  # only the healthy one is left
+    await pool.aclose()
+
+
+async def test_an_endpoint_ticket_pauses_on_a_retry_after_within_max_pause() -> None:
+    endpoint = Endpoint.local("http://h:1", FixedLimit(2))
+    short = await endpoint.admit(1, max_pause=5)
+    long = await endpoint.admit(1, max_pause=5)
+    assert short.base_url is None and short.where is None
+    assert long.release(RateLimitError("slow down", retry_after=60), 0.01) == 0.0
+    assert endpoint.state.pause_left() == 0.0  # beyond max_pause: the call fails instead
+    assert short.release(RateLimitError("slow down", retry_after=0.5), 0.01) == 0.5
+    assert 0 < (endpoint.state.pause_left() or 0) <= 0.5
+    assert endpoint.state.in_flight == 0

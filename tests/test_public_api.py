@@ -153,6 +153,7 @@ POLICY = (
     "llmclient.coalesce",
     "llmclient.limits",
     "llmclient._pipeline",
+    "llmclient._attempt",
     "llmclient.telemetry",
     "llmclient._version",
     "llmclient._runner",

@@ -69,11 +69,11 @@ async def test_arrival_order_is_kept_across_processes(redis_server: RedisServer)
         return shared_endpoint(KEY, str(lease), FixedLimit(1), None, None, backend)
 
     holder = process(2.0)
-    lease, _ = await holder.admit(0)
+    lease, _ = await holder.acquire(0)
     order: list[str] = []
 
     async def wait_in_line(endpoint: Any) -> None:
-        got, _ = await endpoint.admit(0)
+        got, _ = await endpoint.acquire(0)
         order.append(endpoint.name)
         await asyncio.sleep(0.05)
         endpoint.state.release_slot(got)
@@ -99,13 +99,13 @@ async def test_a_release_goes_to_the_first_in_line_not_to_the_releasers_own_wait
         return shared_endpoint(KEY, name, FixedLimit(4), None, None, backend)
 
     a, b, c = process("a", 5.0), process("b", 4.0), process("c", 3.0)
-    held = {name: [(await p.admit(0))[0] for _ in range(2)] for name, p in (("a", a), ("c", c))}
+    held = {name: [(await p.acquire(0))[0] for _ in range(2)] for name, p in (("a", a), ("c", c))}
     r = redis.asyncio.Redis.from_url(redis_server.url)
     slots, queue = "llmclient:{http://127.0.0.1:9}:slots", "llmclient:{http://127.0.0.1:9}:queue"
     order: list[str] = []
 
     async def wait_in_line(endpoint: Any, name: str) -> object:
-        lease, _ = await endpoint.admit(0)
+        lease, _ = await endpoint.acquire(0)
         order.append(name)
         return lease
 
@@ -142,8 +142,8 @@ async def test_a_grant_whose_message_is_lost_still_reaches_its_waiter(
     a = shared_endpoint(KEY, "a", FixedLimit(1), None, None, RedisBackend(redis_server.url))
     backend_b = RedisBackend(redis_server.url, lease=2.0)
     b = shared_endpoint(KEY, "b", FixedLimit(1), None, None, backend_b)
-    held, _ = await a.admit(0)
-    waiting = asyncio.create_task(b.admit(0))
+    held, _ = await a.acquire(0)
+    waiting = asyncio.create_task(b.acquire(0))
     r = redis.asyncio.Redis.from_url(redis_server.url)
     while await r.zcard("llmclient:{http://127.0.0.1:9}:queue") < 1:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
@@ -164,7 +164,7 @@ async def test_many_waiters_of_several_processes_never_exceed_the_limit(
 
     async def one(endpoint: Any, n: int) -> None:
         nonlocal in_flight, peak
-        lease, _ = await endpoint.admit(0)
+        lease, _ = await endpoint.acquire(0)
         in_flight += 1
         peak = max(peak, in_flight)
         await asyncio.sleep(0.001 * (n % 4))
@@ -268,7 +268,7 @@ async def test_waiting_for_redis_ends_in_the_clear_error(redis_server: RedisServ
     backend = RedisBackend(redis_server.url, wait_timeout=0.3)
     endpoint = shared_endpoint(KEY, "x", FixedLimit(1), None, None, backend)
     with pytest.raises(LimitsUnavailableError, match=r"waited .* of wait_timeout=0\.3s"):
-        await endpoint.admit(0)
+        await endpoint.acquire(0)
 
 
 async def test_a_run_waits_through_a_redis_restart(
@@ -292,7 +292,7 @@ async def test_a_run_waits_through_a_redis_restart(
 async def test_restarted_redis_relearns_live_leases(redis_server: RedisServer) -> None:
     backend = RedisBackend(redis_server.url, lease=0.6)
     endpoint = shared_endpoint(KEY, "x", FixedLimit(4), None, None, backend)
-    held = [(await endpoint.admit(0))[0] for _ in range(3)]
+    held = [(await endpoint.acquire(0))[0] for _ in range(3)]
     redis_server.stop()
     redis_server.start()
     slots = "llmclient:{http://127.0.0.1:9}:slots"
@@ -325,7 +325,7 @@ async def test_auto_is_one_fleet_limit_steered_by_one_leader(
     ]
     prompts = [f"q{i}" for i in range(120)]
     await asyncio.gather(*(run_concurrent(c.generate_answer, prompts) for c in clients))
-    limits = [c._endpoint().limit for c in clients]
+    limits = [c._endpoints.get().limit for c in clients]
     assert all(isinstance(limit, FleetLimit) for limit in limits)
     with redis.Redis.from_url(redis_server.url) as r:
         leader = r.get(f"llmclient:{{{server.url}}}:leader".replace("http://", "http://"))
@@ -346,7 +346,7 @@ async def test_a_fleet_limit_starts_from_the_servers_figure(
     limits = RedisBackend(redis_server.url)
     async with OpenAIClient("sim-model", base_url=url, max_concurrent="auto", limits=limits) as c:
         await c.generate_answer("x")
-        limit = c._endpoint().limit
+        limit = c._endpoints.get().limit
         assert isinstance(limit, FleetLimit)
         assert limit.inner.limit >= 4  # started at 5 (not at 1); one sample may step it
 
@@ -356,7 +356,7 @@ async def test_a_fleet_limit_starts_from_the_servers_figure(
 
 def test_limits_setting_from_arguments_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     client = OllamaClient("m", limits="redis://:pw@10.1.2.3:6379/2")
-    assert client._limits == RedisBackend("redis://:pw@10.1.2.3:6379/2")
+    assert client._endpoints.backend == RedisBackend("redis://:pw@10.1.2.3:6379/2")
     row = dict((n, (v, s)) for n, v, s in client.settings.rows())["limits"]
     assert row == ("redis://10.1.2.3:6379/2", "argument")
     monkeypatch.setenv("LLMCLIENT_OLLAMA_LIMITS", "redis://127.0.0.1:1/0")
@@ -365,7 +365,7 @@ def test_limits_setting_from_arguments_and_environment(monkeypatch: pytest.Monke
     assert settings.limits == "redis://127.0.0.1:1/0"
     assert settings.on_backend_error == "fail"
     assert settings.sources["limits"] == "env LLMCLIENT_OLLAMA_LIMITS"
-    assert OllamaClient("m", limits="local")._limits != client._limits
+    assert OllamaClient("m", limits="local")._endpoints.backend != client._endpoints.backend
 
 
 @pytest.mark.parametrize(
@@ -476,8 +476,8 @@ def test_a_killed_holders_slots_come_back_after_the_lease(redis_server: RedisSer
             endpoint = shared_endpoint(HOLDER_KEY, "x", FixedLimit(2), None, None, backend)
             started = time.monotonic()
             async with asyncio.timeout(wait):
-                await endpoint.admit(0)
-                await endpoint.admit(0)
+                await endpoint.acquire(0)
+                await endpoint.acquire(0)
             return time.monotonic() - started
 
         # Alive, its heartbeat keeps both slots well past one lease time.

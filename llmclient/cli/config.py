@@ -82,14 +82,13 @@ async def _ask_servers(
                 values.append(str(limit))
                 sources.append(f"pool: {name}")
                 continue
-            probe = client._limit_probe(url, client.profile)  # the rule a request follows
-            if probe is None:
+            if not client.asks_server(url):  # the rule a request follows
                 values.append(str(profile.max_concurrent))
                 sources.append(default)
                 continue
             asked = True
             try:
-                found = await probe()
+                found = await client.server_capacity(url)
             except Exception as exc:
                 found, why = None, f"not reached ({type(exc).__name__})"
             else:

@@ -1,81 +1,81 @@
-"""What a client needs to drive an endpoint pool: one provider SDK per server, and probes.
+"""What a client needs to drive an endpoint pool: one provider SDK per server, and pings.
 
-Providers need no pool code: `_make_sdk` reads `self.settings.base_url`, so for a pool's
-server it runs on a shallow copy of the client whose settings name that server.
+A pool's attempt names its server (the admission ticket's `base_url`): the client's
+primitives get it as `base_url=`, and `_sdk_at(base_url)` picks that server's SDK client,
+made by `_make_sdk(base_url=url)`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import functools
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from llmclient._loop_local import LoopLocal
 from llmclient.config import public_url
 from llmclient.limits import EndpointStats, PoolDispatcher
-from llmclient.limits.pool import ROUTE, PoolMember
 
 if TYPE_CHECKING:
     from llmclient.clients.base import BaseLLMClient
 
-__all__ = ["SdkPerServer", "endpoint_stats", "ping_member"]
+__all__ = ["SdkPerServer", "endpoint_stats", "ping_server"]
 
 PING_TIMEOUT = 10.0  # seconds a probe of a server taken out may take
 
 
 class SdkPerServer:
-    """The provider SDK client of the pool server the running attempt was admitted to.
+    """A client's provider SDK clients: one per event loop for its base URL and, in an
+    endpoint pool, one per server URL (`make(base_url=url)`), each made on first use."""
 
-    One per server and event loop, made on first use; outside an attempt, the first server's.
-    """
+    __slots__ = ("_own", "_servers")
 
-    __slots__ = ("_client", "_first", "_sdks")
-
-    def __init__(self, client: BaseLLMClient, urls: tuple[str, ...]) -> None:
-        self._client = client
-        self._first = urls[0]
-        self._sdks: dict[str, LoopLocal[Any]] = {
-            url: LoopLocal(functools.partial(self._make, url), client._close_sdk) for url in urls
+    def __init__(
+        self,
+        make: Callable[..., Any],
+        close: Callable[[Any], Awaitable[None]],
+        urls: tuple[str, ...] = (),
+    ) -> None:
+        self._servers: dict[str, LoopLocal[Any]] = {
+            url: LoopLocal(functools.partial(make, base_url=url), close) for url in urls
         }
+        # outside a pool the client's own; in one, its first server's
+        self._own = self._servers[urls[0]] if urls else LoopLocal(make, close)
 
-    def _make(self, url: str) -> Any:
-        client = self._client
-        at_server = copy.copy(client)
-        at_server.settings = client.settings.model_copy(update={"base_url": url})
-        return at_server._make_sdk()
+    def get(self, base_url: str | None = None) -> Any:
+        """The SDK client for `base_url` (None: the client's own) in the running loop."""
+        if base_url is None:
+            return self._own.get()
+        return self._servers[base_url].get()
 
-    def get(self) -> Any:
-        """The SDK client for the running attempt's server, in the running loop."""
-        member = ROUTE.get()
-        url = member.url if member is not None and member.url in self._sdks else self._first
-        return self._sdks[url].get()
+    def latest(self) -> Any:
+        """The client's own SDK client used last, in any loop (None before any)."""
+        return self._own.latest()
 
     async def aclose(self) -> None:
         """Close every server's SDK client of the running loop."""
-        for sdk in self._sdks.values():
-            await sdk.aclose()
+        await self._own.aclose()
+        for sdk in self._servers.values():
+            if sdk is not self._own:
+                await sdk.aclose()
 
 
-async def ping_member(client: BaseLLMClient, member: PoolMember) -> None:
-    """Raise unless `member`'s server answers the provider's cheap request (`_ping`).
+async def ping_server(client: BaseLLMClient, url: str) -> None:
+    """Raise unless the pool server at `url` answers the provider's cheap request (`_ping`).
 
     A provider without `_ping` lets the server back in after the probe interval: the next
     request is the probe.
     """
-    route = ROUTE.set(member)
     try:
         async with asyncio.timeout(min(client.profile.timeout, PING_TIMEOUT)):
-            await client._ping()
+            await client._ping(base_url=url)
     except NotImplementedError:
         return
     except Exception as exc:
-        error = client._pipeline.translate(exc, member.name)
+        error = client._pipeline.translate(exc, public_url(url))
         if error is None:
             raise
         raise error from None
-    finally:
-        ROUTE.reset(route)
 
 
 def endpoint_stats(client: BaseLLMClient, target: object) -> dict[str, EndpointStats]:

@@ -65,13 +65,13 @@ class AzureOpenAIClient(OpenAIClient):
                 "AZURE_OPENAI_API_KEY or LLMCLIENT_AZURE_API_KEY"
             )
 
-    def _make_sdk(self) -> openai.AsyncAzureOpenAI:
+    def _make_sdk(self, base_url: str | None = None) -> openai.AsyncAzureOpenAI:
         # No azure_deployment: the SDK puts each request's `model` in the path
         # (/openai/deployments/<model>/...), so chat and embeddings reach their own deployments.
         key = self.settings.api_key
         return openai.AsyncAzureOpenAI(
             api_key=key.get_secret_value() if key else _LOCAL_PLACEHOLDER_KEY,
-            azure_endpoint=self.settings.base_url,
+            azure_endpoint=base_url or self.settings.base_url,
             api_version=self.api_version,
             timeout=self.profile.timeout,
             max_retries=0,

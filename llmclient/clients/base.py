@@ -1,17 +1,16 @@
 """`BaseLLMClient`: the public face every provider shares; subclasses only translate.
 
-A client resolves its settings once, then sends every request through its `Pipeline`
-(limits, timeout, retries, stats). Subclasses implement `_chat`, `_stream`, `_embed`,
-`_classify`, `_make_sdk` and `_close_sdk`; defining `provider` registers them for `client_for`.
+A client resolves its settings once, has `ClientLimits` build its endpoint (or pool), then
+sends every request through its `Pipeline` (limits, timeout, retries, stats). Subclasses
+implement the primitives of `_contract.ProviderContract` (`_chat`, `_stream`, `_embed`,
+`_classify`, `_make_sdk`, `_close_sdk`); defining `provider` registers them for `client_for`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import math
-from abc import abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import fields, replace
+from dataclasses import replace
+from functools import partial
 from typing import Any, ClassVar, Unpack, cast
 
 from llmclient._aclose import AsyncClosing
@@ -20,6 +19,15 @@ from llmclient._loop_local import LoopLocal
 from llmclient._pipeline import Pipeline
 from llmclient.cache import ClientCache, client_cache
 from llmclient.clients import _pool, _structured
+from llmclient.clients._answers import embed_usage as _embed_usage
+from llmclient.clients._answers import stamped as _stamped
+from llmclient.clients._answers import token_from_logprob
+from llmclient.clients._answers import usage as _usage
+from llmclient.clients._budget import call_usage as _call_usage
+from llmclient.clients._budget import no_usage as _no_usage
+from llmclient.clients._budget import tracker_for
+from llmclient.clients._contract import ProviderContract
+from llmclient.clients._providers import register_provider
 from llmclient.clients.params import (
     CallOptions,
     ChatRequest,
@@ -29,30 +37,12 @@ from llmclient.clients.params import (
     messages_from,
     validate_params,
 )
-from llmclient.clients.registry import register_provider
 from llmclient.coalesce import MicroBatcher, send_together
-from llmclient.config import (
-    ClientOptions,
-    ClientSettings,
-    budget_from_env,
-    public_url,
-    resolve_settings,
-)
-from llmclient.errors import ConfigurationError, LLMError, UnsupportedFeatureError
-from llmclient.limits import (
-    Endpoint,
-    EndpointStats,
-    FixedLimit,
-    Limit,
-    PoolDispatcher,
-    RetryBudget,
-    endpoint_key,
-    shared_endpoint,
-)
-from llmclient.limits.backends import backend_for
+from llmclient.config import ClientOptions, ClientSettings, resolve_settings
+from llmclient.errors import ConfigurationError, UnsupportedFeatureError
+from llmclient.limits import EndpointStats
+from llmclient.limits.builder import ClientLimits
 from llmclient.limits.discovery import ServerCapacity
-from llmclient.limits.endpoint import CapacityProbe
-from llmclient.limits.pool import ROUTE
 from llmclient.limits.spending import (
     Budget,
     BudgetTracker,
@@ -61,7 +51,7 @@ from llmclient.limits.spending import (
     metered,
     metered_stream,
 )
-from llmclient.profiles import LOCAL_PROFILE, ConcurrencyProfile, is_local_endpoint
+from llmclient.profiles import LOCAL_PROFILE, ConcurrencyProfile
 from llmclient.telemetry import Observer
 from llmclient.types import (
     Completion,
@@ -71,7 +61,6 @@ from llmclient.types import (
     StreamEnd,
     TextStream,
     Token,
-    Usage,
 )
 
 __all__ = [
@@ -103,7 +92,7 @@ class ClientKeywords(ClientConstructorOptions, total=False):
     budget: Budget | BudgetTracker | None
 
 
-class BaseLLMClient(AsyncClosing):
+class BaseLLMClient(ProviderContract, AsyncClosing):
     """A client that owns the concurrency, rate, retry and timeout policy for its endpoint.
 
     Subclasses set `provider`, `default_base_url` and `native_env`, pick a default profile,
@@ -160,25 +149,25 @@ class BaseLLMClient(AsyncClosing):
         self.topk_per_token = topk_per_token
         self.tokenizer = tokenizer
         self.keep_reasoning = keep_reasoning
-        self.budget = _tracker(budget, self.settings.limits)
+        self.budget = tracker_for(budget, self.settings.limits)
         key = self.settings.api_key
+        self._endpoints = ClientLimits(
+            self.settings, self.provider, self._capacity_probe, partial(_pool.ping_server, self)
+        )
         self._pipeline = Pipeline(
             self.provider,
             self.endpoint_name,
             self.profile,
-            self._endpoint,
+            self._endpoints.get,
             self._classify,
             secret=key.get_secret_value() if key else None,
             observer=observer,
         )
-        self._limits = backend_for(self.settings.limits, self.settings.on_backend_error)
-        self._endpoints: LoopLocal[Endpoint | PoolDispatcher] = LoopLocal(self._make_endpoint)
         self._coalescers = LoopLocal(self._make_coalescer)
-        self._sdks: LoopLocal[Any] | _pool.SdkPerServer = LoopLocal(self._make_sdk, self._close_sdk)
-        if self.settings.pool is not None:
-            self._check_pool_limits()
-            self._endpoints = LoopLocal(self._make_pool)
-            self._sdks = _pool.SdkPerServer(self, self.settings.pool.urls)
+        pool = self.settings.pool
+        self._sdks = _pool.SdkPerServer(
+            self._make_sdk, self._close_sdk, pool.urls if pool is not None else ()
+        )
         self._cache = client_cache(
             self.settings.cache, self.settings.cache_mode, f"{self.provider} {self.endpoint_name}"
         )
@@ -208,71 +197,10 @@ class BaseLLMClient(AsyncClosing):
         cls._check_settings(settings)
         return settings
 
-    def _supports(self, params: SamplingParams) -> None:
-        """Refuse sampling parameters this provider cannot honour (before anything is sent)."""
-
-    def _check_request(self, request: ChatRequest) -> None:
-        """Refuse a request this provider cannot send (e.g. an image form), before sending."""
-
-    @classmethod
-    def _check_settings(cls, settings: ClientSettings) -> None:
-        """Refuse settings this provider cannot work with (e.g. a cloud without a key)."""
-
-    # ----------------------------------------------------------- provider primitives
     @classmethod
     def default_profile(cls, base_url: str) -> ConcurrencyProfile:
         """The profile for `base_url` when none is given (see `llmclient.profiles`)."""
         return LOCAL_PROFILE
-
-    @staticmethod
-    def _normalize_base_url(url: str) -> str:
-        """The provider's canonical form of a user-given base URL (ValueError if it has none)."""
-        return url.rstrip("/")
-
-    @abstractmethod
-    async def _chat(self, request: ChatRequest) -> Completion:
-        """Send one chat request to the provider and translate the answer."""
-
-    @abstractmethod
-    def _stream(self, request: ChatRequest) -> AsyncIterator[str | StreamEnd]:
-        """Stream one chat request's text deltas, then a `StreamEnd` at the end marker.
-
-        A stream that stops without yielding its `StreamEnd` is treated as cut off.
-        """
-
-    @abstractmethod
-    async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int | None]:
-        """Embed `texts` in one provider request; return the vectors and tokens used."""
-
-    def _wire_body(self, request: ChatRequest) -> Mapping[str, Any]:
-        """What the provider is sent for `request` (its SDK arguments): cache keys are made
-        of it. By default every field of the request, its parameters that are set."""
-        body: dict[str, Any] = {f.name: getattr(request, f.name) for f in fields(request)}
-        body["params"] = request.params.model_dump(exclude_defaults=True)
-        return body
-
-    @abstractmethod
-    def _classify(self, error: Exception) -> LLMError | None:
-        """Translate a provider exception into an llmclient error; None if it is not one."""
-
-    @abstractmethod
-    def _make_sdk(self) -> Any:
-        """A provider SDK client for the running event loop (one is made per loop)."""
-
-    @abstractmethod
-    async def _close_sdk(self, sdk: Any) -> None:
-        """Close an SDK client made by `_make_sdk`, in its own loop."""
-
-    @property
-    def _sdk(self) -> Any:
-        """The provider SDK client of the running event loop (and, in a pool, of the server
-        the running attempt was admitted to)."""
-        return self._sdks.get()
-
-    async def _ping(self) -> None:
-        """A cheap request that shows the server is up (a listing): pools probe a server they
-        took out with it. Without one, such a server gets requests again after a while."""
-        raise NotImplementedError
 
     # ----------------------------------------------------------------- public API
     @property
@@ -289,15 +217,7 @@ class BaseLLMClient(AsyncClosing):
     def max_workers(self) -> int:
         """The most requests this client can ever have on the wire: helpers size pools to it
         (for an endpoint pool, the sum over its servers)."""
-        pool = self.settings.pool
-        latest = self._endpoints.latest()
-        if pool is None:
-            return _workers(latest, self.profile)
-        members = latest.members if isinstance(latest, PoolDispatcher) else None
-        return sum(
-            _workers(members[i].endpoint if members else None, self._server_profile(limit))
-            for i, limit in enumerate(pool.limits)
-        )
+        return self._endpoints.max_workers
 
     @property
     def endpoint_name(self) -> str:
@@ -307,20 +227,11 @@ class BaseLLMClient(AsyncClosing):
     @property
     def stats(self) -> Stats:
         """A snapshot of this client's requests so far (an endpoint pool's: all servers')."""
-        endpoint = self._endpoints.latest()
-        if endpoint is not None:
-            limit = endpoint.concurrency_limit
-        elif self.settings.pool is not None:
-            limit = sum(_first_limit(self._server_profile(lm)) for lm in self.settings.pool.limits)
-        else:
-            limit = _first_limit(self.profile)
-        stats = self._pipeline.recorder.stats(limit)
+        stats = self._pipeline.recorder.stats(self._endpoints.concurrency_limit)
         cache = self._cache
-        return (
-            stats
-            if cache is None
-            else replace(stats, cache_hits=cache.hits, cache_misses=cache.misses)
-        )
+        if cache is None:
+            return stats
+        return replace(stats, cache_hits=cache.hits, cache_misses=cache.misses)
 
     @property
     def endpoint_stats(self) -> dict[str, EndpointStats]:
@@ -335,7 +246,7 @@ class BaseLLMClient(AsyncClosing):
         request = self._request(messages_from(prompt_or_messages), params)
         cached = self._cached("chat", request)
         if cached is not None:  # a hit costs no slot, no rate budget, no request and no budget
-            completion = await cached[0].completion(cached[1], lambda: self._send(request))
+            completion = await cached[0].completion(cached[1], partial(self._send, request))
             if completion.attempts:  # sent (by this call or the identical one it waited for)
                 return completion
             return _structured.with_parsed(completion, request.params, self.provider)
@@ -349,7 +260,7 @@ class BaseLLMClient(AsyncClosing):
             held = await hold(budgets, request.prompt_estimate(), request.completion_estimate())
         call = self._pipeline.call(
             "chat",
-            lambda: self._chat(request),
+            partial(self._chat, request),
             request.estimated_tokens(),
             _usage,
             request.model,
@@ -416,7 +327,7 @@ class BaseLLMClient(AsyncClosing):
 
         def relay(on_end: Callable[[StreamEnd], None]) -> AsyncIterator[str]:
             return self._pipeline.stream(
-                lambda: self._stream(request), estimate, on_end, request.model, request.messages
+                partial(self._stream, request), estimate, on_end, request.model, request.messages
             )
 
         sent = relay
@@ -472,13 +383,7 @@ class BaseLLMClient(AsyncClosing):
             if coalescer is not None:
                 await coalescer.flush()
             await self._sdks.aclose()
-            target = self._endpoints.current()
-            if isinstance(target, PoolDispatcher):
-                await target.aclose()
-                for member in target.members:
-                    await member.endpoint.aclose()
-            elif target is not None:
-                await target.aclose()
+            await self._endpoints.aclose()
             if self.budget is not None:
                 await self.budget.aclose()
             if self._cache is not None:
@@ -529,53 +434,11 @@ class BaseLLMClient(AsyncClosing):
         if self._closed:
             raise RuntimeError(f"{type(self).__name__} is closed; create a new client")
 
-    def _endpoint(self) -> Endpoint | PoolDispatcher:
-        return self._endpoints.get()
-
-    def _learn_limits(self, headers: Mapping[str, str]) -> None:
-        """Providers pass every response's headers: announced rate limits pace dispatch."""
-        member = ROUTE.get()
-        target = member.endpoint if member is not None else self._endpoints.current()
-        if isinstance(target, Endpoint):
-            target.learn(headers, self.profile.retry.max_server_wait)
-
-    def _make_endpoint(
-        self, url: str | None = None, profile: ConcurrencyProfile | None = None
-    ) -> Endpoint:
-        """The `Endpoint` of `url` (default: the base URL) under `profile` (default: ours)."""
-        p = profile or self.profile
-        url = url or self.settings.base_url
-        name = public_url(url)
-        budget = RetryBudget(p.retry.budget_tokens, p.retry.budget_refund)
-        probe = self._limit_probe(url, p)
-        if not p.share_limits:
-            endpoint = Endpoint.local(name, p.new_limit(), p.rpm, p.tpm, budget)
-            if probe is not None:
-                endpoint.ask_server(probe)
-            return endpoint
-        key = self.settings.api_key
-        shared_key = endpoint_key(
-            url, key.get_secret_value() if key else None, is_local_endpoint(url)
-        )
-        return shared_endpoint(
-            shared_key, name, p.new_limit(), p.rpm, p.tpm, self._limits, budget, probe
-        )
-
-    def _limit_probe(self, url: str, profile: ConcurrencyProfile) -> CapacityProbe | None:
-        """The server question for `url` when its limit is a default (or `"auto"`) and
-        `discover_limits` is on; None otherwise."""
-        if not profile.discover_limits:
-            return None
-        if profile.max_concurrent != "auto":
-            if profile is not self.profile:
-                return None  # a pool server's own max_concurrent
-            if not self.settings.sources.get("max_concurrent", "").startswith("default"):
-                return None
-        return self._capacity_probe(url)
-
-    def _capacity_probe(self, url: str) -> CapacityProbe | None:
-        """Providers that can ask `url` what it serves at once return how (`ServerCapacity`)."""
-        return None
+    def asks_server(self, url: str | None = None) -> bool:
+        """Whether requests to `url` (default: the base URL) start by asking its server what
+        it serves at once: its limit is a default or `"auto"`, `discover_limits` is on, and
+        this provider can ask (see `server_capacity`)."""
+        return self._endpoints.capacity_question(url) is not None
 
     async def server_capacity(self, url: str | None = None) -> ServerCapacity | None:
         """Ask the server (`url`, default the base URL) how many requests it serves at once:
@@ -588,48 +451,8 @@ class BaseLLMClient(AsyncClosing):
         """Ask the servers now what they can take, where the limit is a default (the first
         request does it anyway, once per event loop); return the new `max_workers`."""
         self._check_open()
-        target = self._endpoint()
-        if isinstance(target, PoolDispatcher):
-            endpoints = [member.endpoint for member in target.members]
-        else:
-            endpoints = [target]
-        await asyncio.gather(*(endpoint.discover() for endpoint in endpoints))
+        await self._endpoints.discover()
         return self.max_workers
-
-    def _server_profile(self, max_concurrent: Any) -> ConcurrencyProfile:
-        """The profile of one server of an endpoint pool (its own `max_concurrent`, if set)."""
-        if max_concurrent is None:
-            return self.profile
-        return self.profile.model_copy(update={"max_concurrent": max_concurrent})
-
-    def _make_pool(self) -> PoolDispatcher:
-        pool = self.settings.pool
-        assert pool is not None
-        servers = [
-            (url, public_url(url), self._make_endpoint(url, self._server_profile(limit)))
-            for url, limit in zip(pool.urls, pool.limits, strict=True)
-        ]
-        retry = self.profile.retry
-        return PoolDispatcher(
-            pool,
-            servers,
-            lambda member: _pool.ping_member(self, member),
-            provider=self.provider,
-            budget=RetryBudget(retry.budget_tokens, retry.budget_refund),
-        )
-
-    def _check_pool_limits(self) -> None:
-        """One `Limit` instance cannot count the slots of two servers."""
-        pool = self.settings.pool
-        assert pool is not None
-        specs = [self._server_profile(limit).max_concurrent for limit in pool.limits]
-        instances = [id(spec) for spec in specs if isinstance(spec, Limit)]
-        if len(instances) != len(set(instances)):
-            raise ConfigurationError(
-                "invalid argument: max_concurrent: one Limit instance serves several servers of "
-                "the pool; pass a function that returns a new Limit, or one per server in "
-                "EndpointPool({url: limit})"
-            )
 
     def _make_coalescer(self) -> MicroBatcher[str, list[float]]:
         p = self.profile
@@ -641,79 +464,7 @@ class BaseLLMClient(AsyncClosing):
         model = self._model_for(self.settings.embed_model, "embed_model")
         estimate = sum(len(t) for t in texts) // 4 + len(texts)
         (vectors, _), _, _ = await self._pipeline.call(
-            "embed", lambda: self._embed(model, texts), estimate, _embed_usage, model
+            "embed", partial(self._embed, model, texts), estimate, _embed_usage, model
         )
         self._pipeline.check_count(len(texts), len(vectors))
         return vectors
-
-
-def _workers(endpoint: Endpoint | PoolDispatcher | None, profile: ConcurrencyProfile) -> int:
-    """The most requests `endpoint` may have on the wire: what its server said it can take
-    when that replaced a fixed default, else what `profile` allows."""
-    if (
-        isinstance(endpoint, Endpoint)
-        and endpoint.discovered is not None
-        and isinstance(endpoint.limit, FixedLimit)
-    ):
-        return endpoint.concurrency_limit
-    return profile.max_workers
-
-
-def _first_limit(profile: ConcurrencyProfile) -> int:
-    """The concurrency limit an endpoint starts at under `profile`."""
-    spec = profile.max_concurrent
-    return spec if isinstance(spec, int) else 1
-
-
-def _stamped(completion: Completion, attempts: int, latency: float) -> Completion:
-    """`completion` with the call's attempts and latency: built directly (a third of what
-    `dataclasses.replace` costs on the hot path), by `replace` for a subclass."""
-    if type(completion) is not Completion:
-        return replace(completion, attempts=attempts, latency=latency)
-    c = completion  # every field of Completion: a new field must be added here too
-    return Completion(
-        text=c.text,
-        finish_reason=c.finish_reason,
-        usage=c.usage,
-        tokens=c.tokens,
-        model=c.model,
-        attempts=attempts,
-        latency=latency,
-        reasoning=c.reasoning,
-        tool_calls=c.tool_calls,
-        parsed=c.parsed,
-    )
-
-
-def _usage(completion: Completion) -> Usage | None:
-    return completion.usage
-
-
-def _call_usage(outcome: tuple[Completion, int, float]) -> Usage | None:
-    return outcome[0].usage
-
-
-def _no_usage(vectors: object) -> None:
-    """Embeddings are charged their estimate: a batched request's usage is not split per call."""
-    return None
-
-
-def _tracker(budget: object, limits: object) -> BudgetTracker | None:
-    """The client's budget tracker: `budget`'s, or the environment's (counted where the
-    client's limits live: this process, or Redis)."""
-    if budget is None:
-        budget = budget_from_env()
-    if budget is None or isinstance(budget, BudgetTracker):
-        return budget
-    if not isinstance(budget, Budget):
-        raise TypeError(f"budget={budget!r}: must be a Budget, a BudgetTracker or None")
-    return BudgetTracker(budget, limits)  # type: ignore[arg-type]
-
-
-def _embed_usage(answer: tuple[list[list[float]], int | None]) -> Usage | None:
-    return None if answer[1] is None else Usage(prompt_tokens=answer[1])
-
-
-def token_from_logprob(text: str, logprob: float, candidates: list[Token] | None = None) -> Token:
-    """A `Token` from a provider's log-probability."""
-    return Token(text=text, prob=math.exp(logprob), top_candidates=candidates or [])

@@ -6,6 +6,7 @@ parameters go into `options`. The SDK has no timeout and no retries of its own.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Unpack
@@ -99,22 +100,23 @@ class OllamaClient(BaseLLMClient):
         sdk: ollama.AsyncClient = self._sdks.get()
         return sdk
 
-    def _make_sdk(self) -> ollama.AsyncClient:
+    def _make_sdk(self, base_url: str | None = None) -> ollama.AsyncClient:
         key = self.settings.api_key
+        check = functools.partial(self._check_response, base_url=base_url)
         return ollama.AsyncClient(
-            host=self.settings.base_url,
+            host=base_url or self.settings.base_url,
             timeout=self.profile.timeout,
             headers={"authorization": f"Bearer {key.get_secret_value()}"} if key else None,
-            event_hooks={"response": [self._check_response]},
+            event_hooks={"response": [check]},
         )
 
-    async def _check_response(self, response: httpx.Response) -> None:
+    async def _check_response(self, response: httpx.Response, base_url: str | None = None) -> None:
         """Read what the SDK drops or cannot parse before it sees the answer.
 
         The SDK keeps no headers on its errors (so no Retry-After), and turns a proxy's HTML
         page or a JSON array into decoding or type errors; streams are checked line by line.
         """
-        self._learn_limits(response.headers)
+        self._learn_limits(response.headers, base_url)
         content_type = response.headers.get("content-type", "")
         if response.status_code >= 400:
             await response.aread()
@@ -196,8 +198,9 @@ class OllamaClient(BaseLLMClient):
     def _wire_body(self, request: ChatRequest) -> dict[str, Any]:
         return self._chat_arguments(request)
 
-    async def _chat(self, request: ChatRequest) -> Completion:
-        response = await self._sdk.chat(**self._chat_arguments(request), stream=False)
+    async def _chat(self, request: ChatRequest, base_url: str | None = None) -> Completion:
+        sdk: ollama.AsyncClient = self._sdk_at(base_url)
+        response = await sdk.chat(**self._chat_arguments(request), stream=False)
         with answer_shape("chat answer", self.provider):
             completion = self._completion(response)
         return _structured.with_parsed(completion, request.params, self.provider)
@@ -224,8 +227,11 @@ class OllamaClient(BaseLLMClient):
             tool_calls=_tools.ollama_tool_calls(response.message.tool_calls),
         )
 
-    async def _stream(self, request: ChatRequest) -> AsyncIterator[str | StreamEnd]:
-        parts = await self._sdk.chat(**self._chat_arguments(request), stream=True)
+    async def _stream(
+        self, request: ChatRequest, base_url: str | None = None
+    ) -> AsyncIterator[str | StreamEnd]:
+        sdk: ollama.AsyncClient = self._sdk_at(base_url)
+        parts = await sdk.chat(**self._chat_arguments(request), stream=True)
         calls: tuple[ToolCall, ...] = ()
         try:
             async for part in parts:
@@ -240,13 +246,17 @@ class OllamaClient(BaseLLMClient):
         finally:
             await parts.aclose()  # type: ignore[attr-defined]
 
-    async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int | None]:
-        response = await self._sdk.embed(model=model, input=texts, keep_alive=self.keep_alive)
+    async def _embed(
+        self, model: str, texts: list[str], base_url: str | None = None
+    ) -> tuple[list[list[float]], int | None]:
+        sdk: ollama.AsyncClient = self._sdk_at(base_url)
+        response = await sdk.embed(model=model, input=texts, keep_alive=self.keep_alive)
         return [list(vector) for vector in response.embeddings], response.prompt_eval_count
 
-    async def _ping(self) -> None:
+    async def _ping(self, base_url: str | None = None) -> None:
         """`GET /api/tags`: answers whenever the server is up."""
-        await self._sdk.list()
+        sdk: ollama.AsyncClient = self._sdk_at(base_url)
+        await sdk.list()
 
     async def _close_sdk(self, sdk: ollama.AsyncClient) -> None:
         await sdk._client.aclose()

@@ -82,11 +82,11 @@ class OpenAIClient(BaseLLMClient):
         sdk: openai.AsyncOpenAI = self._sdks.get()
         return sdk
 
-    def _make_sdk(self) -> openai.AsyncOpenAI:
+    def _make_sdk(self, base_url: str | None = None) -> openai.AsyncOpenAI:
         key = self.settings.api_key
         return openai.AsyncOpenAI(
             api_key=key.get_secret_value() if key else _LOCAL_PLACEHOLDER_KEY,
-            base_url=self.settings.base_url,
+            base_url=base_url or self.settings.base_url,
             timeout=self.profile.timeout,
             max_retries=0,
         )
@@ -163,9 +163,14 @@ class OpenAIClient(BaseLLMClient):
     def _wire_body(self, request: ChatRequest) -> dict[str, Any]:
         return self._arguments(request)
 
-    async def _chat(self, request: ChatRequest) -> Completion:
-        raw = await self._sdk.chat.completions.with_raw_response.create(**self._arguments(request))
-        self._learn_limits(raw.http_response.headers)
+    async def _chat(self, request: ChatRequest, base_url: str | None = None) -> Completion:
+        sdk: openai.AsyncOpenAI = self._sdk_at(base_url)
+        try:
+            raw = await sdk.chat.completions.with_raw_response.create(**self._arguments(request))
+        except openai.APIStatusError as error:
+            self._learn_limits(error.response.headers, base_url)
+            raise
+        self._learn_limits(raw.http_response.headers, base_url)
         with answer_shape("chat completion", self.provider):
             self._check_answer(raw.http_response)
             completion = self._completion(raw.parse())
@@ -205,9 +210,16 @@ class OpenAIClient(BaseLLMClient):
             else (),
         )
 
-    async def _stream(self, request: ChatRequest) -> AsyncIterator[str | StreamEnd]:
-        chunks = await self._sdk.chat.completions.create(**self._arguments(request), stream=True)
-        self._learn_limits(chunks.response.headers)
+    async def _stream(
+        self, request: ChatRequest, base_url: str | None = None
+    ) -> AsyncIterator[str | StreamEnd]:
+        sdk: openai.AsyncOpenAI = self._sdk_at(base_url)
+        try:
+            chunks = await sdk.chat.completions.create(**self._arguments(request), stream=True)
+        except openai.APIStatusError as error:
+            self._learn_limits(error.response.headers, base_url)
+            raise
+        self._learn_limits(chunks.response.headers, base_url)
         finish: str | None = None
         usage: Usage | None = None
         pieces: _tools.OpenAICallPieces | None = None
@@ -233,9 +245,16 @@ class OpenAIClient(BaseLLMClient):
             calls = pieces.calls(self.provider) if pieces is not None else ()
             yield StreamEnd(finish, usage, calls)
 
-    async def _embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int | None]:
-        raw = await self._sdk.embeddings.with_raw_response.create(model=model, input=texts)
-        self._learn_limits(raw.http_response.headers)
+    async def _embed(
+        self, model: str, texts: list[str], base_url: str | None = None
+    ) -> tuple[list[list[float]], int | None]:
+        sdk: openai.AsyncOpenAI = self._sdk_at(base_url)
+        try:
+            raw = await sdk.embeddings.with_raw_response.create(model=model, input=texts)
+        except openai.APIStatusError as error:
+            self._learn_limits(error.response.headers, base_url)
+            raise
+        self._learn_limits(raw.http_response.headers, base_url)
         with answer_shape("list of embeddings", self.provider):
             self._check_answer(raw.http_response)
             response = raw.parse()
@@ -243,9 +262,10 @@ class OpenAIClient(BaseLLMClient):
             used = response.usage.total_tokens if response.usage else None
             return [list(item.embedding) for item in data], used
 
-    async def _ping(self) -> None:
+    async def _ping(self, base_url: str | None = None) -> None:
         """`GET /models`: answers whenever the server is up."""
-        await self._sdk.models.list()
+        sdk: openai.AsyncOpenAI = self._sdk_at(base_url)
+        await sdk.models.list()
 
     def _capacity_probe(self, url: str) -> CapacityProbe | None:
         """Local servers may say what they serve at once; the OpenAI cloud does not."""
@@ -309,7 +329,6 @@ class OpenAIClient(BaseLLMClient):
         message = str(detail.get("message") or error.message)
         codes = {str(detail.get("type")), str(detail.get("code")), str(error.type), str(error.code)}
         retry_after = parse_retry_after(error.response.headers)
-        self._learn_limits(error.response.headers)
         common: dict[str, Any] = {"provider": self.provider, "status_code": status}
         if codes & _QUOTA_CODES:
             return QuotaExceededError(message, **common)

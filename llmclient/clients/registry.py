@@ -9,25 +9,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from llmclient.clients._providers import PROVIDERS as _providers
+from llmclient.clients._providers import register_provider
 from llmclient.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from llmclient.clients.base import BaseLLMClient
 
 __all__ = ["client_for", "provider_class", "provider_names", "register_provider"]
-
-_providers: dict[str, str | type[BaseLLMClient]] = {
-    "azure": "llmclient.clients.azure:AzureOpenAIClient",
-    "ollama": "llmclient.clients.ollama:OllamaClient",
-    "openai": "llmclient.clients.openai:OpenAIClient",
-}
-
-
-def register_provider(name: str, client_class: str | type[BaseLLMClient]) -> None:
-    """Make `client_for(name)` build `client_class` (a class, or "module:Class" to import)."""
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"provider name must be a non-empty string, got {name!r}")
-    _providers[name.lower()] = client_class
 
 
 def provider_names() -> tuple[str, ...]:

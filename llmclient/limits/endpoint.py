@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from llmclient.limits.admission import EndpointTicket
 from llmclient.limits.algorithms import FixedLimit, LatencyLimit, Limit, Outcome
 from llmclient.limits.backends import LOCAL, EndpointState, LimitBackend, LocalState
 from llmclient.limits.budget import RetryBudget
@@ -146,18 +147,24 @@ class Endpoint:
             capacity.source,
         )
 
-    async def admit(self, estimated_tokens: int) -> tuple[object, float]:
-        """Wait until a request may go on the wire; return its slot lease and tpm charge."""
+    async def acquire(self, estimated_tokens: int) -> tuple[object, float]:
+        """Wait until a request may go on the wire; return its slot lease and tpm charge
+        (to give back with `release`)."""
+        ticket = await self.admit(estimated_tokens)
+        return ticket.lease, ticket.charge
+
+    async def admit(self, estimated_tokens: int, max_pause: float = math.inf) -> EndpointTicket:
+        """Wait until a request may go on the wire; return its ticket (see `Admission`)."""
         discovery = self._discovery
         if self._probe is not None or (discovery is not None and not discovery.done()):
             await self.discover()  # once: later admissions do not touch the finished task
         state = self.state
-        if self._pause_left() != 0.0:  # unknown (a remote state) or paused: wait it out
+        if state.pause_left() != 0.0:  # unknown (a remote state) or paused: wait it out
             await self._wait_pause()
         charge = await state.reserve(estimated_tokens) if state.rates_active else 0.0
         while True:
             lease = await state.acquire_slot()
-            left = self._pause_left()
+            left = state.pause_left()
             if (await state.paused_for() if left is None else left) <= 0:
                 break
             state.release_slot(lease)  # a pause began while we waited: do not hold a slot
@@ -167,18 +174,20 @@ class Endpoint:
         except BaseException:
             state.release_slot(lease)
             raise
-        return lease, charge
+        return EndpointTicket(self, lease, charge, max_pause)
 
     def release(self, lease: object, rtt: float, outcome: Outcome) -> None:
         """Give the slot back and let the outcome steer the limit."""
         state = self.state
-        before = self.concurrency_limit
-        with _SAMPLES:  # one limit may be steered from several threads' loops
-            self.limit.on_sample(rtt, state.in_flight, outcome)
-        after = self.concurrency_limit
-        if after != before:
-            logger.debug("%s: concurrency limit now %d", self.name, after)
-            state.set_limit(after)
+        limit = self.limit
+        if type(limit) is not FixedLimit:  # a fixed limit learns nothing from a sample
+            before = self.concurrency_limit
+            with _SAMPLES:  # one limit may be steered from several threads' loops
+                limit.on_sample(rtt, state.in_flight, outcome)
+            after = self.concurrency_limit
+            if after != before:
+                logger.debug("%s: concurrency limit now %d", self.name, after)
+                state.set_limit(after)
         state.release_slot(lease)
         self.pacing.done()
 
@@ -206,12 +215,6 @@ class Endpoint:
         close = getattr(self.state, "aclose", None)
         if close is not None:
             await close()
-
-    def _pause_left(self) -> float | None:
-        """Seconds left of the pause when the state can tell without I/O (the local one),
-        else None: the admission path then skips awaiting `paused_for` when nothing is paused."""
-        state = self.state
-        return state.pause_left() if isinstance(state, LocalState) else None
 
     async def _wait_pause(self) -> None:
         # A deadline that may move later while we sleep, not an event: re-check after each sleep.

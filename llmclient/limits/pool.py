@@ -1,6 +1,7 @@
 """Endpoint pools: several servers of one provider behind one client, each under its own limit.
 
-`EndpointPool` names the servers (and, if they differ, each one's `max_concurrent`).
+`EndpointPool` (`pool_spec`) names the servers (and, if they differ, each one's
+`max_concurrent`); `pool_member` holds a running server's state and its attempts' tickets.
 `PoolDispatcher` admits each request to the healthy server with the most free capacity,
 first come first served across the pool; a failing server is taken out and probed back.
 """
@@ -11,14 +12,9 @@ import asyncio
 import logging
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
 
-from llmclient._checks import check_int
 from llmclient.errors import (
-    ConfigurationError,
     LLMConnectionError,
     LLMError,
     RateLimitError,
@@ -26,211 +22,17 @@ from llmclient.errors import (
     ServerBusyError,
     ServerError,
 )
+from llmclient.limits.admission import EndpointTicket
 from llmclient.limits.budget import RetryBudget
 from llmclient.limits.endpoint import Endpoint
-from llmclient.types import percentile
+from llmclient.limits.pool_member import EndpointStats, PoolMember, PoolTicket
+from llmclient.limits.pool_spec import EndpointPool
 
-if TYPE_CHECKING:
-    from llmclient.profiles import MaxConcurrentSpec
-
-__all__ = ["ROUTE", "EndpointPool", "EndpointStats", "PoolDispatcher", "PoolMember"]
+__all__ = ["EndpointPool", "EndpointStats", "PoolDispatcher", "PoolMember", "PoolTicket"]
 
 logger = logging.getLogger("llmclient")
-_SAMPLES = 1024  # latencies kept per endpoint for its percentiles
 _MAX_PAUSE = 60.0  # longest Retry-After that keeps an endpoint out of dispatch
 _RECHECK = 0.05  # seconds between looks for slots freed by other clients while requests wait
-
-ROUTE: ContextVar[PoolMember | None] = ContextVar("llmclient_route", default=None)
-"""The pool member the running attempt was admitted to (None outside pools)."""
-
-
-class EndpointPool:
-    """Several servers of one provider behind one client: `base_url=EndpointPool([...])`.
-
-    `endpoints` is a list of URLs (each gets the profile's `max_concurrent`), or a mapping
-    of URL to its own `max_concurrent` (None: the profile's). A server is taken out of the
-    pool when a connection to it is refused or breaks, or after `unhealthy_after` server
-    errors (5xx, timeouts that were not overload) in a row, or `unhealthy_after` refusals
-    (503, 429 without Retry-After) in a row while another server is in; it is probed every
-    `probe_interval` seconds and comes back when a probe answers.
-
-    >>> EndpointPool({"http://gpu1:11434": 1, "http://gpu2:11434": None}).urls
-    ('http://gpu1:11434', 'http://gpu2:11434')
-    """
-
-    __slots__ = ("limits", "probe_interval", "unhealthy_after", "urls")
-
-    def __init__(
-        self,
-        endpoints: Sequence[str] | Mapping[str, MaxConcurrentSpec | None],
-        *,
-        unhealthy_after: int = 3,
-        probe_interval: float = 2.0,
-    ) -> None:
-        from llmclient.profiles import ConcurrencyProfile  # profiles imports limits
-
-        if isinstance(endpoints, str):
-            endpoints = endpoints.split(",")
-        if isinstance(endpoints, Mapping):
-            items = list(endpoints.items())
-        elif isinstance(endpoints, Iterable):
-            items = [(url, None) for url in endpoints]
-        else:
-            raise ConfigurationError(
-                f"invalid argument: endpoints={endpoints!r}: must be a list of URLs or a "
-                "mapping of URL to max_concurrent"
-            )
-        if not items:
-            raise ConfigurationError("invalid argument: endpoints=[]: a pool needs a URL")
-        for index, (url, limit) in enumerate(items):
-            if not isinstance(url, str) or not url.strip():
-                raise ConfigurationError(
-                    f"invalid argument: endpoints[{index}]={url!r}: must be a URL string"
-                )
-            if limit is not None:
-                try:
-                    ConcurrencyProfile(max_concurrent=limit)
-                except ValueError as error:
-                    raise ConfigurationError(
-                        f"invalid argument: max_concurrent={limit!r} for {url}: "
-                        "must be a positive integer, 'auto', a Limit or a function returning one"
-                    ) from error
-        urls = [url.strip() for url, _ in items]
-        twice = next((url for i, url in enumerate(urls) if url in urls[:i]), None)
-        if twice is not None:
-            raise ConfigurationError(
-                f"invalid argument: endpoints: {twice!r} is listed twice (one server's slots "
-                "would be counted twice)"
-            )
-        check_int("unhealthy_after", unhealthy_after, 1)
-        if isinstance(probe_interval, bool) or not (
-            isinstance(probe_interval, int | float) and 0 < probe_interval < math.inf
-        ):
-            raise ConfigurationError(
-                f"invalid argument: probe_interval={probe_interval!r}: must be a positive number"
-            )
-        self.urls: tuple[str, ...] = tuple(urls)
-        self.limits: tuple[MaxConcurrentSpec | None, ...] = tuple(
-            None if limit is None else ConcurrencyProfile(max_concurrent=limit).max_concurrent
-            for _, limit in items
-        )
-        self.unhealthy_after = unhealthy_after
-        self.probe_interval = float(probe_interval)
-
-    def with_urls(self, urls: Sequence[str]) -> EndpointPool:
-        """The same pool with its URLs replaced (in the same order): their canonical form."""
-        return EndpointPool(
-            dict(zip(urls, self.limits, strict=True)),
-            unhealthy_after=self.unhealthy_after,
-            probe_interval=self.probe_interval,
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, EndpointPool):
-            return NotImplemented
-        return (self.urls, self.limits, self.unhealthy_after, self.probe_interval) == (
-            other.urls,
-            other.limits,
-            other.unhealthy_after,
-            other.probe_interval,
-        )
-
-    def __hash__(self) -> int:
-        return hash(self.urls)
-
-    def __repr__(self) -> str:
-        endpoints = dict(zip(self.urls, self.limits, strict=True))
-        if all(limit is None for limit in self.limits):
-            return f"EndpointPool({list(self.urls)!r})"
-        return f"EndpointPool({endpoints!r})"
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointStats:
-    """One server of a client: its health and the attempts it served.
-
-    `answered` and `failed` count attempts (a retried request counts once per attempt);
-    latencies are in seconds over its recent answered attempts. A single-endpoint client
-    reports its one server as healthy: only pools take servers out.
-    """
-
-    url: str
-    healthy: bool
-    problem: str | None  # why it was taken out (and what the last probe said), if it was
-    in_flight: int
-    concurrency_limit: int
-    answered: int
-    failed: int
-    latency_p50: float | None
-    latency_p95: float | None
-
-
-class PoolMember:
-    """One server of a running pool: its `Endpoint`, health and counters."""
-
-    __slots__ = (
-        "answered",
-        "endpoint",
-        "failed",
-        "faulted_at",
-        "faults",
-        "healthy",
-        "index",
-        "latencies",
-        "name",
-        "pool",
-        "problem",
-        "reason",
-        "refusals",
-        "refusing",
-        "reserved",
-        "resume_at",
-        "url",
-    )
-
-    def __init__(self, pool: PoolDispatcher, index: int, url: str, name: str, endpoint: Endpoint):
-        self.pool = pool
-        self.index = index
-        self.url = url  # the base URL requests go to
-        self.name = name  # the same without credentials, for messages
-        self.endpoint = endpoint
-        self.healthy = True
-        self.problem: str | None = None
-        self.reason: str | None = None  # why it was taken out
-        self.faults = 0  # server errors in a row
-        self.refusals = 0  # refusals (503, 429 without Retry-After) in a row
-        self.refusing = False  # out for refusing: up, but not serving
-        self.faulted_at = -math.inf  # loop time of its last server error or refusal
-        self.reserved = 0  # handed a slot by the pool, not yet admitted by the endpoint
-        self.resume_at = 0.0  # loop time before which it gets no new request (Retry-After)
-        self.answered = self.failed = 0
-        self.latencies: deque[float] = deque(maxlen=_SAMPLES)
-
-    def free(self, now: float) -> int:
-        """Slots the pool may still hand out here now (0 when out of the pool or paused)."""
-        if not self.healthy or self.resume_at > now:
-            return 0
-        endpoint = self.endpoint
-        return endpoint.concurrency_limit - endpoint.state.in_flight - self.reserved
-
-    def stats(self) -> EndpointStats:
-        """A snapshot of this server's health and counters."""
-        latencies = sorted(self.latencies)
-        return EndpointStats(
-            url=self.name,
-            healthy=self.healthy,
-            problem=self.problem,
-            in_flight=self.endpoint.state.in_flight,
-            concurrency_limit=self.endpoint.concurrency_limit,
-            answered=self.answered,
-            failed=self.failed,
-            latency_p50=percentile(latencies, 0.50),
-            latency_p95=percentile(latencies, 0.95),
-        )
-
-    def __repr__(self) -> str:
-        state = "healthy" if self.healthy else f"out: {self.problem}"
-        return f"PoolMember({self.name!r}, {state})"
 
 
 Ping = Callable[[PoolMember], Awaitable[None]]
@@ -300,15 +102,21 @@ class PoolDispatcher:
         return sum(1 for waiter in self._waiters if not waiter.done())
 
     # ------------------------------------------------------------------ admission
-    async def admit(self, estimated_tokens: int) -> tuple[PoolMember, tuple[object, float]]:
-        """Wait for a slot on some server; return it with that endpoint's lease and charge."""
+    async def admit(self, estimated_tokens: int, max_pause: float = math.inf) -> PoolTicket:
+        """Wait for a slot on some server; return the ticket that names it (see `Admission`)."""
+        member, (lease, charge) = await self.acquire(estimated_tokens)
+        return PoolTicket(member, EndpointTicket(member.endpoint, lease, charge, max_pause))
+
+    async def acquire(self, estimated_tokens: int) -> tuple[PoolMember, tuple[object, float]]:
+        """Wait for a slot on some server; return it with that endpoint's lease and charge
+        (give them back with the endpoint's `release`, then `finished`)."""
         member = None if self._waiters else self._pick()
         if member is None:
             member = await self._wait_turn()
         else:
             member.reserved += 1
         try:
-            admitted = await member.endpoint.admit(estimated_tokens)
+            admitted = await member.endpoint.acquire(estimated_tokens)
         except BaseException:
             member.reserved -= 1
             self._dispatch()

@@ -88,6 +88,11 @@ class EndpointState(Protocol):
         """Seconds until new requests may go out (0 when not paused)."""
         ...
 
+    def pause_left(self) -> float | None:
+        """`paused_for` when the state can tell without I/O (a local one), else None: the
+        admission path then skips awaiting `paused_for` when nothing is paused."""
+        ...
+
     def pause(self, seconds: float) -> None:
         """Hold back new requests for `seconds` (extends, never shortens, a pause)."""
         ...

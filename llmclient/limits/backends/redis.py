@@ -220,6 +220,10 @@ class RedisState:
         """Seconds left of a pause any process set (read at most every 50 ms)."""
         return await self._space.paused_for()
 
+    def pause_left(self) -> None:
+        """Unknown without asking Redis: the endpoint awaits `paused_for`."""
+        return None
+
     def pause(self, seconds: float) -> None:
         """Pause the endpoint for every process."""
         self._space.pause(seconds)

@@ -166,6 +166,10 @@ class SyncClient(Generic[ClientT]):
         """Refuse bad sampling parameters (`model` allowed) before any work starts."""
         self._client.check_params(params)
 
+    def asks_server(self, url: str | None = None) -> bool:
+        """Whether requests to `url` start by asking its server what it serves at once."""
+        return self._client.asks_server(url)
+
     def server_capacity(self, url: str | None = None) -> ServerCapacity | None:
         """Ask the server how many requests it serves at once (None when it cannot say)."""
         return self._run(self._client.server_capacity(url))

@@ -246,6 +246,13 @@ def test_every_policy_module_is_checked() -> None:
         "llmclient.fanout.pool",
         "llmclient.mapping",
         "llmclient.batch._job",
+        "llmclient.batch._files",
+        "llmclient.batch._polling",
+        "llmclient.batch._rows",
+        "llmclient.batch._types",
+        "llmclient.limits._spend_caps",
+        "llmclient.limits._spend_tracker",
+        "llmclient.limits._spend_hooks",
     } <= checked
 
 

@@ -7,42 +7,45 @@ growing from `poll_interval` to `max_poll_interval`), downloads their output and
 (`files.content`) and hands out one `BatchResult` per request. The uploaded files and the
 batches are recorded in a state file as they are made, so a job started again with the same
 state picks up the batches it already paid for.
+
+The job drives the other modules of the package: `_files` (input lines and downloaded rows),
+`_polling` (SDK calls with retries, polls), `_rows` (answers as results) and `_state`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
-import io
-import json
 import logging
 import os
-from collections.abc import (
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Iterable,
-    Iterator,
-    Mapping,
-    Sequence,
-)
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any
 
-import httpx2
 import openai
 from openai.types import Batch
-from openai.types.chat import ChatCompletion
-from pydantic import ValidationError
 
+from llmclient.batch._files import read_rows, request_line, split_files
+from llmclient.batch._polling import call, find_batch, retrieved, wait_ended
+from llmclient.batch._rows import answer_online, completion_of, ended_at, row_error, unrun
 from llmclient.batch._state import Chunk, JobState
+from llmclient.batch._types import (
+    ENDPOINT,
+    MAX_BYTES,
+    MAX_REQUESTS,
+    TERMINAL,
+    BatchFailedError,
+    BatchRequest,
+    BatchResult,
+    BatchRowError,
+    OnCancel,
+    Retry,
+    check_choice,
+    check_positive,
+    id_key,
+)
 from llmclient.clients.openai import OpenAIClient
-from llmclient.clients.params import messages_from
-from llmclient.errors import ConfigurationError, ErrorKind, LLMError, MalformedResponseError
-from llmclient.fanout import iterate_concurrent
-from llmclient.types import Completion, MessageInput
+from llmclient.errors import ConfigurationError, LLMError
 
 __all__ = [
     "BatchFailedError",
@@ -53,78 +56,7 @@ __all__ = [
     "submit_batch_job",
 ]
 
-MAX_REQUESTS = 50_000  # OpenAI's limit of requests per batch input file
-MAX_BYTES = 200_000_000  # and of bytes per file (200 MB)
-ENDPOINT: Literal["/v1/chat/completions"] = "/v1/chat/completions"
-TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
-_SEARCHED = 500  # newest batches searched for one whose creation was not recorded
 logger = logging.getLogger("llmclient")
-_T = TypeVar("_T")
-Retry = Literal["online", "batch", "none"]
-OnCancel = Literal["report", "resubmit"]
-
-
-@dataclass(frozen=True, slots=True)
-class BatchRequest:
-    """One request of a batch job: its id (unique in the job), prompt or messages, and the
-    call's keywords (sampling parameters, `model`) as `generate` takes them."""
-
-    id: str | int
-    prompt: str | Sequence[MessageInput]
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class BatchResult:
-    """The one outcome of a request: a `completion`, or an `error`.
-
-    `batch_id` names the batch that answered it; None when it was answered online (a retry of
-    a row the batch failed). A completion's `latency` is its batch's time from creation to
-    its end.
-    """
-
-    id: str | int
-    completion: Completion | None = None
-    error: Exception | None = None
-    batch_id: str | None = None
-
-
-class BatchFailedError(LLMError):
-    """OpenAI refused a batch's input file (status "failed"); `errors` holds its reasons,
-    each a dict of `code`, `message`, `line` and `param`."""
-
-    kind = ErrorKind.INVALID_REQUEST
-    fatal = True
-
-    def __init__(self, batch_id: str, errors: list[dict[str, Any]], **kwargs: Any) -> None:
-        self.batch_id = batch_id
-        self.errors = errors
-        shown = "; ".join(
-            f"line {e.get('line')}: {e.get('code')}: {e.get('message')}"
-            if e.get("line") is not None
-            else f"{e.get('code')}: {e.get('message')}"
-            for e in errors[:3]
-        )
-        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-        super().__init__(f"batch {batch_id} failed: {shown or 'no reason given'}{more}", **kwargs)
-
-
-class BatchRowError(LLMError):
-    """A request its batch never ran: `code` is "batch_expired" (the completion window
-    ended first) or "batch_cancelled"."""
-
-    kind = ErrorKind.TIMEOUT
-
-    def __init__(self, code: str, message: str, batch_id: str, **kwargs: Any) -> None:
-        self.code = code
-        self.batch_id = batch_id
-        super().__init__(f"{message} (batch {batch_id}: {code})", **kwargs)
-
-
-def id_key(value: str | int) -> str:
-    """The key an id is known by (its JSON text, also the rows' `custom_id`): `1` and `"1"`
-    are different ids."""
-    return json.dumps(value, ensure_ascii=False)
 
 
 class BatchJob:
@@ -161,13 +93,13 @@ class BatchJob:
             raise ConfigurationError(
                 f"client: a batch job talks to one server, not a pool ({client.endpoint_name})"
             )
-        _check_choice("retry", retry, ("online", "batch", "none"))
-        _check_choice("on_cancel", on_cancel, ("report", "resubmit"))
-        _check_positive("max_rounds", max_rounds, integer=True)
-        _check_positive("poll_interval", poll_interval)
-        _check_positive("max_poll_interval", max_poll_interval)
-        _check_positive("max_requests", max_requests, integer=True)
-        _check_positive("max_bytes", max_bytes, integer=True)
+        check_choice("retry", retry, ("online", "batch", "none"))
+        check_choice("on_cancel", on_cancel, ("report", "resubmit"))
+        check_positive("max_rounds", max_rounds, integer=True)
+        check_positive("poll_interval", poll_interval)
+        check_positive("max_poll_interval", max_poll_interval)
+        check_positive("max_requests", max_requests, integer=True)
+        check_positive("max_bytes", max_bytes, integer=True)
         if max_requests > MAX_REQUESTS or max_bytes > MAX_BYTES:
             raise ConfigurationError(
                 f"max_requests={max_requests!r}, max_bytes={max_bytes!r}: OpenAI takes at most "
@@ -226,7 +158,8 @@ class BatchJob:
 
         def watch(chunk: Chunk) -> None:
             if chunk.batch_id is not None and any(self._unanswered(chunk.ids)):
-                polls[asyncio.create_task(self._wait(chunk.batch_id))] = chunk
+                poll = wait_ended(self._client, chunk.batch_id, self._poll)
+                polls[asyncio.create_task(poll)] = chunk
 
         for chunk in self._state.chunks:
             if not chunk.done:
@@ -250,9 +183,9 @@ class BatchJob:
         finally:
             for task in polls:
                 task.cancel()
-                task.add_done_callback(_retrieve)
+                task.add_done_callback(retrieved)
         if online:
-            async for result in self._answer_online(online):
+            async for result in answer_online(self._client, self._requests, online):
                 self._handed.add(id_key(result.id))
                 yield result
 
@@ -265,9 +198,9 @@ class BatchJob:
         for chunk in self._state.chunks:
             if chunk.batch_id is None or chunk.done or chunk.status in TERMINAL:
                 continue
-            batch_id = chunk.batch_id
+            cancel = functools.partial(self._sdk.batches.cancel, chunk.batch_id)
             try:
-                batch = await self._call(functools.partial(self._sdk.batches.cancel, batch_id))
+                batch = await call(self._client, cancel)
             except LLMError as error:
                 if error.status_code not in (400, 409):  # it ended meanwhile
                     raise
@@ -278,7 +211,8 @@ class BatchJob:
         """The current state of each batch of the job (OpenAI's `Batch` objects)."""
         found = []
         for batch_id in self.batch_ids:
-            found.append(await self._call(functools.partial(self._sdk.batches.retrieve, batch_id)))
+            retrieve = functools.partial(self._sdk.batches.retrieve, batch_id)
+            found.append(await call(self._client, retrieve))
         return found
 
     # --- requests and input files ------------------------------------------------------------
@@ -314,33 +248,11 @@ class BatchJob:
 
     def _line(self, key: str, request: BatchRequest) -> bytes:
         """The request as one line of an input file: its body is what `generate` would send."""
-        client = self._client
-        chat = client._request(messages_from(request.prompt), dict(request.params))
-        body = client._arguments(chat)
-        body.update(body.pop("extra_body", None) or {})
-        line = {"custom_id": key, "method": "POST", "url": ENDPOINT, "body": body}
-        return (json.dumps(line, ensure_ascii=False) + "\n").encode()
+        return request_line(self._client, key, request)
 
     def _split(self, keys: list[str]) -> Iterable[tuple[list[str], bytes]]:
         """The keys' lines in files of at most `max_requests` lines and `max_bytes` bytes."""
-        ids: list[str] = []
-        lines: list[bytes] = []
-        size = 0
-        for key in keys:
-            line = self._line(key, self._requests[key])
-            if len(line) > self._max_bytes:
-                raise ConfigurationError(
-                    f"requests: id {key} takes {len(line)} bytes, more than max_bytes="
-                    f"{self._max_bytes} of one batch file"
-                )
-            if ids and (len(ids) == self._max_requests or size + len(line) > self._max_bytes):
-                yield ids, b"".join(lines)
-                ids, lines, size = [], [], 0
-            ids.append(key)
-            lines.append(line)
-            size += len(line)
-        if ids:
-            yield ids, b"".join(lines)
+        return split_files(self._client, self._requests, keys, self._max_requests, self._max_bytes)
 
     async def _launch(self, keys: list[str], round_: int) -> None:
         """Upload the keys' files and make a batch of each, saving the state after each step."""
@@ -349,7 +261,7 @@ class BatchJob:
             upload = functools.partial(
                 self._sdk.files.create, file=(name, content, "application/jsonl"), purpose="batch"
             )
-            uploaded = await self._call(upload)
+            uploaded = await call(self._client, upload)
             chunk = Chunk(uploaded.id, ids, round_)
             self._state.chunks.append(chunk)
             self._save()
@@ -362,7 +274,7 @@ class BatchJob:
         file_id = chunk.file_id
 
         async def create() -> Batch:
-            if look_first and (found := await self._find_batch(file_id)) is not None:
+            if look_first and (found := await find_batch(self._client, file_id)) is not None:
                 return found
             try:
                 return await self._sdk.batches.create(
@@ -372,26 +284,15 @@ class BatchJob:
                     metadata=self._metadata,
                 )
             except openai.APIError:  # it may have been made all the same: never pay twice
-                found = await self._find_batch(file_id)
+                found = await find_batch(self._client, file_id)
                 if found is None:
                     raise
                 return found
 
-        batch = await self._call(create)
+        batch = await call(self._client, create)
         chunk.batch_id, chunk.status = batch.id, batch.status
         self._save()
         logger.info("batch job: created %s from %s", batch.id, file_id)
-
-    async def _find_batch(self, file_id: str) -> Batch | None:
-        """The newest batch made from `file_id`, among the latest `_SEARCHED`."""
-        seen = 0
-        async for batch in self._sdk.batches.list(limit=100):
-            if batch.input_file_id == file_id:
-                return batch
-            seen += 1
-            if seen >= _SEARCHED:
-                break
-        return None
 
     async def _resume(self) -> None:
         """Once: make the batch of each file the state holds without one (a run killed between
@@ -404,22 +305,6 @@ class BatchJob:
                 await self._create(chunk, look_first=True)
 
     # --- polling and results ------------------------------------------------------------------
-
-    async def _wait(self, batch_id: str) -> Batch:
-        """Poll a batch until it ends, waiting longer between polls up to the cap."""
-        delay, cap = self._poll
-        seen: str | None = None
-        while True:
-            batch = await self._call(lambda: self._sdk.batches.retrieve(batch_id))
-            if batch.status != seen:
-                seen = batch.status
-                counts = batch.request_counts
-                done = f" ({counts.completed + counts.failed}/{counts.total})" if counts else ""
-                logger.info("batch job: %s is %s%s", batch_id, seen, done)
-            if batch.status in TERMINAL:
-                return batch
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, cap)
 
     def _unanswered(self, keys: Iterable[str]) -> Iterable[str]:
         return (k for k in keys if k in self._requests and k not in self._handed)
@@ -440,7 +325,7 @@ class BatchJob:
                 provider="openai",
                 endpoint=self._client.endpoint_name,
             )
-        elapsed = float(max(0, _ended_at(batch) - batch.created_at))
+        elapsed = float(max(0, ended_at(batch) - batch.created_at))
         later = {k for c in self._state.chunks if not c.done and c is not chunk for k in c.ids}
         last_round = chunk.round + 1 >= self._max_rounds
         pending = set(self._unanswered(chunk.ids))
@@ -449,10 +334,10 @@ class BatchJob:
             request_id = self._requests[key].id
             response = row.get("response") if row else None
             if isinstance(response, dict) and response.get("status_code") == 200:
-                outcome = self._completion(response.get("body"), elapsed)
+                outcome = completion_of(self._client, response.get("body"), elapsed)
                 return BatchResult(request_id, *outcome, batch_id=batch.id)
             if isinstance(response, dict):
-                error: LLMError = self._row_error(response)
+                error: LLMError = row_error(self._client, response)
                 if (
                     not error.retryable
                     or self._retry == "none"
@@ -466,7 +351,7 @@ class BatchJob:
                 return None
             if key in later:  # a new batch holds it already (a run stopped after making it)
                 return None
-            code, message = _unrun(row, batch.status)
+            code, message = unrun(row, batch.status)
             resubmit = batch.status != "cancelled" or self._on_cancel == "resubmit"
             if resubmit and not last_round:
                 again.append(key)
@@ -475,7 +360,7 @@ class BatchJob:
             return BatchResult(request_id, error=failure, batch_id=batch.id)
 
         for file_id in (batch.output_file_id, batch.error_file_id):
-            for row in await self._rows(file_id):
+            for row in await read_rows(self._client, file_id):
                 key = row["custom_id"]
                 if key in pending:
                     pending.discard(key)
@@ -485,87 +370,6 @@ class BatchJob:
             if key in pending and (result := judge(key, None)) is not None:
                 yield result
 
-    async def _rows(self, file_id: str | None) -> Iterator[dict[str, Any]]:
-        """The lines of an output or error file, parsed one by one as they are read."""
-        if file_id is None:
-            return iter(())
-        content = await self._call(functools.partial(self._sdk.files.content, file_id))
-        return _parsed(file_id, content.content)
-
-    def _completion(
-        self, body: object, elapsed: float
-    ) -> tuple[Completion | None, Exception | None]:
-        try:
-            parsed = ChatCompletion.model_validate(body)
-            completion = self._client._completion(parsed)
-        except ValidationError as error:
-            problem = f"could not parse the batch's answer: {error}"
-            return None, MalformedResponseError(problem, provider="openai")
-        except LLMError as error:
-            return None, error
-        return dataclasses.replace(completion, attempts=1, latency=elapsed), None
-
-    def _row_error(self, response: dict[str, Any]) -> LLMError:
-        """A row's error answer as the client classifies the same answer online."""
-        status = response.get("status_code")
-        status = status if isinstance(status, int) else 500
-        body = response.get("body")
-        detail = body.get("error") if isinstance(body, dict) else None
-        message = str(detail.get("message")) if isinstance(detail, dict) else f"HTTP {status}"
-        request = httpx2.Request("POST", self._client.settings.base_url + "/chat/completions")
-        answer = httpx2.Response(status, json=body, request=request)
-        sdk_error = openai.APIStatusError(message, response=answer, body=body)
-        return self._client._classify(sdk_error) or LLMError(message, status_code=status)
-
-    async def _answer_online(self, keys: list[str]) -> AsyncIterator[BatchResult]:
-        """The rows a batch failed, asked again through the client."""
-        logger.info("batch job: %d failed row(s) retried online", len(keys))
-
-        async def answer(key: str) -> Completion:
-            request = self._requests[key]
-            return await self._client.generate(request.prompt, **dict(request.params))
-
-        async for index, outcome in iterate_concurrent(
-            answer, keys, max_concurrent=self._client.max_workers, return_exceptions=True
-        ):
-            request_id = self._requests[keys[index]].id
-            if isinstance(outcome, Completion):
-                yield BatchResult(request_id, completion=outcome)
-            elif isinstance(outcome, LLMError) and outcome.fatal:
-                raise outcome
-            elif isinstance(outcome, Exception):
-                yield BatchResult(request_id, error=outcome)
-            else:
-                raise outcome
-
-    async def _call(self, make: Callable[[], Awaitable[_T]]) -> _T:
-        """One SDK call, tried again on a transient error as the client's retry policy says
-        (`max_attempts`, waits from `initial_wait` doubling to `max_wait`, a Retry-After up to
-        `max_server_wait`); its failure as an `LLMError`."""
-        policy = self._client.profile.retry
-        wait = policy.initial_wait
-        attempt = 1
-        while True:
-            try:
-                return await make()
-            except openai.APIError as sdk_error:
-                error = self._client._classify(sdk_error)
-                if error is None:
-                    raise
-                error.endpoint = self._client.endpoint_name
-                pause = wait if error.retry_after is None else error.retry_after
-                if (
-                    not error.retryable
-                    or attempt >= policy.max_attempts
-                    or pause > policy.max_server_wait
-                ):
-                    error.attempts = attempt
-                    raise error from None
-                logger.warning("batch job: %s; trying again in %.1fs", error.message, pause)
-                await asyncio.sleep(pause)
-                wait = min(max(wait * 2, 0.01), policy.max_wait)
-                attempt += 1
-
 
 async def submit_batch_job(
     client: OpenAIClient, requests: Iterable[BatchRequest], **options: Any
@@ -574,54 +378,3 @@ async def submit_batch_job(
     job = BatchJob(client, **options)
     await job.submit(requests)
     return job
-
-
-def _unrun(row: dict[str, Any] | None, status: str) -> tuple[str, str]:
-    """The code and message of a row its batch did not run."""
-    error = row.get("error") if row else None
-    if isinstance(error, dict) and error.get("code"):
-        return str(error["code"]), str(error.get("message") or "not run")
-    if status == "expired":
-        return "batch_expired", "not run before the batch's completion window ended"
-    if status == "cancelled":
-        return "batch_cancelled", "not run: the batch was cancelled"
-    return "batch_missing", "the batch's output holds no answer for it"
-
-
-def _parsed(file_id: str, content: bytes) -> Iterator[dict[str, Any]]:
-    """The rows of a downloaded file that name a `custom_id`."""
-    for raw in io.BytesIO(content):
-        if not raw.strip():
-            continue
-        try:
-            row = json.loads(raw)
-        except ValueError:
-            logger.warning("batch job: %s holds a line that is not JSON; skipped", file_id)
-            continue
-        if isinstance(row, dict) and isinstance(row.get("custom_id"), str):
-            yield row
-
-
-def _retrieve(task: asyncio.Task[Batch]) -> None:
-    """Mark a poll's outcome as seen, so asyncio does not warn about it."""
-    if not task.cancelled():
-        task.exception()
-
-
-def _ended_at(batch: Batch) -> int:
-    for stamp in (batch.completed_at, batch.expired_at, batch.cancelled_at, batch.failed_at):
-        if stamp is not None:
-            return stamp
-    return batch.created_at
-
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigurationError(f"{name}={value!r}: expected one of {', '.join(choices)}")
-
-
-def _check_positive(name: str, value: object, *, integer: bool = False) -> None:
-    number = isinstance(value, int) or (not integer and isinstance(value, float))
-    if isinstance(value, bool) or not number or not float(value) > 0:  # type: ignore[arg-type]
-        kind = "a positive integer" if integer else "a positive number"
-        raise ConfigurationError(f"{name}={value!r}: expected {kind}")

@@ -20,9 +20,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from llmclient.errors import LimitsUnavailableError
+from llmclient.limits._spend_caps import Budget, BudgetSpent, Estimate
+from llmclient.limits._spend_tracker import Reserved
 from llmclient.limits.backends._lua import BUDGET_RENEW, BUDGET_RESERVE, BUDGET_SETTLE
 from llmclient.limits.backends.base import public_url
-from llmclient.limits.spending import Budget, BudgetSpent, Estimate, Reserved
 
 __all__ = ["RedisBudgetStore"]
 

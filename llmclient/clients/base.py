@@ -523,6 +523,7 @@ class BaseLLMClient(AsyncClosing):
             lambda member: _pool.ping_member(self, member),
             provider=self.provider,
             budget=RetryBudget(retry.budget_tokens, retry.budget_refund),
+            max_pause=retry.max_server_wait,
         )
 
     def _check_pool_limits(self) -> None:

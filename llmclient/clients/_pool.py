@@ -67,15 +67,17 @@ async def ping_member(client: BaseLLMClient, member: PoolMember) -> None:
     try:
         async with asyncio.timeout(min(client.profile.timeout, PING_TIMEOUT)):
             await client._ping()
+        return
     except NotImplementedError:
         return
     except Exception as exc:
         error = client._pipeline.translate(exc, member.name)
         if error is None:
             raise
-        raise error from None
+        failure = client._pipeline.chained(error, exc)
     finally:
         ROUTE.reset(route)
+    raise failure  # outside `except`: no hidden __context__ (it may show the API key)
 
 
 def endpoint_stats(client: BaseLLMClient, target: object) -> dict[str, EndpointStats]:

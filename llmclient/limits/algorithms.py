@@ -90,10 +90,12 @@ class LatencyLimit:
     trial, below the trial) and the patience before the next trial doubles (up to
     `_MAX_PATIENCE`), so the limit rests at the server's slots.
     Against the no-load latency (the lowest round median; re-measured by a round run alone at
-    `min_limit`), a round with more than `max_queue` queued requests (or a tenth of the limit,
-    for large limits) removes one at once, and a round with at least `probe_queue` tries one
-    fewer: it stays there if that is clearly faster. A refusal or timeout (429, 503, timeout)
-    cuts the limit by a quarter at once.
+    `min_limit`), a round with more than `max_queue` queued requests (or a third of the limit,
+    for large limits) removes one at once, and two rounds in a row with at least `probe_queue`
+    try one fewer: it stays there if one more queued clearly more than that (`_keep_down`),
+    else the no-load latency is raised to what it measured (it was stale). A step down is
+    retried at the next good round. A refusal or timeout (429, 503, timeout) cuts the limit
+    by a quarter at once.
     """
 
     __slots__ = (

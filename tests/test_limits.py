@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import statistics
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
+from llmclient import OllamaClient, run_concurrent
 from llmclient.limits import (
     ConcurrencyLimiter,
     Endpoint,
@@ -17,6 +20,7 @@ from llmclient.limits import (
     TokenBucket,
 )
 from llmclient.retry import parse_retry_after
+from llmclient.testing import SimulatedServer
 
 
 async def test_limiter_bounds_and_fifo() -> None:
@@ -198,3 +202,27 @@ async def test_a_waiter_cancelled_just_before_a_slot_frees_leaves_cleanly() -> N
     assert (limiter.in_flight, limiter.waiting) == (0, 0)
     await limiter.acquire()
     assert limiter.in_flight == 1
+
+
+async def test_auto_at_eight_slots_holds_when_the_server_slows_at_every_load(
+    simulated_server_factory: Callable[..., Awaitable[SimulatedServer]],
+) -> None:
+    """Over real HTTP. Against the no-load latency measured before, a 1.4x slower server
+    read as 2.3 queued requests at 8 and the limit removed one per round down to 5, with
+    only latency to go by; now it tries one fewer, finds it no faster and stays."""
+    server = await simulated_server_factory(parallel=8, latency=0.05)
+    limits: list[int] = []
+    algorithm = LatencyLimit(initial=8, max_limit=16)
+    async with OllamaClient("sim-model", host=server.url, max_concurrent=algorithm) as client:
+        await run_concurrent(client.generate_answer, [f"q{i}" for i in range(300)])
+        server.latency = 0.07
+
+        async def watch() -> None:
+            while True:
+                limits.append(algorithm.limit)
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.create_task(watch())
+        await run_concurrent(client.generate_answer, [f"r{i}" for i in range(600)])
+        watcher.cancel()
+    assert statistics.median_low(limits[len(limits) // 2 :]) >= 7, limits

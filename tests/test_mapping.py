@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import random
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -923,3 +924,31 @@ async def test_run_concurrent_with_calls_that_never_yield() -> None:
 
     results = await run_concurrent(at_once, iter(range(10_000)), max_concurrent=3)
     assert results == list(range(1, 10_001))
+
+
+class _Shell:
+    """What `IPython.get_ipython()` returns: a shell with its traitlets config (a mapping)."""
+
+    def __init__(self, *sections: str) -> None:
+        self.config: dict[str, dict[str, object]] = {key: {} for key in sections}
+
+
+def test_a_notebook_with_ipywidgets_gets_a_bar_by_default(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`progress_bar=None` showed no bar in a notebook: its stderr is no terminal."""
+    kernel, console = _Shell("IPKernelApp", "InteractiveShell"), _Shell("TerminalIPythonApp")
+    (tmp_path / "ipywidgets").mkdir()
+    (tmp_path / "ipywidgets" / "__init__.py").write_text("")
+    assert not reporting._is_kernel_with_widgets(kernel)  # no ipywidgets installed here
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert reporting._is_kernel_with_widgets(kernel)
+    assert not reporting._is_kernel_with_widgets(console)  # IPython in a terminal
+    assert not reporting._is_kernel_with_widgets(None)  # IPython imported, no shell running
+    assert not reporting._is_kernel_with_widgets(object())  # not a shell
+    ipython = type(sys)("IPython")
+    ipython.get_ipython = lambda: kernel  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    assert reporting._show_bar_by_default()  # the kernel's stderr is no terminal
+    monkeypatch.delitem(sys.modules, "IPython")
+    assert reporting._show_bar_by_default() is reporting._stderr_is_terminal()

@@ -478,3 +478,72 @@ async def test_an_endpoint_ticket_pauses_on_a_retry_after_within_max_pause() -> 
     assert short.release(RateLimitError("slow down", retry_after=0.5), 0.01) == 0.5
     assert 0 < (endpoint.state.pause_left() or 0) <= 0.5
     assert endpoint.state.in_flight == 0
+
+
+# --------------------------------------------------------------------- health over HTTP
+async def test_a_long_retry_after_pauses_a_server_no_longer_than_max_server_wait(
+    simulated_server_factory: Factory,
+) -> None:
+    """It kept the server out for 60 s whatever the retry policy said."""
+    limited = await simulated_server_factory(parallel=1, latency=0.01)
+    other = await simulated_server_factory(parallel=1, latency=0.01)
+    limited.inject(Fault.RATE_LIMIT, 1, retry_after=86400, path="/api/chat")
+    retry = FAST_RETRY.model_copy(update={"max_server_wait": 0.3})
+    profile = OLLAMA_PROFILE.model_copy(update={"retry": retry})
+    async with OllamaClient("sim-model", host=[limited.url, other.url], profile=profile) as client:
+        with pytest.raises(RateLimitError):  # a day is past max_server_wait: at once
+            await client.generate("hello")
+        await asyncio.sleep(0.5)
+        for _ in range(2):
+            await client.generate("hello")  # both idle: the first listed is tried
+    assert limited.stats.completed == 2
+    assert other.stats.completed == 0
+
+
+async def test_a_busy_ollama_answering_its_listing_gets_one_request_per_probe(
+    simulated_server_factory: Factory,
+) -> None:
+    """A busy Ollama answers `/api/tags`: the probe let it back in for `unhealthy_after`
+    more refusals each time; now its first refusal back takes it out again, for longer."""
+    busy = await simulated_server_factory(parallel=2, latency=0.01)
+    healthy = await simulated_server_factory(parallel=2, latency=0.01)
+    busy.inject(Fault.BUSY, 100_000, path="/api/chat")  # the listing answers
+    client, (busy_url, _) = pool_client(
+        "ollama", [busy, healthy], unhealthy_after=3, probe_interval=0.02
+    )
+    async with client:
+        job = run_concurrent(client.generate_answer, prompts(150))
+        answers = await asyncio.wait_for(job, 120)  # a hang guard only
+        out = client.endpoint_stats[busy_url]
+    assert len(answers) == 150 and client.stats.failed == 0
+    assert out.answered == 0
+    assert busy.stats.by_path["/api/tags"] >= 1  # it was probed, and answered
+    refused = busy.stats.by_path["/api/chat"]
+    assert refused <= 3 + 2 * (1 + busy.stats.by_path["/api/tags"])  # its 2 slots per return
+
+
+async def test_a_hanging_server_is_taken_out_and_probed_back(
+    simulated_server_factory: Factory,
+) -> None:
+    """It accepts connections and never answers: every slot held, its timeouts read as
+    overload and it was never taken out; each of its requests cost a full timeout."""
+    hanging = await simulated_server_factory(parallel=2, latency=0.01)
+    healthy = await simulated_server_factory(parallel=2, latency=0.01)
+    hanging.inject(Fault.HANG, 100_000)  # its probes hang too
+    profile = PROFILE.model_copy(update={"timeout": 0.3})
+    url = hanging.url
+    pool = EndpointPool({url: 2, healthy.url: 2}, unhealthy_after=2, probe_interval=0.05)
+    async with OllamaClient("sim-model", host=pool, profile=profile) as client:
+        answers = await asyncio.wait_for(run_concurrent(client.generate_answer, prompts(40)), 120)
+        out = client.endpoint_stats[url]
+        hung = hanging.stats.statuses["hang"]
+        await hanging.stop()
+        port = int(url.rpartition(":")[2])
+        recovered = await simulated_server_factory(parallel=2, latency=0.01, port=port)
+        await wait_until(lambda: client.endpoint_stats[url].healthy, "probed back")
+        await run_concurrent(client.generate_answer, prompts(20))
+    assert len(answers) == 40 and client.stats.failed == 0
+    assert not out.healthy
+    assert out.problem is not None and "2 timeout in a row" in out.problem
+    assert hung <= 2 + 2 + 4  # its 2 slots' timeouts, the probes': not one per request
+    assert recovered.stats.by_path["/api/chat"] > 0

@@ -25,6 +25,8 @@ from llmclient import (
     ServerBusyError,
     ServerError,
 )
+from llmclient.clients._pool import ping_member
+from llmclient.limits import PoolDispatcher
 from llmclient.testing import SimulatedServer
 
 Factory = Callable[..., Awaitable[SimulatedServer]]
@@ -109,6 +111,35 @@ async def test_an_echoed_key_is_nowhere_in_the_error_its_chain_or_the_logs(
     assert KEY not in repr(error)
     assert KEY not in caplog.text
     for linked in chain(error):
+        assert KEY not in str(linked)
+        assert KEY not in repr(linked.args)
+        assert KEY not in repr(getattr(linked, "__dict__", {}))
+
+
+@pytest.mark.parametrize("provider", ["ollama", "openai"])
+async def test_a_pool_probe_that_fails_chains_nothing_showing_the_key(
+    provider: str, simulated_server_factory: Factory
+) -> None:
+    """The probe raised its error `from None`, which hides `__context__` from tracebacks but
+    keeps it: the SDK's exception, the echoed key in its body, was still reachable."""
+    server = await simulated_server_factory(latency=0.001)
+    other = await simulated_server_factory(latency=0.001)
+    profile = ConcurrencyProfile(name="test", retry=RETRY)
+    if provider == "ollama":
+        client: BaseLLMClient = OllamaClient(
+            "sim-model", host=[server.url, other.url], api_key=KEY, profile=profile
+        )
+    else:
+        urls = [server.openai_base_url, other.openai_base_url]
+        client = OpenAIClient("sim-model", base_url=urls, api_key=KEY, profile=profile)
+    async with client:
+        pool = client._endpoint()
+        assert isinstance(pool, PoolDispatcher)
+        server.inject("500", echo_key=True)
+        with pytest.raises(ServerError) as caught:
+            await ping_member(client, pool.members[0])
+    assert "***" in caught.value.message
+    for linked in chain(caught.value):
         assert KEY not in str(linked)
         assert KEY not in repr(linked.args)
         assert KEY not in repr(getattr(linked, "__dict__", {}))

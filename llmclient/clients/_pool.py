@@ -69,13 +69,15 @@ async def ping_server(client: BaseLLMClient, url: str) -> None:
     try:
         async with asyncio.timeout(min(client.profile.timeout, PING_TIMEOUT)):
             await client._ping(base_url=url)
+        return
     except NotImplementedError:
         return
     except Exception as exc:
         error = client._pipeline.translate(exc, public_url(url))
         if error is None:
             raise
-        raise error from None
+        failure = client._pipeline.chained(error, exc)
+    raise failure  # outside `except`: no hidden __context__ (it may show the API key)
 
 
 def endpoint_stats(client: BaseLLMClient, target: object) -> dict[str, EndpointStats]:

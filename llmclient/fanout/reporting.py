@@ -4,6 +4,7 @@ items, and a summary at the end."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import sys
 import time
@@ -226,6 +227,30 @@ def _stderr_is_terminal() -> bool:
         return sys.stderr is not None and sys.stderr.isatty()
     except (AttributeError, ValueError):  # replaced or closed stream
         return False
+
+
+def _show_bar_by_default() -> bool:
+    """`progress_bar=None`: a bar on a terminal, and in a Jupyter notebook that can draw
+    tqdm's widget bar (its stderr is no terminal)."""
+    return _stderr_is_terminal() or _notebook_can_draw_bars()
+
+
+def _notebook_can_draw_bars() -> bool:
+    """Whether this runs in a Jupyter kernel with ipywidgets: where `tqdm.auto` draws its
+    notebook bar (without ipywidgets it would fall back to text, with a warning)."""
+    ipython = sys.modules.get("IPython")  # never imported here: only if the kernel did
+    get_ipython = getattr(ipython, "get_ipython", None)
+    return callable(get_ipython) and _is_kernel_with_widgets(get_ipython())
+
+
+def _is_kernel_with_widgets(shell: object) -> bool:
+    """`shell` (IPython's `get_ipython()`) is a Jupyter kernel's, as `tqdm.auto` tells it
+    (an `IPKernelApp` section in its config), and ipywidgets can be imported."""
+    try:
+        in_kernel = shell is not None and "IPKernelApp" in shell.config  # type: ignore[attr-defined]
+    except Exception:  # a shell of another kind, or none
+        return False
+    return bool(in_kernel) and importlib.util.find_spec("ipywidgets") is not None
 
 
 def _check_report_args(progress_bar: object, log_interval: object, desc_callback: object) -> None:

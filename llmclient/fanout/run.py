@@ -13,7 +13,7 @@ from llmclient.fanout.reporting import (
     ProgressCallback,
     _check_report_args,
     _Progress,
-    _stderr_is_terminal,
+    _show_bar_by_default,
     _Tally,
 )
 from llmclient.limits.spending import Budget, BudgetTracker
@@ -28,8 +28,9 @@ class MapOptions(TypedDict, Generic[R], total=False):
     """The keyword options `run_concurrent` and `run_concurrent_sync` share, each optional.
 
     ``desc`` ("processing") and ``unit`` ("item") name the run in its bar and log lines;
-    ``progress_bar`` (None: a bar when stderr is a terminal); ``log_interval`` (50): an INFO
-    line every that many completions; ``desc_callback`` (None): sets the description shown;
+    ``progress_bar`` (None: a bar on a terminal or in a notebook with ipywidgets);
+    ``log_interval`` (50): an INFO line every that many completions; ``desc_callback``
+    (None): sets the description shown;
     ``max_concurrent`` (None: sized to the client when ``coro_fn`` is a client's method);
     ``budget`` (None): a `Budget` (or `BudgetTracker`) every request of the run counts against.
     """
@@ -112,9 +113,10 @@ async def run_concurrent(
     ``items`` itself, ``progress_bar`` or ``desc_callback`` ends the run and is raised.
 
     The other options (`MapOptions`): ``desc`` ("processing") and ``unit`` ("item") name the
-    run. ``progress_bar``: None shows a tqdm bar on stderr when it is a terminal, True
-    always, False never; a ``ProgressCallback`` is called instead of drawing a bar. Updates
-    happen at most every 0.1 s. ``desc_callback(done, total, results)`` sets the description
+    run. ``progress_bar``: None shows a tqdm bar when stderr is a terminal or in a Jupyter
+    notebook with ipywidgets (tqdm's notebook bar), True always, False never; a
+    ``ProgressCallback`` is called instead of drawing a bar. Updates happen at most every
+    0.1 s. ``desc_callback(done, total, results)`` sets the description
     shown; ``results`` holds the successful results so far, in completion order. ``total`` is
     ``len(items)`` for sized inputs, else None.
 
@@ -140,7 +142,7 @@ async def run_concurrent(
         budget=options.get("budget"),
     )
     _check_report_args(progress_bar, log_interval, desc_callback)
-    show = _stderr_is_terminal() if progress_bar is None else progress_bar
+    show = _show_bar_by_default() if progress_bar is None else progress_bar
     progress = _Progress(show, pool.total, desc, unit, desc_callback) if show else None
     results: list[Any] = [None] * (pool.total or 0)
     with _Tally(pool, desc, unit, log_interval, progress) as tally:

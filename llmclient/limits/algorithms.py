@@ -90,10 +90,12 @@ class LatencyLimit:
     trial, below the trial) and the patience before the next trial doubles (up to
     `_MAX_PATIENCE`), so the limit rests at the server's slots.
     Against the no-load latency (the lowest round median; re-measured by a round run alone at
-    `min_limit`), a round with more than `max_queue` queued requests (or a tenth of the limit,
-    for large limits) removes one at once, and a round with at least `probe_queue` tries one
-    fewer: it stays there if that is clearly faster. A refusal or timeout (429, 503, timeout)
-    cuts the limit by a quarter at once.
+    `min_limit`), a round with more than `max_queue` queued requests (or a third of the limit,
+    for large limits) removes one at once, and two rounds in a row with at least `probe_queue`
+    try one fewer: it stays there if one more queued clearly more than that (`_keep_down`),
+    else the no-load latency is raised to what it measured (it was stale). A step down is
+    retried at the next good round. A refusal or timeout (429, 503, timeout) cuts the limit
+    by a quarter at once.
     """
 
     __slots__ = (
@@ -103,6 +105,8 @@ class LatencyLimit:
         "_good",
         "_level",
         "_patience",
+        "_queued",
+        "_return_to",
         "_round",
         "_skip",
         "_slow_start",
@@ -143,13 +147,15 @@ class LatencyLimit:
         self._patience = 1  # good rounds needed before trying one more
         self._level: tuple[int, float] | None = None  # during a trial: the limit and its median
         self._slow_start = True  # trials double the limit until one fails
+        self._queued = 0.0  # the last round's queue estimate at this limit
+        self._return_to = 0  # after a step down: the limit it left, tried again next round
 
     def on_sample(self, rtt: float, in_flight: int, outcome: Outcome) -> int:
         """Record one request; decide at the end of each round."""
         if outcome is Outcome.IGNORED:
             return self.limit
         if outcome is Outcome.DROPPED:
-            self._level, self._slow_start, self._good = None, False, 0
+            self._level, self._slow_start, self._good, self._return_to = None, False, 0, 0
             self._set(max(self.min_limit, min(self.limit - 1, math.floor(self.limit * 0.75))))
             return self.limit
         if self._skip > 0:
@@ -158,7 +164,7 @@ class LatencyLimit:
         self._round.append(rtt)
         self._busy += in_flight >= self.limit
         self._crowded = self._crowded or in_flight > self.min_limit
-        if len(self._round) >= max(self.limit, _MIN_ROUND // (2 if self._slow_start else 1)):
+        if len(self._round) >= self._round_size():
             self._decide()
         return self.limit
 
@@ -173,16 +179,28 @@ class LatencyLimit:
             return
         queued = _queued(self._baseline, self.limit, median)
         self._reset_round()
-        if queued > max(self.max_queue, 2 * self._noise()):
+        if queued > self._overload():
             self._good = 0
             self._set(max(self.min_limit, self.limit - 1))
         elif busy:
             self._good += 1
-            down = queued >= self._allowance() and self.limit > self.min_limit
-            if down or (self._good >= self._patience and self.limit < self.max_limit):
+            # two rounds in a row: one round's median alone is too noisy at a large limit
+            down = min(queued, self._queued) >= self._allowance() and self.limit > self.min_limit
+            self._queued = queued
+            up = self._good >= (1 if self._return_to > self.limit else self._patience)
+            if down or (up and self.limit < self.max_limit):
                 self._try(median, self.limit - 1 if down else self._step_up())
         else:
             self._good = 0
+
+    def _round_size(self) -> int:
+        """Samples per round: a trial's compares latencies a request apart, so at a large
+        limit (where one request is a small share of the latency) it takes more."""
+        if self._slow_start:
+            return max(self.limit, _MIN_ROUND // 2)
+        if self._level is not None:
+            return max(4 * self.limit, _MIN_ROUND)
+        return max(self.limit, _MIN_ROUND)
 
     def _noise(self) -> float:
         """Queued requests that latency noise alone can show at this limit."""
@@ -191,7 +209,27 @@ class LatencyLimit:
     def _allowance(self) -> float:
         return max(self.probe_queue, self._noise())
 
+    def _keep_down(self) -> float:
+        """Queued requests one more must show for a trial of one fewer to stay.
+
+        Above the allowance at large limits (up to 0.75: one fewer then costs at most a
+        quarter request of throughput), so latency noise does not walk the limit down, and a
+        limit rests between the two thresholds instead of flipping.
+        """
+        return max(self._allowance(), min(0.75, 2 * self._noise()))
+
+    def _overload(self) -> float:
+        """Queued requests (against the no-load latency) that remove one at once, untried.
+
+        A third of the limit (latency 1.5x the no-load one, Gradient2's tolerance) once that
+        exceeds `max_queue`: a large limit reads a few percent of noise or of a slower machine
+        as whole queued requests, so below this a round tries one fewer instead, back to back.
+        """
+        return max(self.max_queue, 2 * self._noise(), self.limit / 3)
+
     def _step_up(self) -> int:
+        if self._return_to > self.limit:  # back where it served before a step down
+            return self.limit + 1
         return min(self.max_limit, self.limit * 2 if self._slow_start else self.limit + 1)
 
     def _try(self, median: float, trial: int) -> None:
@@ -205,17 +243,22 @@ class LatencyLimit:
         self._level = None
         trial = self.limit
         if trial < level:  # one fewer: stay there only if the level was queueing
-            if _queued(median, level, level_median) < self._allowance():
+            if _queued(median, level, level_median) < self._keep_down():
                 self._baseline = max(self._baseline, min(median, level_median))
                 self._set(level)
             else:
+                self._return_to = level
                 self._reset_round()
             return False
+        returning = self._return_to >= trial
+        self._return_to = 0
         if _queued(level_median, trial, median) < self._allowance():
-            self._patience = max(1, self._patience // 2)
+            if not returning:
+                self._patience = max(1, self._patience // 2)
             return True
         served = round(trial * level_median / median)
-        self._patience = min(self._patience * 2, _MAX_PATIENCE)
+        if not returning:
+            self._patience = min(self._patience * 2, _MAX_PATIENCE)
         self._slow_start = False
         self._set(min(max(level, served), trial - 1))
         return False
@@ -223,6 +266,7 @@ class LatencyLimit:
     def _set(self, limit: int) -> None:
         """Change the limit; skip the samples already in flight before the change."""
         self._skip = max(self.limit, limit) if limit != self.limit else 0
+        self._queued = 0.0
         self.limit = limit
         self._reset_round()
 

@@ -115,6 +115,7 @@ class ClientLimits:
             self._ping_member,
             provider=self.provider,
             budget=RetryBudget(retry.budget_tokens, retry.budget_refund),
+            max_pause=retry.max_server_wait,
         )
 
     def _ping_member(self, member: PoolMember) -> Awaitable[None]:

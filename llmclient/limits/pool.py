@@ -31,7 +31,8 @@ from llmclient.limits.pool_spec import EndpointPool
 __all__ = ["EndpointPool", "EndpointStats", "PoolDispatcher", "PoolMember", "PoolTicket"]
 
 logger = logging.getLogger("llmclient")
-_MAX_PAUSE = 60.0  # longest Retry-After that keeps an endpoint out of dispatch
+_MAX_PAUSE = 60.0  # longest Retry-After that keeps an endpoint out (the default max_server_wait)
+_MAX_BACKOFF = 32  # most times `probe_interval` between probes of a server that keeps failing
 _RECHECK = 0.05  # seconds between looks for slots freed by other clients while requests wait
 
 
@@ -55,6 +56,7 @@ class PoolDispatcher:
         "_recheck",
         "_waiters",
         "budget",
+        "max_pause",
         "members",
         "name",
         "provider",
@@ -69,9 +71,11 @@ class PoolDispatcher:
         *,
         provider: str | None = None,
         budget: RetryBudget | None = None,
+        max_pause: float = _MAX_PAUSE,
     ) -> None:
         """`endpoints` holds (url, name for messages, its `Endpoint`) per server, in order;
-        `ping(member)` raises unless the server answers a cheap request."""
+        `ping(member)` raises unless the server answers a cheap request; `max_pause` is the
+        longest a Retry-After keeps one server out (the retry policy's `max_server_wait`)."""
         self.spec = spec
         self.members = [
             PoolMember(self, index, url, name, endpoint)
@@ -80,6 +84,7 @@ class PoolDispatcher:
         self.name = ", ".join(member.name for member in self.members)
         self.provider = provider
         self.budget = budget if budget is not None else RetryBudget()
+        self.max_pause = max_pause
         self._ping = ping
         self._waiters: deque[asyncio.Future[PoolMember]] = deque()
         self._probes: dict[PoolMember, asyncio.Task[None]] = {}
@@ -209,22 +214,45 @@ class PoolDispatcher:
     def _judge(self, member: PoolMember, error: LLMError) -> None:
         if isinstance(error, LLMConnectionError):
             self._take_out(member, f"{error.kind}: {error.message}")
-        elif isinstance(error, ServerError) or (
-            isinstance(error, RequestTimeoutError) and not error.overload
-        ):
+        elif isinstance(error, RequestTimeoutError) and error.overload:
+            self._timed_out(member, error)
+        elif isinstance(error, ServerError | RequestTimeoutError):
             member.faults += 1
             member.faulted_at = asyncio.get_running_loop().time()
-            if member.faults >= self.spec.unhealthy_after:
-                status = f" (HTTP {error.status_code})" if error.status_code else ""
-                self._take_out(
-                    member,
-                    f"{member.faults} {error.kind} in a row, the last{status}: {error.message}",
-                )
+            if member.faults >= self._allowed(member):
+                self._take_out(member, _in_a_row(member.faults, error))
         elif isinstance(error, RateLimitError) and error.retry_after:
-            resume_at = asyncio.get_running_loop().time() + min(error.retry_after, _MAX_PAUSE)
-            member.resume_at = max(member.resume_at, resume_at)
+            self._hold(member, error.retry_after)
         elif isinstance(error, ServerBusyError | RateLimitError):
+            if error.retry_after:  # a 503 may say when to come back too
+                self._hold(member, error.retry_after)
             self._refused(member, error)
+
+    def _allowed(self, member: PoolMember) -> int:
+        """Failures in a row that take `member` out: one while on probation (back from a
+        probe and no request answered since), else `unhealthy_after`."""
+        if member.returned is not None and member.returned == member.answered:
+            return 1
+        return self.spec.unhealthy_after
+
+    def _hold(self, member: PoolMember, retry_after: float) -> None:
+        """Give `member` no new request for `retry_after` seconds, at most `max_pause`."""
+        resume_at = asyncio.get_running_loop().time() + min(retry_after, self.max_pause)
+        member.resume_at = max(member.resume_at, resume_at)
+
+    def _timed_out(self, member: PoolMember, error: LLMError) -> None:
+        """Count a timeout with every slot of `member` taken: a server that accepts requests
+        and never answers holds all its slots, so its timeouts all read as overload.
+        `unhealthy_after` of them with no answer between take it out, as a dead server is,
+        while another server is in."""
+        count, since = member.timeouts
+        if since != member.answered:  # it answered since the last one: a new run
+            count, since = 0, member.answered
+        member.timeouts = (count + 1, since)
+        member.faulted_at = asyncio.get_running_loop().time()
+        others_in = any(m.healthy for m in self.members if m is not member)
+        if count + 1 >= self._allowed(member) and others_in:
+            self._take_out(member, _in_a_row(count + 1, error))
 
     def _refused(self, member: PoolMember, error: LLMError) -> None:
         """Count a refusal; `unhealthy_after` in a row take `member` out while another is in.
@@ -235,23 +263,27 @@ class PoolDispatcher:
         member.refusals += 1
         member.faulted_at = asyncio.get_running_loop().time()
         others_in = any(m.healthy for m in self.members if m is not member)
-        if member.refusals >= self.spec.unhealthy_after and others_in:
-            status = f" (HTTP {error.status_code})" if error.status_code else ""
-            reason = f"{member.refusals} {error.kind} in a row, the last{status}: {error.message}"
-            self._take_out(member, reason, refusing=True)
+        if member.refusals >= self._allowed(member) and others_in:
+            self._take_out(member, _in_a_row(member.refusals, error), refusing=True)
 
     def _take_out(self, member: PoolMember, reason: str, refusing: bool = False) -> None:
         member.faults = member.refusals = 0
+        member.timeouts = (0, member.answered)
         member.problem = member.reason = reason
         if not member.healthy:
             return
         member.healthy = False
         member.refusing = refusing
+        if member.returned is not None and member.returned == member.answered:
+            member.backoff = min(member.backoff * 2, _MAX_BACKOFF)  # failed its probation
+        else:
+            member.backoff = 1
+        member.returned = None
         logger.warning(
             "%s: taken out of the pool (%s); probing it every %gs",
             member.name,
             reason,
-            self.spec.probe_interval,
+            self.spec.probe_interval * member.backoff,
         )
         if not self._closed and member not in self._probes:
             self._probes[member] = asyncio.get_running_loop().create_task(self._probe(member))
@@ -260,19 +292,30 @@ class PoolDispatcher:
                 if other.refusing:
                     self._take_back(other, "every other server is out")
 
-    def _take_back(self, member: PoolMember, why: str) -> None:
+    def _take_back(self, member: PoolMember, why: str, probation: bool = False) -> None:
+        """Put `member` back in; on `probation` (a probe let it in) one failure before its
+        first answer takes it out again."""
         member.healthy = True
         member.refusing = False
         member.problem = member.reason = None
         member.faults = member.refusals = 0
+        member.timeouts = (0, member.answered)
+        member.returned = member.answered if probation else None
         logger.warning("%s: %s; back in the pool", member.name, why)
         self._dispatch()
 
     async def _probe(self, member: PoolMember) -> None:
-        """Ping `member` every `probe_interval` seconds until it answers; then take it back."""
+        """Ping `member` every `probe_interval` seconds (times its backoff), never before its
+        Retry-After has passed, until it answers; then take it back on probation.
+
+        A listing answers on a server that is up but refusing (a busy Ollama answers
+        `/api/tags`): its first request back is what shows it can take requests again.
+        """
+        loop = asyncio.get_running_loop()
         try:
             while not member.healthy:
-                await asyncio.sleep(self.spec.probe_interval)
+                interval = self.spec.probe_interval * member.backoff
+                await asyncio.sleep(max(interval, member.resume_at - loop.time()))
                 if member.healthy:  # taken back meanwhile
                     return
                 try:
@@ -280,7 +323,7 @@ class PoolDispatcher:
                 except Exception as error:  # any failure means: still down
                     member.problem = f"{member.reason}; last probe: {_describe(error)}"
                     continue
-                self._take_back(member, "answered a probe")
+                self._take_back(member, "answered a probe", probation=True)
         finally:
             self._probes.pop(member, None)
 
@@ -310,6 +353,12 @@ class PoolDispatcher:
 
     def __repr__(self) -> str:
         return f"PoolDispatcher({self.members!r})"
+
+
+def _in_a_row(count: int, error: LLMError) -> str:
+    """Why a server was taken out: `count` failures like `error` in a row."""
+    status = f" (HTTP {error.status_code})" if error.status_code else ""
+    return f"{count} {error.kind} in a row, the last{status}: {error.message}"
 
 
 def _describe(error: BaseException) -> str:

@@ -47,6 +47,7 @@ class PoolMember:
 
     __slots__ = (
         "answered",
+        "backoff",
         "endpoint",
         "failed",
         "faulted_at",
@@ -62,6 +63,8 @@ class PoolMember:
         "refusing",
         "reserved",
         "resume_at",
+        "returned",
+        "timeouts",
         "url",
     )
 
@@ -82,6 +85,10 @@ class PoolMember:
         self.resume_at = 0.0  # loop time before which it gets no new request (Retry-After)
         self.answered = self.failed = 0
         self.latencies: deque[float] = deque(maxlen=_SAMPLES)
+        # timeouts with every slot taken, in a row: (how many, `answered` at the first one)
+        self.timeouts = (0, 0)
+        self.returned: int | None = None  # `answered` when a probe let it back in, if one did
+        self.backoff = 1  # times `probe_interval` between its probes
 
     def free(self, now: float) -> int:
         """Slots the pool may still hand out here now (0 when out of the pool or paused)."""

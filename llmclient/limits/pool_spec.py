@@ -23,8 +23,12 @@ class EndpointPool:
     of URL to its own `max_concurrent` (None: the profile's). A server is taken out of the
     pool when a connection to it is refused or breaks, or after `unhealthy_after` server
     errors (5xx, timeouts that were not overload) in a row, or `unhealthy_after` refusals
-    (503, 429 without Retry-After) in a row while another server is in; it is probed every
-    `probe_interval` seconds and comes back when a probe answers.
+    (503, 429 without Retry-After) or timeouts with all its slots taken in a row while another
+    server is in; it is probed every `probe_interval` seconds and comes back when a probe
+    answers, on probation: if it fails again before it answers a request, its first failure
+    takes it out again and the interval between its probes doubles (up to 32 times). A
+    Retry-After pauses that server alone, for at most the retry policy's `max_server_wait`,
+    and a server out is not probed before its Retry-After has passed.
 
     >>> EndpointPool({"http://gpu1:11434": 1, "http://gpu2:11434": None}).urls
     ('http://gpu1:11434', 'http://gpu2:11434')

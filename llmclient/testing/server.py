@@ -210,6 +210,18 @@ class SimulatedServer:
         return self.url + "/v1"
 
     @property
+    def latency(self) -> float:
+        """Seconds each request holds a slot (besides `token_latency`); settable while it
+        runs, as a server slowed by other work."""
+        return self._latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        if not seconds >= 0:
+            raise ValueError("latencies must be non-negative")
+        self._latency = seconds
+
+    @property
     def stats(self) -> ServerStats:
         """The live statistics (see `ServerStats.snapshot` for a frozen copy)."""
         return self._stats

@@ -25,7 +25,7 @@ from llmclient import (
     ServerBusyError,
     ServerError,
 )
-from llmclient.clients._pool import ping_member
+from llmclient.clients._pool import ping_server
 from llmclient.limits import PoolDispatcher
 from llmclient.testing import SimulatedServer
 
@@ -133,11 +133,11 @@ async def test_a_pool_probe_that_fails_chains_nothing_showing_the_key(
         urls = [server.openai_base_url, other.openai_base_url]
         client = OpenAIClient("sim-model", base_url=urls, api_key=KEY, profile=profile)
     async with client:
-        pool = client._endpoint()
+        pool = client._endpoints.get()
         assert isinstance(pool, PoolDispatcher)
         server.inject("500", echo_key=True)
         with pytest.raises(ServerError) as caught:
-            await ping_member(client, pool.members[0])
+            await ping_server(client, pool.members[0].url)
     assert "***" in caught.value.message
     for linked in chain(caught.value):
         assert KEY not in str(linked)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, TypedDict, get_type_hints
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -25,48 +24,21 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from llmclient.cache import CacheMode, CacheStore, is_store
+from llmclient._config_budget import BUDGET_ENV_PREFIX, budget_from_env
+from llmclient._config_checks import (
+    Cache,
+    Limits,
+    checked_urls,
+    describe_errors,
+    parse_base_url,
+)
+from llmclient.cache import CacheMode
 from llmclient.errors import ConfigurationError
-from llmclient.limits.backends import REDIS_SCHEMES, LimitBackend, public_url
+from llmclient.limits.backends import public_url
 from llmclient.limits.pool import EndpointPool
-from llmclient.limits.spending import Budget
 from llmclient.profiles import ConcurrencyProfile, MaxConcurrent, MaxConcurrentSpec
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
-
-
-def _check_limits(value: object) -> str | LimitBackend:
-    """`"local"`, a Redis URL, or a backend object (anything with `state` and `share`)."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text == "local" or (urlsplit(text).scheme in REDIS_SCHEMES and "://" in text):
-            return text
-        raise ValueError("must be 'local' or a redis://, rediss:// or unix:// URL")
-    if callable(getattr(value, "state", None)) and callable(getattr(value, "share", None)):
-        return value  # type: ignore[return-value]
-    raise ValueError("must be 'local', a Redis URL or a limits backend")
-
-
-Limits = Annotated[str | LimitBackend, PlainValidator(_check_limits)]
-
-
-def _check_cache(value: object) -> str | CacheStore:
-    """`"off"`, a SQLite file's path, a Redis URL, or a store object (with `get` and `set`)."""
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            raise ValueError("must be a file path, a redis:// URL or 'off', not empty")
-        if "://" in text and urlsplit(text).scheme not in REDIS_SCHEMES:
-            raise ValueError("must be a file path or a redis://, rediss:// or unix:// URL")
-        return text
-    if is_store(value):
-        return value  # type: ignore[return-value]
-    raise ValueError("must be a file path, a Redis URL, 'off' or a cache store")
-
-
-Cache = Annotated[str | CacheStore, PlainValidator(_check_cache)]
 
 __all__ = [
     "BUDGET_ENV_PREFIX",
@@ -81,20 +53,7 @@ __all__ = [
 ]
 
 
-def _parse_base_url(value: object) -> object:
-    """Accept a URL, several (a list, or one string with commas) or an `EndpointPool`."""
-    if isinstance(value, str):
-        if not value.strip():
-            raise ValueError("must be a URL, not empty")
-        return value.strip()
-    if isinstance(value, EndpointPool):
-        return value
-    if isinstance(value, Sequence) and value and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise ValueError("must be a URL, a list of URLs or an EndpointPool")
-
-
-BaseUrl = Annotated[str | Sequence[str] | EndpointPool, PlainValidator(_parse_base_url)]
+BaseUrl = Annotated[str | Sequence[str] | EndpointPool, PlainValidator(parse_base_url)]
 """One server's URL; several (a list, or commas in one string) or an `EndpointPool` make a pool."""
 
 
@@ -132,8 +91,6 @@ _FIELD_TYPES: dict[str, Any] = {
 SETTING_NAMES: tuple[str, ...] = tuple(_FIELD_TYPES)
 _PROFILE_FIELDS = ("max_concurrent", "rpm", "tpm", "timeout", "share_limits", "discover_limits")
 _RETRY_FIELDS = ("max_attempts", "max_elapsed")
-_SECRET_FIELDS = frozenset({"api_key"})
-_URL_FIELDS = frozenset({"limits", "cache"})  # may hold a password: shown without it
 _OPTIONAL_FIELDS: dict[str, Any] = {
     name: (kind | None, None) for name, kind in _FIELD_TYPES.items()
 }
@@ -224,22 +181,6 @@ def _shown_cache(cache: object) -> object:
     return cache
 
 
-def _describe_errors(error: ValidationError, name_of: Callable[[str], str]) -> str:
-    parts = []
-    for item in error.errors():
-        field = str(item["loc"][0]) if item["loc"] else "?"
-        message = item["msg"].removeprefix("Value error, ")
-        value = item.get("input")
-        if field in _SECRET_FIELDS:
-            shown = "<hidden>"
-        elif field in _URL_FIELDS and isinstance(value, str):
-            shown = repr(public_url(value))
-        else:
-            shown = repr(value)
-        parts.append(f"{name_of(field)}={shown}: {message}")
-    return "; ".join(parts)
-
-
 def _env_layer(prefix: str) -> dict[str, Any]:
     if not any(key.upper().startswith(prefix) for key in os.environ):
         return {}
@@ -248,7 +189,7 @@ def _env_layer(prefix: str) -> dict[str, Any]:
     except ValidationError as error:
         raise ConfigurationError(
             "invalid environment: "
-            + _describe_errors(error, lambda field: f"{prefix}{field.upper()}")
+            + describe_errors(error, lambda field: f"{prefix}{field.upper()}")
         ) from None
     return {name: getattr(layer, name) for name in layer.model_fields_set}
 
@@ -269,69 +210,9 @@ def _native_layer(native: Mapping[str, str]) -> dict[str, Any]:
         validated = _ArgumentsModel(**raw)
     except ValidationError as error:
         raise ConfigurationError(
-            "invalid environment: " + _describe_errors(error, lambda field: native[field])
+            "invalid environment: " + describe_errors(error, lambda field: native[field])
         ) from None
     return {name: getattr(validated, name) for name in raw}
-
-
-def _checked_urls(
-    value: str | Sequence[str] | EndpointPool,
-    sources: Mapping[str, str],
-    normalize: Callable[[str], str],
-) -> tuple[str, EndpointPool | None]:
-    """The first URL in canonical form, and the pool when several (or a pool) were given."""
-    source = sources["base_url"]
-    where = (
-        f"invalid environment: {source.removeprefix('env ')}"
-        if source.startswith("env ")
-        else "invalid argument: base_url"
-    )
-    if isinstance(value, str):
-        urls: Sequence[str] = value.split(",")
-    else:
-        urls = value.urls if isinstance(value, EndpointPool) else value
-    if source.startswith("env LLMCLIENT_"):
-        normalize = _full_url_only(normalize)  # llmclient's own variables take whole URLs
-    if len(urls) == 1 and not isinstance(value, EndpointPool):
-        return _checked_url(urls[0], f"{where}={urls[0]!r}", normalize), None
-    shown = value if isinstance(value, str) else list(urls)
-    checked: list[str] = []
-    for url in urls:
-        if not url.strip():
-            raise ConfigurationError(f"{where}={shown!r}: an empty URL (a stray comma?)")
-        checked.append(_checked_url(url.strip(), f"{where}={shown!r}: {url.strip()!r}", normalize))
-        if checked[-1] in checked[:-1]:
-            raise ConfigurationError(f"{where}={shown!r}: {url.strip()!r} is listed twice")
-    pool = value if isinstance(value, EndpointPool) else EndpointPool(checked)
-    return checked[0], pool.with_urls(checked)
-
-
-def _full_url_only(normalize: Callable[[str], str]) -> Callable[[str], str]:
-    """`normalize`, for a URL that names its scheme (a bare word is a mistake, not a host)."""
-
-    def checked(url: str) -> str:
-        if "://" not in url:
-            raise ValueError("no scheme")
-        return normalize(url)
-
-    return checked
-
-
-def _checked_url(url: str, where: str, normalize: Callable[[str], str]) -> str:
-    """`url` in the provider's canonical form, or an error starting with `where` it came from."""
-    problem = "must be an http:// or https:// URL with a host, like http://127.0.0.1:11434"
-    if "://" in url and not urlsplit(url.strip()).hostname:  # "http://": before Ollama's
-        raise ConfigurationError(f"{where}: {problem}")  # parsing makes it a host "http"
-    try:
-        normalized = normalize(url).rstrip("/")
-        parts = urlsplit(normalized)
-        parts.port  # noqa: B018 (raises ValueError for a bad port)
-    except ValueError as error:
-        raise ConfigurationError(f"{where}: {problem} ({error})") from None
-    host = parts.hostname or ""
-    if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in url):
-        raise ConfigurationError(f"{where}: {problem}")
-    return normalized
 
 
 def resolve_settings(
@@ -355,7 +236,7 @@ def resolve_settings(
         checked = _ArgumentsModel(**given)
     except ValidationError as error:
         raise ConfigurationError(
-            "invalid argument: " + _describe_errors(error, lambda field: field)
+            "invalid argument: " + describe_errors(error, lambda field: field)
         ) from None
 
     provider_prefix = f"LLMCLIENT_{provider.upper()}_"
@@ -374,7 +255,7 @@ def resolve_settings(
                 sources[name] = source(name)
 
     sources.setdefault("base_url", "default")
-    base_url, pool = _checked_urls(
+    base_url, pool = checked_urls(
         values.get("base_url") or default_base_url, sources, normalize_url
     )
     if "embed_model" not in values and "model" in values:
@@ -412,49 +293,3 @@ def resolve_settings(
         cache=None if values.get("cache") == "off" else values.get("cache"),
         cache_mode=values.get("cache_mode", "replay"),
     )
-
-
-BUDGET_ENV_PREFIX = "LLMCLIENT_BUDGET_"
-
-
-class _BudgetEnv(BaseSettings):
-    """`LLMCLIENT_BUDGET_TOTAL_TOKENS`, `..._PROMPT_TOKENS`, `..._COMPLETION_TOKENS`, `..._COST`,
-    `..._INPUT_PRICE`, `..._OUTPUT_PRICE` and `..._NAME`: a `Budget` for every client."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=BUDGET_ENV_PREFIX, extra="ignore", case_sensitive=False, env_ignore_empty=True
-    )
-
-    total_tokens: float | None = None
-    prompt_tokens: float | None = None
-    completion_tokens: float | None = None
-    cost: float | None = None
-    input_price: float | None = None
-    output_price: float | None = None
-    name: str = "budget"
-
-
-def budget_from_env() -> Budget | None:
-    """The `Budget` the `LLMCLIENT_BUDGET_*` variables set, or None when none is set; a bad
-    value raises `ConfigurationError` naming the variable."""
-    if not any(key.upper().startswith(BUDGET_ENV_PREFIX) for key in os.environ):
-        return None
-    try:
-        env = _BudgetEnv()
-    except ValidationError as error:
-        raise ConfigurationError(
-            "invalid environment: "
-            + _describe_errors(error, lambda field: f"{BUDGET_ENV_PREFIX}{field.upper()}")
-        ) from None
-    given = {name: getattr(env, name) for name in env.model_fields_set}
-    if not given.keys() - {"name"}:
-        return None
-    try:
-        return Budget(**given)
-    except ConfigurationError as error:
-        field, _, rest = error.message.removeprefix("invalid argument: ").partition("=")
-        if field in _BudgetEnv.model_fields:
-            shown = f"{BUDGET_ENV_PREFIX}{field.upper()}={rest}"
-        else:
-            shown = error.message.removeprefix("invalid argument: ")
-        raise ConfigurationError(f"invalid environment: {shown}") from None

@@ -388,7 +388,7 @@ def test_generate_stamps_attempts_and_latency_keeping_every_other_field() -> Non
     """The hot path's copy of a completion (not `dataclasses.replace`) keeps every field."""
     import dataclasses
 
-    from llmclient.clients.base import _stamped
+    from llmclient.clients._answers import stamped as _stamped
     from llmclient.types import Completion, Token, ToolCall, Usage
 
     given = Completion(

@@ -147,9 +147,12 @@ def test_using_a_client_loads_its_sdk() -> None:
 POLICY = (
     "llmclient.errors",
     "llmclient.config",
+    "llmclient._config_checks",
+    "llmclient._config_budget",
     "llmclient.profiles",
     "llmclient.retry",
     "llmclient.types",
+    "llmclient._messages",
     "llmclient.coalesce",
     "llmclient.limits",
     "llmclient._pipeline",

@@ -8,7 +8,7 @@ implement the primitives of `_contract.ProviderContract` (`_chat`, `_stream`, `_
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any, ClassVar, Unpack, cast
@@ -17,14 +17,9 @@ from llmclient._aclose import AsyncClosing
 from llmclient._checks import check_int
 from llmclient._loop_local import LoopLocal
 from llmclient._pipeline import Pipeline
-from llmclient.cache import ClientCache, client_cache
-from llmclient.clients import _pool, _structured
-from llmclient.clients._answers import embed_usage as _embed_usage
-from llmclient.clients._answers import stamped as _stamped
+from llmclient.cache import client_cache
+from llmclient.clients import _pool, _sending, _structured
 from llmclient.clients._answers import token_from_logprob
-from llmclient.clients._answers import usage as _usage
-from llmclient.clients._budget import call_usage as _call_usage
-from llmclient.clients._budget import no_usage as _no_usage
 from llmclient.clients._budget import tracker_for
 from llmclient.clients._contract import ProviderContract
 from llmclient.clients._providers import register_provider
@@ -37,28 +32,18 @@ from llmclient.clients.params import (
     messages_from,
     validate_params,
 )
-from llmclient.coalesce import MicroBatcher, send_together
 from llmclient.config import ClientOptions, ClientSettings, resolve_settings
 from llmclient.errors import ConfigurationError, UnsupportedFeatureError
 from llmclient.limits import EndpointStats
 from llmclient.limits.builder import ClientLimits
 from llmclient.limits.discovery import ServerCapacity
-from llmclient.limits.spending import (
-    Budget,
-    BudgetTracker,
-    budgets_of,
-    hold,
-    metered,
-    metered_stream,
-)
+from llmclient.limits.spending import Budget, BudgetTracker
 from llmclient.profiles import LOCAL_PROFILE, ConcurrencyProfile
 from llmclient.telemetry import Observer
 from llmclient.types import (
     Completion,
-    Message,
     MessageInput,
     Stats,
-    StreamEnd,
     TextStream,
     Token,
 )
@@ -163,7 +148,7 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
             secret=key.get_secret_value() if key else None,
             observer=observer,
         )
-        self._coalescers = LoopLocal(self._make_coalescer)
+        self._coalescers = LoopLocal(partial(_sending.make_coalescer, self))
         pool = self.settings.pool
         self._sdks = _pool.SdkPerServer(
             self._make_sdk, self._close_sdk, pool.urls if pool is not None else ()
@@ -244,32 +229,15 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
     ) -> Completion:
         """One chat completion under the client's limits and retries (or from the cache)."""
         request = self._request(messages_from(prompt_or_messages), params)
-        cached = self._cached("chat", request)
+        cached = _sending.cache_entry(self, "chat", request)
         if cached is not None:  # a hit costs no slot, no rate budget, no request and no budget
-            completion = await cached[0].completion(cached[1], partial(self._send, request))
+            completion = await cached[0].completion(
+                cached[1], partial(_sending.send, self, request)
+            )
             if completion.attempts:  # sent (by this call or the identical one it waited for)
                 return completion
             return _structured.with_parsed(completion, request.params, self.provider)
-        return await self._send(request)
-
-    async def _send(self, request: ChatRequest) -> Completion:
-        """Send `request` through the pipeline: limits, timeout, retries, stats, budgets.
-        Only what is sent comes here (a cache hit never does)."""
-        budgets = budgets_of(self.budget)
-        if budgets:
-            held = await hold(budgets, request.prompt_estimate(), request.completion_estimate())
-        call = self._pipeline.call(
-            "chat",
-            partial(self._chat, request),
-            request.estimated_tokens(),
-            _usage,
-            request.model,
-            request.messages,
-        )
-        completion, attempts, elapsed = await (
-            metered(held, call, _call_usage) if budgets else call
-        )
-        return _stamped(completion, attempts, elapsed)
+        return await _sending.send(self, request)
 
     async def generate_answer(
         self, text: str, history: History = None, **extra: Unpack[CallOptions]
@@ -322,21 +290,8 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
     ) -> TextStream:
         """Text deltas of one completion; the request holds its slot until the stream ends."""
         request = self._request(messages_from(prompt_or_messages), params)
-        estimate = request.estimated_tokens()
-        prompt, completion = request.prompt_estimate(), request.completion_estimate()
-
-        def relay(on_end: Callable[[StreamEnd], None]) -> AsyncIterator[str]:
-            return self._pipeline.stream(
-                partial(self._stream, request), estimate, on_end, request.model, request.messages
-            )
-
-        sent = relay
-        if self.budget is not None or budgets_of(None):  # what is sent is charged
-
-            def sent(on_end: Callable[[StreamEnd], None]) -> AsyncIterator[str]:
-                return metered_stream(self.budget, prompt, completion, relay, on_end)
-
-        cached = self._cached("stream", request)
+        sent = _sending.sender(self, request)  # what is sent is charged to the budgets
+        cached = _sending.cache_entry(self, "stream", request)
         if cached is not None:  # replayed as a stream (free); a miss is stored when it completes
             cache, key = cached
             return TextStream(lambda on_end: cache.stream(key, sent, on_end))
@@ -357,15 +312,8 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
             return []
         model = self._model_for(self.settings.embed_model, "embed_model")
         if self._cache is not None:  # only the texts not in the cache are sent (and charged)
-            return await self._cache.embed(model, items, self._send_embeddings)
-        return await self._send_embeddings(items)
-
-    async def _send_embeddings(self, items: list[str]) -> list[list[float]]:
-        budgets = budgets_of(self.budget)
-        if not budgets:
-            return await self._coalescers.get().submit(items)
-        held = await hold(budgets, sum(len(t) for t in items) // 4 + len(items), 0)
-        return await metered(held, self._coalescers.get().submit(items), _no_usage)
+            return await self._cache.embed(model, items, partial(_sending.send_embeddings, self))
+        return await _sending.send_embeddings(self, items)
 
     def check_params(self, params: Mapping[str, Any]) -> None:
         """Refuse bad sampling parameters (`model` allowed) before any work starts."""
@@ -404,31 +352,7 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
             f"LLMCLIENT_{self.provider.upper()}_{setting.upper()}"
         )
 
-    def _request(self, messages: list[Message], params: Mapping[str, Any]) -> ChatRequest:
-        self._check_open()
-        if self.system_prompt and messages[0].role != "system":
-            messages.insert(0, Message("system", self.system_prompt))
-        call_params = {k: v for k, v in params.items() if k != "model"}
-        merged = self.default_params
-        if call_params:
-            merged = merged.merged(validate_params(call_params))
-            self._supports(merged)
-        request = ChatRequest(
-            model=self._model_for(params.get("model") or self.model, "model"),
-            messages=[m.to_dict() for m in messages],
-            params=merged,
-        )
-        self._check_request(request)
-        return request
-
-    def _cached(self, kind: str, request: ChatRequest) -> tuple[ClientCache, str] | None:
-        """The cache and key of one call of `request`, made of the body the provider is sent;
-        None when there is no cache or its mode skips this call."""
-        cache = self._cache
-        if cache is None:
-            return None
-        key = cache.key(kind, request.model, self._wire_body(request), request.params)
-        return None if key is None else (cache, key)
+    _request = _sending.request  # a method: the request of one call, checked
 
     def _check_open(self) -> None:
         if self._closed:
@@ -453,18 +377,3 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
         self._check_open()
         await self._endpoints.discover()
         return self.max_workers
-
-    def _make_coalescer(self) -> MicroBatcher[str, list[float]]:
-        p = self.profile
-        return MicroBatcher(
-            send_together(self._embed_batch), p.embed_batch_size, p.embed_batch_wait
-        )
-
-    async def _embed_batch(self, texts: list[str]) -> list[list[float]]:
-        model = self._model_for(self.settings.embed_model, "embed_model")
-        estimate = sum(len(t) for t in texts) // 4 + len(texts)
-        (vectors, _), _, _ = await self._pipeline.call(
-            "embed", partial(self._embed, model, texts), estimate, _embed_usage, model
-        )
-        self._pipeline.check_count(len(texts), len(vectors))
-        return vectors

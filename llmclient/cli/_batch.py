@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from llmclient import LLMError
 from llmclient.cli import _jobfile as jobfile
+from llmclient.cli import _online
 from llmclient.cli import _resultfile as resultfile
-from llmclient.cli import run
 from llmclient.cli._common import UsageError
 
 if TYPE_CHECKING:
@@ -51,14 +51,14 @@ def check(args: argparse.Namespace) -> None:
 
 
 async def answer_all(
-    client: BaseLLMClient, pending: run._Pending, output: Path, args: argparse.Namespace
-) -> run.Tally:
+    client: BaseLLMClient, pending: _online._Pending, output: Path, args: argparse.Namespace
+) -> _online.Tally:
     """Submit the pending items (or pick up their recorded batches), write each result."""
     from llmclient.batch import BatchJob, BatchRequest
     from llmclient.clients.openai import OpenAIClient
 
     assert isinstance(client, OpenAIClient)
-    tally = run.Tally()
+    tally = _online.Tally()
     if not len(pending):
         return tally
     state = state_path(output)
@@ -92,7 +92,7 @@ async def answer_all(
                         usage = record["usage"]
                         tally.tokens += usage["total_tokens"] if usage else 0
             except Exception:
-                run._stopped(tally, output)
+                _online._stopped(tally, output)
                 raise
     return tally
 
@@ -103,14 +103,14 @@ def _record(client: BaseLLMClient, result: BatchResult) -> dict[str, Any]:
 
     item = jobfile.Item(result.id, 0, "", {})
     if result.completion is not None:
-        return run._answer_record(item, result.completion, result.completion.latency)
+        return _online._answer_record(item, result.completion, result.completion.latency)
     error = result.error
     if isinstance(error, LLMError):
-        record = run._error_record(item, error, error.elapsed or 0.0)
+        record = _online._error_record(item, error, error.elapsed or 0.0)
         if isinstance(error, BatchRowError):
             record["error"]["kind"] = error.code  # batch_expired, batch_cancelled
         return record
     key = client.settings.api_key
     secret = key.get_secret_value() if key is not None else ""
     assert error is not None
-    return run._internal_error_record(item, error, 0.0, secret)
+    return _online._internal_error_record(item, error, 0.0, secret)

@@ -1,20 +1,19 @@
 """OpenAI's Files and Batch APIs for the simulated server: `/v1/files` and `/v1/batches`.
 
-Files: multipart upload (`purpose`, `file`), retrieve, list, content and delete, with OpenAI's
-`FileObject` shape. Batches: create (`input_file_id`, `endpoint`, `completion_window`,
-`metadata`), retrieve, list (newest first, `limit` and `after`) and cancel, with OpenAI's
-`Batch` shape. A batch moves `validating` -> `in_progress` -> `finalizing` -> `completed`,
-one step per `pace` seconds; its rows are answered one by one (`row_time` seconds each) with the
-simulator's deterministic chat completions. An input file that fails validation (a line that
-is not JSON, a missing or repeated `custom_id`, a `url` other than the batch's endpoint, too
-many lines) makes the batch `failed` with `errors.data`; a batch still running `window` seconds
-after its creation becomes `expired`, its answered rows in the output file and the others in
-the error file (code `batch_expired`); `cancel` makes it `cancelling`, then `cancelled` after
-`pace` seconds (the unanswered rows in the error file, code `batch_cancelled`). A row whose
-body the chat endpoint would refuse is answered in the error file with its 400;
-`inject_row_error` makes the next rows answer with a given status, `inject_batch_failure`
-fails the next batch's validation with a given error, and `lose_create_answers` makes batches
-whose answer never arrives.
+Files: see `_files` (this service routes their paths to it). Batches: create (`input_file_id`,
+`endpoint`, `completion_window`, `metadata`), retrieve, list (newest first, `limit` and `after`)
+and cancel, with OpenAI's `Batch` shape. A batch moves `validating` -> `in_progress` ->
+`finalizing` -> `completed`, one step per `pace` seconds; its rows are answered one by one
+(`row_time` seconds each) with the simulator's deterministic chat completions. An input file
+that fails validation (a line that is not JSON, a missing or repeated `custom_id`, a `url` other
+than the batch's endpoint, too many lines) makes the batch `failed` with `errors.data`; a batch
+still running `window` seconds after its creation becomes `expired`, its answered rows in the
+output file and the others in the error file (code `batch_expired`); `cancel` makes it
+`cancelling`, then `cancelled` after `pace` seconds (the unanswered rows in the error file, code
+`batch_cancelled`). A row whose body the chat endpoint would refuse is answered in the error
+file with its 400; `inject_row_error` makes the next rows answer with a given status,
+`inject_batch_failure` fails the next batch's validation with a given error, and
+`lose_create_answers` makes batches whose answer never arrives.
 """
 
 from __future__ import annotations
@@ -31,28 +30,18 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from . import _protocols as proto
+from ._batchinput import MAX_REQUESTS, validate
+from ._files import MAX_FILE_BYTES, FileStore, StoredFile
 from ._http import DropConnection, Request
 from ._reply import Reply
 
-MAX_REQUESTS = 50_000
-"""Requests one batch's input file may hold."""
-MAX_FILE_BYTES = 200 * 1000 * 1000
-"""Bytes one uploaded batch input file may hold (200 MB)."""
+__all__ = ["ENDPOINTS", "MAX_FILE_BYTES", "MAX_REQUESTS", "BatchService", "StoredFile"]
+
 ENDPOINTS = ("/v1/chat/completions",)
-_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
-_FILE_PATH = re.compile(r"/v1/files/([^/]+)(/content)?")
 _BATCH_PATH = re.compile(r"/v1/batches/([^/]+)(/cancel)?")
 _RUNNING = ("validating", "in_progress", "finalizing")
 _EXPIRED = "This request could not be executed before the completion window expired."
 _CANCELLED = "This request was not executed because the batch was cancelled."
-
-
-@dataclass(slots=True)
-class StoredFile:
-    """One uploaded or produced file and its `FileObject`."""
-
-    info: dict[str, Any]
-    content: bytes
 
 
 @dataclass(slots=True)
@@ -83,10 +72,10 @@ class BatchService:
         self.pace = pace
         self.row_time = row_time
         self.window = window
-        self.files: dict[str, StoredFile] = {}
         self.batches_created: list[str] = []
         self._batches: dict[str, _Batch] = {}
         self._ids = itertools.count(1)
+        self._files = FileStore(self._ids)
         self._row_errors: deque[_RowError] = deque()
         self._failures: deque[list[dict[str, Any]]] = deque()
         self._lost_creates = 0
@@ -112,6 +101,11 @@ class BatchService:
         if count < 0:
             raise ValueError("count must be non-negative")
         self._lost_creates += count
+
+    @property
+    def files(self) -> dict[str, StoredFile]:
+        """The uploaded and produced files by id."""
+        return self._files.files
 
     def status(self, batch_id: str) -> str:
         """A batch's current status."""
@@ -142,31 +136,9 @@ class BatchService:
 
     async def _route(self, request: Request, reply: Reply) -> None:
         method, path = request.method, request.path
-        if path == "/v1/files":
-            if method == "POST":
-                await reply.json(self._upload(request))
-                return
-            if method == "GET":
-                await reply.json(self._file_list())
-                return
-        elif (found := _FILE_PATH.fullmatch(path)) is not None:
-            stored = self.files.get(found[1])
-            if stored is None:
-                await reply.error(
-                    404, f"No such File object: {found[1]}", type_="invalid_request_error"
-                )
-                return
-            if found[2] and method == "GET":
-                await reply.page("application/octet-stream", stored.content)
-                return
-            if not found[2] and method == "GET":
-                await reply.json(stored.info)
-                return
-            if not found[2] and method == "DELETE":
-                del self.files[found[1]]
-                await reply.json({"id": found[1], "object": "file", "deleted": True})
-                return
-        elif path == "/v1/batches":
+        if await self._files.answer(request, reply):
+            return
+        if path == "/v1/batches":
             if method == "POST":
                 made = self._create(_json_body(request))
                 if self._lost_creates:
@@ -191,53 +163,6 @@ class BatchService:
                 await reply.json(batch.info)
                 return
         await reply.error(404, f"Invalid URL ({method} {path})", type_="invalid_request_error")
-
-    # --- files ----------------------------------------------------------------------------------
-
-    def _upload(self, request: Request) -> dict[str, Any]:
-        fields = _multipart(request)
-        purpose = fields.get("purpose", (None, b""))[1].decode()
-        if purpose not in _PURPOSES:
-            raise proto.BadRequest(f"'{purpose}' is not one of {list(_PURPOSES)} - 'purpose'")
-        if "file" not in fields:
-            raise proto.BadRequest("'file' is a required property")
-        filename, content = fields["file"]
-        if purpose == "batch":
-            if not (filename or "").endswith(".jsonl"):
-                raise proto.BadRequest("Invalid file format for Batch API. Must be .jsonl")
-            if len(content) > MAX_FILE_BYTES:
-                raise proto.BadRequest(
-                    f"File is too large: {len(content)} bytes; the Batch API takes at most "
-                    f"{MAX_FILE_BYTES} bytes per file"
-                )
-        return self._store(filename or "upload", purpose, content).info
-
-    def _store(self, filename: str, purpose: str, content: bytes) -> StoredFile:
-        file_id = f"file-sim{next(self._ids):012d}"
-        info = {
-            "id": file_id,
-            "object": "file",
-            "bytes": len(content),
-            "created_at": int(time.time()),
-            "filename": filename,
-            "purpose": purpose,
-            "status": "processed",
-            "expires_at": None,
-            "status_details": None,
-        }
-        stored = StoredFile(info, content)
-        self.files[file_id] = stored
-        return stored
-
-    def _file_list(self) -> dict[str, Any]:
-        data = [stored.info for stored in self.files.values()]
-        return {
-            "object": "list",
-            "data": data,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": False,
-        }
 
     # --- batches --------------------------------------------------------------------------------
 
@@ -332,7 +257,7 @@ class BatchService:
     async def _run(self, batch: _Batch, content: bytes) -> None:
         info = batch.info
         await self._step(batch)
-        rows, problems = _validate(content, str(info["endpoint"]))
+        rows, problems = validate(content, str(info["endpoint"]))
         problems = problems or (batch.failure or [])
         if rows and isinstance(rows[0].get("body"), dict):
             info["model"] = rows[0]["body"].get("model")
@@ -376,10 +301,12 @@ class BatchService:
         info = batch.info
         if output:
             name = f"{info['id']}_output.jsonl"
-            info["output_file_id"] = self._store(name, "batch_output", b"".join(output)).info["id"]
+            stored = self._files.store(name, "batch_output", b"".join(output))
+            info["output_file_id"] = stored.info["id"]
         if errors:
             name = f"{info['id']}_error.jsonl"
-            info["error_file_id"] = self._store(name, "batch_output", b"".join(errors)).info["id"]
+            stored = self._files.store(name, "batch_output", b"".join(errors))
+            info["error_file_id"] = stored.info["id"]
         info["status"] = status
         info[stamp] = int(time.time())
 
@@ -421,68 +348,6 @@ def _line(row: dict[str, Any], status: int, request_id: str, body: dict[str, Any
     return (json.dumps(record) + "\n").encode()
 
 
-def _validate(content: bytes, endpoint: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The rows of an input file, and the problems that fail its batch (OpenAI's `errors.data`)."""
-    rows: list[dict[str, Any]] = []
-    problems: list[dict[str, Any]] = []
-    seen: set[str] = set()
-
-    def problem(code: str, message: str, line: int, param: str | None = None) -> None:
-        problems.append({"code": code, "message": message, "param": param, "line": line})
-
-    lines = [raw for raw in content.split(b"\n") if raw.strip()]
-    if len(lines) > MAX_REQUESTS:
-        problem(
-            "too_many_requests",
-            f"The input file has {len(lines)} requests; at most "
-            f"{MAX_REQUESTS} are allowed per batch.",
-            1,
-        )
-        return [], problems
-    for number, raw in enumerate(lines, start=1):
-        try:
-            row = json.loads(raw)
-        except ValueError:
-            problem("invalid_json_line", "This line is not parseable as valid JSON.", number)
-            continue
-        if not isinstance(row, dict):
-            problem("invalid_json_line", "This line is not a JSON object.", number)
-            continue
-        custom_id = row.get("custom_id")
-        if not isinstance(custom_id, str) or not custom_id:
-            problem(
-                "missing_required_parameter",
-                "Missing required parameter: 'custom_id'.",
-                number,
-                "custom_id",
-            )
-        elif custom_id in seen:
-            problem(
-                "duplicate_custom_id",
-                f"The custom_id for this request is a duplicate of another request: {custom_id}",
-                number,
-                "custom_id",
-            )
-        else:
-            seen.add(custom_id)
-        if row.get("method") != "POST":
-            problem("invalid_value", "Only 'POST' requests are supported.", number, "method")
-        if row.get("url") != endpoint:
-            problem(
-                "mismatched_endpoint",
-                f"The provided URL {row.get('url')!r} does not match the batch endpoint "
-                f"{endpoint!r}.",
-                number,
-                "url",
-            )
-        if not isinstance(row.get("body"), dict):
-            problem(
-                "missing_required_parameter", "Missing required parameter: 'body'.", number, "body"
-            )
-        rows.append(row)
-    return rows, problems
-
-
 def _json_body(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(request.body)
@@ -491,29 +356,3 @@ def _json_body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise proto.BadRequest("request body must be a JSON object")
     return body
-
-
-def _multipart(request: Request) -> dict[str, tuple[str | None, bytes]]:
-    """The fields of a multipart/form-data body: name -> (filename, content)."""
-    kind = request.header("content-type") or ""
-    found = re.search(r'boundary="?([^";]+)"?', kind)
-    if not kind.startswith("multipart/form-data") or found is None:
-        raise proto.BadRequest("expected a multipart/form-data body")
-    fields: dict[str, tuple[str | None, bytes]] = {}
-    for part in request.body.split(b"--" + found[1].encode())[1:]:
-        if part.startswith(b"--"):
-            break
-        head, _, content = part.partition(b"\r\n\r\n")
-        disposition = next(
-            (
-                line.decode("utf-8", "replace")
-                for line in head.split(b"\r\n")
-                if line.lower().startswith(b"content-disposition:")
-            ),
-            "",
-        )
-        name = re.search(r'\bname="([^"]*)"', disposition)
-        filename = re.search(r'\bfilename="([^"]*)"', disposition)
-        if name is not None:
-            fields[name[1]] = (filename[1] if filename else None, content.removesuffix(b"\r\n"))
-    return fields

@@ -2,38 +2,37 @@
 
 `SimulatedServer` answers Ollama-native (`/api/*`), OpenAI (`/v1/*`) and Azure OpenAI
 (`/openai/deployments/<name>/*`, served as `/v1/*`) requests on loopback; the wire payloads come
-from `_protocols`, the fault answers from `_faults`, the HTTP/1.1 plumbing from `_http`.
+from `_protocols`, the fault answers from `_faults`, the HTTP/1.1 plumbing from `_http`, the
+answers themselves from `_endpoints`, the slots from `_slots` and the rpm limit from `_ratelimit`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
-import math
 import random
 import re
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from types import TracebackType
 from typing import Self
 
 from . import _faults, _tools
-from . import _protocols as proto
 from ._batches import BatchService
+from ._endpoints import Endpoints
 from ._faults import Fault
 from ._http import HTTPServer, Request, Responder
-from ._reply import JSON_TYPE, Reply, ServerStats, dumps, ndjson, sse
+from ._ratelimit import RATE_HEADERS, RequestWindow
+from ._reply import Reply, ServerStats
+from ._slots import Slots
 
 __all__ = ["Fault", "ServerStats", "SimulatedServer"]
 
 _INFERENCE_PATHS = frozenset(
     {"/api/chat", "/api/generate", "/api/embed", "/v1/chat/completions", "/v1/embeddings"}
 )
-_RATE_HEADERS = ("openai", "ietf", "both", "none")
 _INTROSPECTION = ("llama.cpp", "vllm")
 # Azure OpenAI's deployment paths (`AsyncAzureOpenAI`), served as the OpenAI path in group 1.
 _AZURE_PATH = re.compile(r"/openai/deployments/[^/]+(/chat/completions|/embeddings)")
@@ -45,11 +44,6 @@ class _Injected:
     retry_after: float | None
     path: str | None
     echo_key: bool = False
-
-
-async def _sleep(seconds: float) -> None:
-    if seconds > 0:
-        await asyncio.sleep(seconds)
 
 
 class SimulatedServer:
@@ -112,21 +106,15 @@ class SimulatedServer:
             raise ValueError("rpm must be None or positive")
         if not rpm_window > 0:
             raise ValueError("rpm_window must be positive")
-        if rate_headers not in _RATE_HEADERS:
-            raise ValueError(f"rate_headers must be one of {', '.join(_RATE_HEADERS)}")
+        if rate_headers not in RATE_HEADERS:
+            raise ValueError(f"rate_headers must be one of {', '.join(RATE_HEADERS)}")
         if introspection is not None and introspection not in _INTROSPECTION:
             raise ValueError(f"introspection must be None or one of {', '.join(_INTROSPECTION)}")
         if embedding_dim < 1:
             raise ValueError("embedding_dim must be positive")
         self._host = host
         self._port = port
-        self._parallel = parallel
-        self._max_queue = max_queue
-        self._latency = latency
-        self._token_latency = token_latency
         self._rpm = rpm
-        self._rpm_window = rpm_window
-        self._rate_headers = rate_headers
         self._embedding_dim = embedding_dim
         self._models = tuple(models)
         self._rng = random.Random(seed)
@@ -135,29 +123,36 @@ class SimulatedServer:
         self._http = HTTPServer(self._handle)
         self._bound_port: int | None = None
         self._stats = ServerStats()
-        self._free = parallel
-        self._waiters: deque[asyncio.Future[None]] = deque()
         self._injected: list[_Injected] = []
-        self._window: deque[float] = deque()
-        self._ids = itertools.count(1)
+        self._window = None if rpm is None else RequestWindow(rpm, rpm_window, rate_headers)
         self._script = _tools.Script()
+        self._endpoints = answers = Endpoints(
+            slots=Slots(parallel, max_queue, self._stats),
+            stats=self._stats,
+            script=self._script,
+            parallel=parallel,
+            latency=latency,
+            token_latency=token_latency,
+            embedding_dim=embedding_dim,
+            models=self._models,
+        )
         self.batches = BatchService()
         self._routes: dict[tuple[str, str], Callable[[Request, Reply, float], Awaitable[None]]] = {
-            ("POST", "/api/chat"): self._ollama_generate,
-            ("POST", "/api/generate"): self._ollama_generate,
-            ("POST", "/api/embed"): self._embed,
-            ("POST", "/v1/chat/completions"): self._openai_chat,
-            ("POST", "/v1/embeddings"): self._embed,
-            ("GET", "/api/tags"): self._listing,
-            ("GET", "/api/ps"): self._listing,
-            ("GET", "/api/version"): self._listing,
-            ("GET", "/v1/models"): self._listing,
+            ("POST", "/api/chat"): answers.ollama_generate,
+            ("POST", "/api/generate"): answers.ollama_generate,
+            ("POST", "/api/embed"): answers.embed,
+            ("POST", "/v1/chat/completions"): answers.openai_chat,
+            ("POST", "/v1/embeddings"): answers.embed,
+            ("GET", "/api/tags"): answers.listing,
+            ("GET", "/api/ps"): answers.listing,
+            ("GET", "/api/version"): answers.listing,
+            ("GET", "/v1/models"): answers.listing,
         }
         if introspection == "llama.cpp":
-            self._routes[("GET", "/props")] = self._llamacpp_props
-            self._routes[("GET", "/health")] = self._llamacpp_props
+            self._routes[("GET", "/props")] = answers.llamacpp_props
+            self._routes[("GET", "/health")] = answers.llamacpp_props
         elif introspection == "vllm":
-            self._routes[("GET", "/metrics")] = self._vllm_metrics
+            self._routes[("GET", "/metrics")] = answers.vllm_metrics
 
     @staticmethod
     def _cumulative(rates: Mapping[str, float]) -> list[tuple[float, Fault]]:
@@ -295,7 +290,7 @@ class SimulatedServer:
         reply = Reply(responder, st, openai=path == "/v1" or path.startswith("/v1/"))
         route = self._routes.get((request.method, path))
         if route is None and request.method == "GET" and path.startswith("/v1/models/"):
-            route = self._listing
+            route = self._endpoints.listing
         if route is None and self.batches.serves(path):
             route = self.batches.handle
         if route is None:
@@ -307,7 +302,7 @@ class SimulatedServer:
         injected = self._take_injected(path)
         fault = injected.fault if injected else None
         if fault is None and path in _INFERENCE_PATHS:
-            if self._rpm is not None and not await self._admit(reply, now, self._rpm):
+            if self._window is not None and not await self._window.admit(reply, now):
                 return
             fault = self._random_fault()
         try:
@@ -331,40 +326,6 @@ class SimulatedServer:
         r = self._rng.random()
         return next((fault for bound, fault in self._fault_table if r < bound), None)
 
-    async def _admit(self, reply: Reply, now: float, rpm: int) -> bool:
-        """Apply the rpm window: record the request, or answer 429 and return False."""
-        window, span = self._window, self._rpm_window
-        while window and window[0] <= now - span:
-            window.popleft()
-        if len(window) >= rpm:
-            wait = window[0] + span - now
-            await reply.error(
-                429,
-                f"Rate limit reached for requests per min (RPM): Limit {rpm}, Used {len(window)},"
-                f" Requested 1. Please try again in {proto.go_duration(wait)}.",
-                type_="requests",
-                code="rate_limit_exceeded",
-                headers=[
-                    ("retry-after", str(max(1, math.ceil(wait)))),
-                    *self._limit_headers(rpm, 0, wait),
-                ],
-            )
-            return False
-        window.append(now)
-        if reply.openai:
-            reply.headers = self._limit_headers(rpm, rpm - len(window), window[0] + span - now)
-        return True
-
-    def _limit_headers(self, rpm: int, remaining: int, reset: float) -> list[tuple[str, str]]:
-        """The rate headers chosen by `rate_headers`: OpenAI's x-ratelimit-*, the IETF ones."""
-        kind = self._rate_headers
-        headers = []
-        if kind in ("openai", "both"):
-            headers += proto.limit_headers(rpm, remaining, reset)
-        if kind in ("ietf", "both"):
-            headers += proto.ietf_limit_headers(rpm, remaining, reset, self._rpm_window)
-        return headers
-
     async def _fault(
         self, request: Request, reply: Reply, fault: Fault, injected: _Injected | None
     ) -> None:
@@ -373,186 +334,8 @@ class SimulatedServer:
             openai=reply.openai,
             models=self._models,
             embedding_dim=self._embedding_dim,
-            request_id=self._request_id(),
+            request_id=self._endpoints.request_id(),
             echo_key=injected is not None and injected.echo_key,
         )
         retry_after = injected.retry_after if injected else None
         await _faults.answer(fault, target, reply, retry_after=retry_after, rpm=self._rpm)
-
-    def _request_id(self) -> str:
-        return f"chatcmpl-sim{next(self._ids):08d}"
-
-    # --- slots -------------------------------------------------------------------------------
-
-    async def _acquire(self, reply: Reply) -> float | None:
-        """Take a slot, waiting in FIFO order; returns the seconds waited, None if answered busy."""
-        st = self._stats
-        if self._free and not self._waiters:
-            self._free -= 1
-            waited = 0.0
-        elif self._max_queue is not None and len(self._waiters) >= self._max_queue:
-            await reply.error(503, proto.BUSY_MESSAGE, type_="api_error")
-            return None
-        else:
-            start = time.monotonic()
-            fut = asyncio.get_running_loop().create_future()
-            self._waiters.append(fut)
-            st.waiting += 1
-            st.peak_waiting = max(st.peak_waiting, st.waiting)
-            try:
-                await fut
-            except asyncio.CancelledError:
-                if fut.done() and not fut.cancelled():
-                    self._hand_over()  # the slot reached us as we were cancelled: pass it on
-                elif fut in self._waiters:
-                    self._waiters.remove(fut)
-                raise
-            finally:
-                st.waiting -= 1
-            waited = time.monotonic() - start
-        st.in_flight += 1
-        st.peak_in_flight = max(st.peak_in_flight, st.in_flight)
-        return waited
-
-    def _release(self) -> None:
-        self._stats.in_flight -= 1
-        self._hand_over()
-
-    def _hand_over(self) -> None:
-        """Give a free slot to the first live waiter, or back to the pool."""
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                return
-        self._free += 1
-
-    # --- endpoints ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _body(request: Request) -> proto.JSONObject:
-        try:
-            body = json.loads(request.body)
-        except ValueError as exc:
-            raise proto.BadRequest(f"invalid JSON body: {exc}") from None
-        if not isinstance(body, dict):
-            raise proto.BadRequest("request body must be a JSON object")
-        return body
-
-    async def _ollama_generate(self, request: Request, reply: Reply, arrival: float) -> None:
-        chat = request.path == "/api/chat"
-        try:
-            body = self._body(request)
-            gen = proto.parse_ollama_chat(body) if chat else proto.parse_ollama_generate(body)
-        except proto.BadRequest as exc:
-            await reply.error(400, str(exc), type_="invalid_request_error")
-            return
-        calls: list[_tools.Call] = []
-        if chat:
-            gen, calls = _tools.shape(
-                gen, body, openai=False, scripted=self._script.take(), call_id=""
-            )
-        waited = await self._acquire(reply)
-        if waited is None:
-            return
-        try:
-            eval_time = self._token_latency * len(gen.tokens)
-            if gen.stream:
-                await _sleep(self._latency)
-                await reply.start("application/x-ndjson")
-                for token in gen.tokens:
-                    await _sleep(self._token_latency)
-                    await reply.write(ndjson(proto.ollama_chunk(gen, [token], chat=chat)))
-                if calls:  # Ollama streams each call whole, before the closing line
-                    chunk = proto.ollama_chunk(gen, [], chat=chat)
-                    chunk["message"]["tool_calls"] = _tools.ollama_calls(calls)
-                    await reply.write(ndjson(chunk))
-            else:
-                await _sleep(self._latency + eval_time)
-            timing = proto.Timing(time.monotonic() - arrival, waited, self._latency, eval_time)
-            final = proto.ollama_final(gen, timing, chat=chat, streamed=gen.stream)
-            if calls and not gen.stream:
-                final["message"]["tool_calls"] = _tools.ollama_calls(calls)
-            if gen.stream:
-                await reply.end(ndjson(final))
-            else:
-                await reply.json(final)
-        finally:
-            self._release()
-
-    async def _openai_chat(self, request: Request, reply: Reply, arrival: float) -> None:
-        try:
-            body = self._body(request)
-            gen = proto.parse_openai_chat(body)
-        except proto.BadRequest as exc:
-            await reply.error(400, str(exc), type_="invalid_request_error")
-            return
-        request_id = self._request_id()
-        gen, calls = _tools.shape(
-            gen,
-            body,
-            openai=True,
-            scripted=self._script.take(),
-            call_id="call_" + request_id.removeprefix("chatcmpl-"),
-        )
-        if await self._acquire(reply) is None:
-            return
-        try:
-            if not gen.stream:
-                await _sleep(self._latency + self._token_latency * len(gen.tokens))
-                payload = proto.openai_completion(gen, request_id)
-                if calls:
-                    payload = _tools.openai_message_calls(payload, calls)
-                await reply.json(payload)
-                return
-            await _sleep(self._latency)
-            await reply.start("text/event-stream; charset=utf-8")
-            role = {"role": "assistant", "content": ""}
-            await reply.write(sse(proto.openai_chunk(gen, request_id, delta=role)))
-            for token in gen.tokens:
-                await _sleep(self._token_latency)
-                await reply.write(sse(proto.openai_chunk(gen, request_id, token=token)))
-            for delta in _tools.openai_call_deltas(calls):
-                await reply.write(sse(proto.openai_chunk(gen, request_id, delta=delta)))
-            tail = sse(proto.openai_chunk(gen, request_id, finish=True))
-            if gen.include_usage:
-                tail += sse(proto.openai_chunk(gen, request_id, usage=True))
-            await reply.end(tail + b"data: [DONE]\n\n")
-        finally:
-            self._release()
-
-    async def _embed(self, request: Request, reply: Reply, arrival: float) -> None:
-        try:
-            req = proto.parse_embed(self._body(request), openai=reply.openai)
-        except proto.BadRequest as exc:
-            await reply.error(400, str(exc), type_="invalid_request_error")
-            return
-        self._stats.embed_inputs += len(req.inputs)
-        waited = await self._acquire(reply)
-        if waited is None:
-            return
-        try:
-            await _sleep(self._latency)
-            dim = req.dimensions or self._embedding_dim
-            vectors = [proto.embedding(text, dim) for text in req.inputs]
-            if reply.openai:
-                await reply.json(proto.openai_embeddings(req, vectors))
-            else:
-                timing = proto.Timing(time.monotonic() - arrival, waited, self._latency, 0.0)
-                await reply.json(proto.ollama_embed(req, vectors, timing))
-        finally:
-            self._release()
-
-    async def _listing(self, request: Request, reply: Reply, arrival: float) -> None:
-        await reply.json(proto.listing(request.path, self._models))
-
-    async def _llamacpp_props(self, request: Request, reply: Reply, arrival: float) -> None:
-        if request.path == "/health":
-            payload: object = {"status": "ok"}
-        else:
-            payload = proto.llamacpp_props(self._parallel, self._models[0])
-        await reply.page(JSON_TYPE[1], dumps(payload))
-
-    async def _vllm_metrics(self, request: Request, reply: Reply, arrival: float) -> None:
-        page = proto.vllm_metrics(self._stats.in_flight, self._stats.waiting, self._models[0])
-        await reply.page("text/plain; version=0.0.4; charset=utf-8", page.encode())

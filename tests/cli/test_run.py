@@ -23,7 +23,7 @@ import pytest
 
 from llmclient import Completion, OllamaClient
 from llmclient.cli import _jobfile as jobfile
-from llmclient.cli import run
+from llmclient.cli import _online
 from llmclient.testing import Fault, SimulatedServer
 from tests.cli.helpers import (
     Result,
@@ -408,7 +408,7 @@ async def test_an_answer_json_cannot_hold_is_that_ids_internal_error(
     tmp_path: Path, simulated_server_factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server = await simulated_server_factory(latency=0.001)
-    answer_record = run._answer_record
+    answer_record = _online._answer_record
 
     def unwritable_q1(*args: Any) -> dict[str, Any]:
         record = answer_record(*args)
@@ -416,7 +416,7 @@ async def test_an_answer_json_cannot_hold_is_that_ids_internal_error(
             record["latency_s"] = float("nan")  # not JSON
         return record
 
-    monkeypatch.setattr(run, "_answer_record", unwritable_q1)
+    monkeypatch.setattr(_online, "_answer_record", unwritable_q1)
     source = write_jsonl(tmp_path / "in.jsonl", questions(4))
     output = tmp_path / "out.jsonl"
 

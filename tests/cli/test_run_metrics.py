@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from llmclient.cli import run
+from llmclient.cli import _online
 from llmclient.testing import SimulatedServer
 from tests.cli.helpers import assert_one_line_error, closed_port, read_records, run_cli, write_jsonl
 from tests.cli.test_run import questions, run_args
@@ -46,7 +46,7 @@ async def test_summary_gives_tokens_rate_retries_and_limit(
 async def test_verbose_logs_the_throughput_while_the_job_runs(
     tmp_path: Path, simulated_server_factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(run, "REPORT_INTERVAL", 0.02)
+    monkeypatch.setattr(_online, "REPORT_INTERVAL", 0.02)
     server = await simulated_server_factory(latency=0.05, parallel=1)
     source = write_jsonl(tmp_path / "in.jsonl", questions(6))
     args = run_args(server, source, tmp_path / "out.jsonl", "--max-concurrent", "1", "-v")

@@ -39,7 +39,7 @@ class Endpoints:
         self._stats = stats
         self._script = script
         self._parallel = parallel
-        self._latency = latency
+        self.latency = latency
         self._token_latency = token_latency
         self._embedding_dim = embedding_dim
         self._models = models
@@ -78,7 +78,7 @@ class Endpoints:
         try:
             eval_time = self._token_latency * len(gen.tokens)
             if gen.stream:
-                await _sleep(self._latency)
+                await _sleep(self.latency)
                 await reply.start("application/x-ndjson")
                 for token in gen.tokens:
                     await _sleep(self._token_latency)
@@ -88,8 +88,8 @@ class Endpoints:
                     chunk["message"]["tool_calls"] = _tools.ollama_calls(calls)
                     await reply.write(ndjson(chunk))
             else:
-                await _sleep(self._latency + eval_time)
-            timing = proto.Timing(time.monotonic() - arrival, waited, self._latency, eval_time)
+                await _sleep(self.latency + eval_time)
+            timing = proto.Timing(time.monotonic() - arrival, waited, self.latency, eval_time)
             final = proto.ollama_final(gen, timing, chat=chat, streamed=gen.stream)
             if calls and not gen.stream:
                 final["message"]["tool_calls"] = _tools.ollama_calls(calls)
@@ -119,13 +119,13 @@ class Endpoints:
             return
         try:
             if not gen.stream:
-                await _sleep(self._latency + self._token_latency * len(gen.tokens))
+                await _sleep(self.latency + self._token_latency * len(gen.tokens))
                 payload = proto.openai_completion(gen, request_id)
                 if calls:
                     payload = _tools.openai_message_calls(payload, calls)
                 await reply.json(payload)
                 return
-            await _sleep(self._latency)
+            await _sleep(self.latency)
             await reply.start("text/event-stream; charset=utf-8")
             role = {"role": "assistant", "content": ""}
             await reply.write(sse(proto.openai_chunk(gen, request_id, delta=role)))
@@ -152,13 +152,13 @@ class Endpoints:
         if waited is None:
             return
         try:
-            await _sleep(self._latency)
+            await _sleep(self.latency)
             dim = req.dimensions or self._embedding_dim
             vectors = [proto.embedding(text, dim) for text in req.inputs]
             if reply.openai:
                 await reply.json(proto.openai_embeddings(req, vectors))
             else:
-                timing = proto.Timing(time.monotonic() - arrival, waited, self._latency, 0.0)
+                timing = proto.Timing(time.monotonic() - arrival, waited, self.latency, 0.0)
                 await reply.json(proto.ollama_embed(req, vectors, timing))
         finally:
             self._slots.release()

@@ -208,13 +208,13 @@ class SimulatedServer:
     def latency(self) -> float:
         """Seconds each request holds a slot (besides `token_latency`); settable while it
         runs, as a server slowed by other work."""
-        return self._latency
+        return self._endpoints.latency
 
     @latency.setter
     def latency(self, seconds: float) -> None:
         if not seconds >= 0:
             raise ValueError("latencies must be non-negative")
-        self._latency = seconds
+        self._endpoints.latency = seconds
 
     @property
     def stats(self) -> ServerStats:

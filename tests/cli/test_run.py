@@ -463,7 +463,9 @@ async def test_an_interrupt_still_stops_the_job(
 async def test_ctrl_c_stops_the_job_cleanly_and_the_rerun_finishes_it(
     tmp_path: Path, simulated_server_factory: Factory
 ) -> None:
-    server = await simulated_server_factory(parallel=4, latency=0.02)
+    # one slot (Ollama's default) at 50 ms: the job would take 10 s, so a test process
+    # starved of the CPU for seconds (a loaded CI machine) still interrupts it
+    server = await simulated_server_factory(parallel=4, latency=0.05)
     source = write_jsonl(tmp_path / "in.jsonl", questions(200))
     output = tmp_path / "out.jsonl"
     args = run_args(server, source, output)
@@ -477,6 +479,7 @@ async def test_ctrl_c_stops_the_job_cleanly_and_the_rerun_finishes_it(
     saved = by_id(output)
     assert 20 <= len(saved) < 200 and all("answer" in r for r in saved.values())
 
+    server.latency = 0.005  # the rerun need not take long
     result = await run_cli(*args)
 
     assert result.code == 0, result

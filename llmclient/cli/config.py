@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from typing import TYPE_CHECKING
 
 from llmclient.cli._common import add_target, add_verbose, make_client, table, target_settings
@@ -38,6 +39,7 @@ def command(args: argparse.Namespace) -> int:
     asked = asyncio.run(_ask_servers(args, settings))
     if asked is not None:
         rows = [asked if row[0] == "max_concurrent" else row for row in rows]
+    rows.append(_budget_row())
     print(f"{settings.provider} settings for {settings.endpoint} ({client_class.__name__})")
     print(table(("setting", "value", "source"), rows))
     native = ", ".join(client_class.native_env.values())
@@ -49,6 +51,17 @@ def command(args: argparse.Namespace) -> int:
 _SERVER_DEFAULTS = {
     ("default (ollama profile)", "max_concurrent"): "Ollama's OLLAMA_NUM_PARALLEL default",
 }
+
+
+def _budget_row() -> tuple[str, str, str]:
+    """The budget a client made here would count against: the `LLMCLIENT_BUDGET_*` ones."""
+    from llmclient.config import BUDGET_ENV_PREFIX, budget_from_env
+
+    budget = budget_from_env()
+    if budget is None:
+        return ("budget", "None", "unset")
+    names = sorted(k for k in os.environ if k.upper().startswith(BUDGET_ENV_PREFIX))
+    return ("budget", repr(budget), "env " + ", ".join(names))
 
 
 def _source(name: str, source: str, value: str = "") -> str:

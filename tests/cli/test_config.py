@@ -59,3 +59,19 @@ async def test_shows_the_cache_setting() -> None:
     assert "redis://127.0.0.1:6399/0" in rows["cache"] and "env LLMCLIENT_CACHE" in rows["cache"]
     assert "pw-not-shown" not in result.out
     assert "replay" in rows["cache_mode"] and "default" in rows["cache_mode"]
+
+
+async def test_the_budget_from_the_environment_is_shown() -> None:
+    env = {"OLLAMA_HOST": ":11999", "LLMCLIENT_BUDGET_TOTAL_TOKENS": "2e6"}
+    result = await run_cli("config", "--provider", "ollama", env=env)
+    assert result.code == 0, result
+    row = {line.split()[0]: line for line in result.out.splitlines()}["budget"]
+    assert "Budget(total_tokens=2000000)" in row and "env LLMCLIENT_BUDGET_TOTAL_TOKENS" in row
+    result = await run_cli("config", "--provider", "ollama", env={"OLLAMA_HOST": ":11999"})
+    assert {line.split()[0]: line for line in result.out.splitlines()}["budget"].split()[1:] == [
+        "None",
+        "unset",
+    ]
+    bad = {"OLLAMA_HOST": ":11999", "LLMCLIENT_BUDGET_TOTAL_TOKENS": "-5"}
+    line = assert_one_line_error(await run_cli("config", "--provider", "ollama", env=bad), 2)
+    assert "LLMCLIENT_BUDGET_TOTAL_TOKENS" in line and "-5" in line

@@ -66,7 +66,7 @@ class _TimedServer(SimulatedServer):
         finally:
             self.on_wire -= 1
             took = time.monotonic() - start
-            if outcome == "done" and took < 0.9 * self._latency:
+            if outcome == "done" and took < 0.9 * self.latency:
                 outcome = "refused"  # answered at once (503, 429): it never held a slot
             self.durations.append((took, outcome))
 

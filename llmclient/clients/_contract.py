@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from llmclient.config import ClientSettings
     from llmclient.errors import LLMError
     from llmclient.limits.builder import ClientLimits
-    from llmclient.limits.endpoint import CapacityProbe
+    from llmclient.limits.endpoint import CapacityQuestion
     from llmclient.types import Completion, StreamEnd
 
 __all__ = ["ProviderContract"]
@@ -101,7 +101,7 @@ class ProviderContract(ABC):
 
     async def _ping(self, base_url: str | None = None) -> None:
         """A cheap request that shows the server (`base_url`, None: the client's own) is up,
-        such as a listing: pools probe a server they took out with it. Without one, such a
+        such as a listing: pools check a server they took out with it. Without one, such a
         server gets requests again after a while."""
         raise NotImplementedError
 
@@ -112,6 +112,12 @@ class ProviderContract(ABC):
         if endpoint is not None:
             endpoint.learn(headers, self.settings.profile.retry.max_server_wait)
 
-    def _capacity_probe(self, url: str) -> CapacityProbe | None:
-        """Providers that can ask `url` what it serves at once return how (`ServerCapacity`)."""
+    def _capacity_question(self, url: str) -> CapacityQuestion | None:
+        """Providers that can ask `url` what it serves at once return how (`ServerCapacity`).
+        The default calls `_capacity_probe`, the method's old name, so providers that
+        override that keep working."""
+        return self._capacity_probe(url)
+
+    def _capacity_probe(self, url: str) -> CapacityQuestion | None:
+        """The old name of `_capacity_question`: override that one instead."""
         return None

@@ -137,7 +137,7 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
         self.budget = tracker_for(budget, self.settings.limits)
         key = self.settings.api_key
         self._endpoints = ClientLimits(
-            self.settings, self.provider, self._capacity_probe, partial(_pool.ping_server, self)
+            self.settings, self.provider, self._capacity_question, partial(_pool.ping_server, self)
         )
         self._pipeline = Pipeline(
             self.provider,
@@ -368,7 +368,7 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
         """Ask the server (`url`, default the base URL) how many requests it serves at once:
         llama.cpp's `/props`, vLLM's `/metrics`. None when this provider or server cannot say."""
         self._check_open()
-        probe = self._capacity_probe(url or self.settings.base_url)
+        probe = self._capacity_question(url or self.settings.base_url)
         return await probe() if probe is not None else None
 
     async def discover_limits(self) -> int:

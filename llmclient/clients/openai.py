@@ -43,7 +43,7 @@ from llmclient.limits.discovery import (
     capacity_from_vllm_metrics,
     server_root,
 )
-from llmclient.limits.endpoint import CapacityProbe
+from llmclient.limits.endpoint import CapacityQuestion
 from llmclient.profiles import LOCAL_PROFILE, OPENAI_PROFILE, ConcurrencyProfile, is_local_endpoint
 from llmclient.retry import parse_retry_after
 from llmclient.types import Completion, StreamEnd, Token, Usage, split_reasoning
@@ -267,7 +267,7 @@ class OpenAIClient(BaseLLMClient):
         sdk: openai.AsyncOpenAI = self._sdk_at(base_url)
         await sdk.models.list()
 
-    def _capacity_probe(self, url: str) -> CapacityProbe | None:
+    def _capacity_question(self, url: str) -> CapacityQuestion | None:
         """Local servers may say what they serve at once; the OpenAI cloud does not."""
         if not is_local_endpoint(url):
             return None

@@ -368,8 +368,8 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
         """Ask the server (`url`, default the base URL) how many requests it serves at once:
         llama.cpp's `/props`, vLLM's `/metrics`. None when this provider or server cannot say."""
         self._check_open()
-        probe = self._capacity_question(url or self.settings.base_url)
-        return await probe() if probe is not None else None
+        question = self._capacity_question(url or self.settings.base_url)
+        return await question() if question is not None else None
 
     async def discover_limits(self) -> int:
         """Ask the servers now what they can take, where the limit is a default (the first

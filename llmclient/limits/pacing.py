@@ -15,7 +15,7 @@ from llmclient.limits.headers import Quota, ServerLimits
 
 __all__ = ["ServerPacing"]
 
-_UNKNOWN_RESET = 1.0  # seconds a quota without a reset time is trusted, and a probe waited for
+_UNKNOWN_RESET = 1.0  # seconds a quota without a reset time is trusted, and a lone request waits
 
 
 class _Budget:

@@ -246,7 +246,7 @@ def test_every_policy_module_is_checked() -> None:
         "llmclient.clients.openai",
         "llmclient.testing.server",
         "llmclient.compat.graphgen",
-        "llmclient.fanout.pool",
+        "llmclient.fanout.workers",
         "llmclient.mapping",
         "llmclient.batch._job",
         "llmclient.batch._files",

@@ -25,7 +25,7 @@ from llmclient import (
     ServerBusyError,
     ServerError,
 )
-from llmclient.clients._pool import ping_server
+from llmclient.clients._servers import ping_server
 from llmclient.limits import PoolDispatcher
 from llmclient.testing import SimulatedServer
 

@@ -14,7 +14,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from llmclient.clients._pool import SdkPerServer
+    from llmclient.clients._servers import SdkPerServer
     from llmclient.clients.params import ChatRequest, SamplingParams
     from llmclient.config import ClientSettings
     from llmclient.errors import LLMError

@@ -18,7 +18,7 @@ from llmclient._checks import check_int
 from llmclient._loop_local import LoopLocal
 from llmclient._pipeline import Pipeline
 from llmclient.cache import client_cache
-from llmclient.clients import _pool, _sending, _structured
+from llmclient.clients import _sending, _servers, _structured
 from llmclient.clients._answers import token_from_logprob
 from llmclient.clients._budget import tracker_for
 from llmclient.clients._contract import ProviderContract
@@ -137,7 +137,10 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
         self.budget = tracker_for(budget, self.settings.limits)
         key = self.settings.api_key
         self._endpoints = ClientLimits(
-            self.settings, self.provider, self._capacity_question, partial(_pool.ping_server, self)
+            self.settings,
+            self.provider,
+            self._capacity_question,
+            partial(_servers.ping_server, self),
         )
         self._pipeline = Pipeline(
             self.provider,
@@ -150,7 +153,7 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
         )
         self._coalescers = LoopLocal(partial(_sending.make_coalescer, self))
         pool = self.settings.pool
-        self._sdks = _pool.SdkPerServer(
+        self._sdks = _servers.SdkPerServer(
             self._make_sdk, self._close_sdk, pool.urls if pool is not None else ()
         )
         self._cache = client_cache(
@@ -222,7 +225,7 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
     def endpoint_stats(self) -> dict[str, EndpointStats]:
         """Each server's health and attempts by URL: one per server of an endpoint pool, or
         the one endpoint (always reported healthy: only pools take servers out)."""
-        return _pool.endpoint_stats(self, self._endpoints.latest())
+        return _servers.endpoint_stats(self, self._endpoints.latest())
 
     async def generate(
         self, prompt_or_messages: str | Sequence[MessageInput], **params: Unpack[CallOptions]

@@ -39,7 +39,7 @@ class Limit(Protocol):
 
     @property
     def max_limit(self) -> int:
-        """The most the limit can ever be (helpers size their worker pools to it)."""
+        """The most the limit can ever be (helpers start that many workers)."""
         ...
 
     def on_sample(self, rtt: float, in_flight: int, outcome: Outcome) -> int:

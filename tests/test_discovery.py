@@ -273,7 +273,7 @@ async def test_an_unreachable_server_is_not_asked_twice_and_the_request_fails_as
     ) as client:
         with pytest.raises(Exception, match=r"127\.0\.0\.1:9"):
             await client.generate_answer("x")
-        endpoint = client._endpoints.latest()
+        endpoint = client._admission.latest()
         assert endpoint is not None and not isinstance(endpoint, PoolDispatcher)
         assert endpoint.discovered is None
         assert endpoint.concurrency_limit == 4
@@ -331,7 +331,7 @@ async def test_auto_starts_from_the_servers_figure(
         "sim-model", base_url=server.openai_base_url, max_concurrent="auto"
     ) as client:
         await client.generate_answer("x")
-        endpoint = client._endpoints.latest()
+        endpoint = client._admission.latest()
         assert isinstance(endpoint, object) and not isinstance(endpoint, PoolDispatcher)
         assert endpoint is not None
         assert isinstance(endpoint.limit, LatencyLimit)

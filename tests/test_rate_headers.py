@@ -178,7 +178,7 @@ async def test_a_configured_rpm_turns_request_pacing_off(
     server = await simulated_server_factory(**RPM_SERVER)
     async with OpenAIClient("sim-model", base_url=server.openai_base_url, rpm=600) as client:
         await client.generate_answer("q")
-        endpoint = client._endpoints.latest()
+        endpoint = client._admission.latest()
         assert endpoint is not None
         assert not endpoint.pacing.pace_requests
         assert endpoint.pacing.pace_tokens
@@ -193,7 +193,7 @@ async def test_ollama_client_learns_from_a_proxys_429(
         await client.generate_answer("first")
         server.inject("429", retry_after=0.2)
         await client.generate_answer("limited, then retried")
-        endpoint = client._endpoints.latest()
+        endpoint = client._admission.latest()
         assert endpoint is not None
         assert endpoint.pacing.active
     assert server.stats.statuses[429] == 1
@@ -219,7 +219,7 @@ async def test_each_server_of_a_pool_paces_by_its_own_headers(
         await run_concurrent(
             client.generate_answer, [f"q{i}" for i in range(20)], progress_bar=False
         )
-        pool = client._endpoints.latest()
+        pool = client._admission.latest()
         assert isinstance(pool, PoolDispatcher)
         by_url = {member.url: member.endpoint.pacing.active for member in pool.members}
     assert limited.stats.completed >= 1  # both servers served, so both could have spoken

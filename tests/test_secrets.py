@@ -133,7 +133,7 @@ async def test_a_pool_probe_that_fails_chains_nothing_showing_the_key(
         urls = [server.openai_base_url, other.openai_base_url]
         client = OpenAIClient("sim-model", base_url=urls, api_key=KEY, profile=profile)
     async with client:
-        pool = client._endpoints.get()
+        pool = client._admission.get()
         assert isinstance(pool, PoolDispatcher)
         server.inject("500", echo_key=True)
         with pytest.raises(ServerError) as caught:

@@ -30,7 +30,7 @@ class ProviderContract(ABC):
 
     settings: ClientSettings
     _sdks: SdkPerServer
-    _endpoints: ClientLimits
+    _admission: ClientLimits
 
     def _supports(self, params: SamplingParams) -> None:
         """Refuse sampling parameters this provider cannot honour (before anything is sent)."""
@@ -108,7 +108,7 @@ class ProviderContract(ABC):
     def _learn_limits(self, headers: Mapping[str, str], base_url: str | None = None) -> None:
         """Providers pass every response's headers (and the `base_url` it was sent to, in an
         endpoint pool): announced rate limits pace dispatch to that server."""
-        endpoint = self._endpoints.endpoint_at(base_url)
+        endpoint = self._admission.endpoint_at(base_url)
         if endpoint is not None:
             endpoint.learn(headers, self.settings.profile.retry.max_server_wait)
 

@@ -54,7 +54,7 @@ class ProviderContract(ABC):
     # An endpoint pool's attempt goes to one of its servers: `_chat`, `_stream`, `_embed`
     # and `_ping` are then called with `base_url=` that server's URL (a provider that takes
     # no `base_url` serves single endpoints only); it sends there with `self._sdk_at(base_url)`
-    # and passes each response's headers to `self._learn_limits(headers, base_url)`.
+    # and passes each response's headers to `self._learn_rates(headers, base_url)`.
     @abstractmethod
     async def _chat(self, request: ChatRequest) -> Completion:
         """Send one chat request to the provider and translate the answer."""
@@ -105,12 +105,16 @@ class ProviderContract(ABC):
         server gets requests again after a while."""
         raise NotImplementedError
 
-    def _learn_limits(self, headers: Mapping[str, str], base_url: str | None = None) -> None:
+    def _learn_rates(self, headers: Mapping[str, str], base_url: str | None = None) -> None:
         """Providers pass every response's headers (and the `base_url` it was sent to, in an
         endpoint pool): announced rate limits pace dispatch to that server."""
         endpoint = self._admission.endpoint_at(base_url)
         if endpoint is not None:
             endpoint.learn(headers, self.settings.profile.retry.max_server_wait)
+
+    def _learn_limits(self, headers: Mapping[str, str], base_url: str | None = None) -> None:
+        """The old name of `_learn_rates`: providers written for it keep working."""
+        self._learn_rates(headers, base_url)
 
     def _capacity_question(self, url: str) -> CapacityQuestion | None:
         """Providers that can ask `url` what it serves at once return how (`ServerCapacity`).

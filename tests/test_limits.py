@@ -185,7 +185,7 @@ def test_latency_limit_rests_at_a_single_slot() -> None:
         limit = algorithm.limit
         algorithm.on_sample(0.05 * limit, limit, Outcome.SUCCESS)
         at_one += algorithm.limit == 1
-    assert at_one / 2000 > 0.85  # probes above one slot become rare
+    assert at_one / 2000 > 0.85  # trials above one slot become rare
 
 
 async def test_a_waiter_cancelled_just_before_a_slot_frees_leaves_cleanly() -> None:

@@ -290,3 +290,10 @@ def test_batch_request_manager_lives_in_compat_and_keeps_its_old_paths() -> None
     manager = llmclient.compat.batching.BatchRequestManager
     assert llmclient.BatchRequestManager is manager
     assert llmclient.batching.BatchRequestManager is manager
+
+
+def test_capacity_probe_is_the_old_name_of_capacity_question() -> None:
+    from llmclient.limits import endpoint
+
+    assert endpoint.CapacityProbe is endpoint.CapacityQuestion
+    assert "CapacityProbe" in endpoint.__all__

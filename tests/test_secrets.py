@@ -117,10 +117,10 @@ async def test_an_echoed_key_is_nowhere_in_the_error_its_chain_or_the_logs(
 
 
 @pytest.mark.parametrize("provider", ["ollama", "openai"])
-async def test_a_pool_probe_that_fails_chains_nothing_showing_the_key(
+async def test_a_pool_health_check_that_fails_chains_nothing_showing_the_key(
     provider: str, simulated_server_factory: Factory
 ) -> None:
-    """The probe raised its error `from None`, which hides `__context__` from tracebacks but
+    """The check raised its error `from None`, which hides `__context__` from tracebacks but
     keeps it: the SDK's exception, the echoed key in its body, was still reachable."""
     server = await simulated_server_factory(latency=0.001)
     other = await simulated_server_factory(latency=0.001)

@@ -6,7 +6,7 @@ is compared with the sum of the servers' capacities (slots / latency), with one 
 leaves of it) and with round-robin dispatch (request i to server i mod 3, each server under
 its own client and limit), which is what spreading work without regard to capacity gives.
 Last, "one busy": the 4-slot server beside one that answers every request with 503 (its
-listings, hence the probes, answer): what a refusing member costs the pool.
+listings, hence the checks, answer): what a refusing member costs the pool.
 
     python benchmarks/bench_pool.py [--requests 420] [--latency 0.05] [--rounds 3]
 """

@@ -39,7 +39,7 @@ async def run(fault_rates: dict[str, float], calls: int, seed: int = 7) -> tuple
             )
             wall = time.monotonic() - started
         failures = [o for o in outcomes if isinstance(o, LLMError)]
-        budget = client._endpoints.latest().budget  # type: ignore[union-attr]
+        budget = client._admission.latest().budget  # type: ignore[union-attr]
         if failures and len(failures) < 10:
             for error in failures:
                 print(f"  failed after {error.attempts} attempts ({budget}): {error}")

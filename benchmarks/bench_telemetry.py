@@ -60,9 +60,9 @@ async def cpu_per_call(calls: int, observer: Observer | None) -> float:
 def off_check_cost() -> float:
     """Seconds per request of the observer check when nobody observes."""
     pipeline = InstantOllama("m", host="127.0.0.1:9")._pipeline
-    probe = pipeline._probe
+    trace = pipeline._trace
     number = 1_000_000
-    return timeit.timeit(lambda: probe("chat", "m", None, False), number=number) / number
+    return timeit.timeit(lambda: trace("chat", "m", None, False), number=number) / number
 
 
 def main() -> None:

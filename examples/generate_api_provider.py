@@ -59,7 +59,7 @@ class GenerateAPIClient(BaseLLMClient):
         return data["embeddings"], data.get("prompt_eval_count")
 
     async def _checked(self, answer: httpx.Response, base_url: str | None) -> httpx.Response:
-        self._learn_limits(answer.headers, base_url)  # rate-limit headers pace that server
+        self._learn_rates(answer.headers, base_url)  # rate-limit headers pace that server
         if (status := answer.status_code) < 400:
             return answer
         await answer.aread()  # a stream's error body too

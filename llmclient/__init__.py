@@ -22,7 +22,7 @@ _EXPORTS: dict[str, str] = {
     "BatchRequest": "llmclient.batch",
     "BatchResult": "llmclient.batch",
     "BatchRowError": "llmclient.batch",
-    "BatchRequestManager": "llmclient.batching",
+    "BatchRequestManager": "llmclient.compat.batching",
     "Budget": "llmclient.limits",
     "BudgetExceededError": "llmclient.errors",
     "BudgetSpent": "llmclient.limits",
@@ -107,7 +107,6 @@ if _typing.TYPE_CHECKING:
     from llmclient.batch import BatchResult as BatchResult
     from llmclient.batch import BatchRowError as BatchRowError
     from llmclient.batch import submit_batch_job as submit_batch_job
-    from llmclient.batching import BatchRequestManager as BatchRequestManager
     from llmclient.cache import CacheMode as CacheMode
     from llmclient.cache import CacheStore as CacheStore
     from llmclient.cache import SQLiteCache as SQLiteCache
@@ -121,6 +120,7 @@ if _typing.TYPE_CHECKING:
     from llmclient.clients.params import validate_params as validate_params
     from llmclient.clients.registry import client_for as client_for
     from llmclient.clients.registry import register_provider as register_provider
+    from llmclient.compat.batching import BatchRequestManager as BatchRequestManager
     from llmclient.config import ClientSettings as ClientSettings
     from llmclient.errors import AuthenticationError as AuthenticationError
     from llmclient.errors import BudgetExceededError as BudgetExceededError

@@ -11,7 +11,7 @@ from collections import deque
 from llmclient.errors import LLMError, RateLimitError, ServerBusyError
 from llmclient.limits import Outcome
 from llmclient.limits.admission import Ticket, outcome_of
-from llmclient.telemetry._events import RequestProbe
+from llmclient.telemetry._events import RequestTrace
 from llmclient.types import Stats, Usage, percentile
 
 __all__ = ["Attempt", "Deadline", "Recorder"]
@@ -97,17 +97,17 @@ class Attempt:
     """One attempt's hold on its admission's ticket: admitted, on the wire, then finished
     exactly once (the ticket does the limits' bookkeeping; this, the client's stats)."""
 
-    __slots__ = ("finished", "probe", "recorder", "started", "ticket", "waited")
+    __slots__ = ("finished", "recorder", "started", "ticket", "trace", "waited")
 
     def __init__(
         self,
         ticket: Ticket,
         recorder: Recorder,
         waited: float,
-        probe: RequestProbe | None = None,
+        trace: RequestTrace | None = None,
     ) -> None:
         self.ticket = ticket
-        self.probe = probe
+        self.trace = trace
         self.recorder = recorder
         self.waited = waited
         self.started = time.monotonic()
@@ -124,8 +124,8 @@ class Attempt:
         self.finished = True
         recorder = self.recorder
         recorder.in_flight -= 1
-        ticket, probe = self.ticket, self.probe
-        limit_before = ticket.concurrency_limit if probe is not None else 0
+        ticket, trace = self.ticket, self.trace
+        limit_before = ticket.concurrency_limit if trace is not None else 0
         paused = ticket.release(error, latency, usage, cancelled=cancelled)
         if cancelled:
             pass
@@ -136,10 +136,10 @@ class Attempt:
                 recorder.completion_tokens += usage.completion_tokens
         elif error.overload and isinstance(error, RateLimitError | ServerBusyError):
             recorder.rate_limited += 1
-        if probe is not None:
+        if trace is not None:
             limits = (limit_before, ticket.concurrency_limit)
             dropped = not cancelled and outcome_of(error) is Outcome.DROPPED
-            probe.attempt_finished(self.waited, latency, error, cancelled, dropped, limits, paused)
+            trace.attempt_finished(self.waited, latency, error, cancelled, dropped, limits, paused)
         return latency
 
     def log(

@@ -31,7 +31,7 @@ from llmclient.telemetry._events import (
     SHARED,
     Observer,
     RequestInfo,
-    RequestProbe,
+    RequestTrace,
 )
 from llmclient.types import StreamEnd, Usage
 
@@ -92,33 +92,33 @@ class Pipeline:
         An attempt the admission routes to another server (a pool's) is `send(base_url=url)`.
         `model` and `messages` are what telemetry observers are told the request is.
         """
-        probe = self._probe(operation, model, messages, streaming=False)
+        trace = self._trace(operation, model, messages, streaming=False)
         # a partial, not a closure: one coroutine frame less per attempt
-        attempt = partial(self._attempt, operation, send, estimated_tokens, usage_of, probe)
+        attempt = partial(self._attempt, operation, send, estimated_tokens, usage_of, trace)
         try:
-            outcome = await self._with_retries(attempt, probe)
+            outcome = await self._with_retries(attempt, trace)
         except BaseException as exc:
-            if probe is not None:
-                probe.finished(error=exc)
+            if trace is not None:
+                trace.finished(error=exc)
             raise
         self.recorder.completed += 1
-        if probe is not None:
-            probe.finished(outcome[0], usage_of(outcome[0]))
+        if trace is not None:
+            trace.finished(outcome[0], usage_of(outcome[0]))
         return outcome
 
-    def _probe(
+    def _trace(
         self,
         operation: str,
         model: str | None,
         messages: Sequence[Mapping[str, Any]] | None,
         streaming: bool,
-    ) -> RequestProbe | None:
-        """The request's telemetry probe; None (the common case) when nobody observes."""
+    ) -> RequestTrace | None:
+        """The request's telemetry trace; None (the common case) when nobody observes."""
         if not self.observers and not SHARED.observers:
             return None
         operation = OPERATIONS.get(operation, operation)
         info = RequestInfo(operation, self.provider, self.name, model, messages, streaming)
-        return RequestProbe((*SHARED.observers, *self.observers), info)
+        return RequestTrace((*SHARED.observers, *self.observers), info)
 
     async def _attempt(
         self,
@@ -126,9 +126,9 @@ class Pipeline:
         send: Callable[..., Awaitable[T]],
         estimated_tokens: int,
         usage_of: Callable[[T], Usage | None],
-        probe: RequestProbe | None,
+        trace: RequestTrace | None,
     ) -> T:
-        attempt = await self._admit(estimated_tokens, probe)
+        attempt = await self._admit(estimated_tokens, trace)
         url = attempt.ticket.base_url  # a pool's server: the provider call goes there
         failure: LLMError | None = None
         deadline = Deadline(self.profile.timeout)
@@ -152,30 +152,30 @@ class Pipeline:
         attempt.log(self.provider, self.name, operation, latency, None)
         return result
 
-    async def _admit(self, estimated_tokens: int, probe: RequestProbe | None) -> Attempt:
+    async def _admit(self, estimated_tokens: int, trace: RequestTrace | None) -> Attempt:
         admission = self._endpoint()
         recorder = self.recorder
         recorder.waiting += 1
-        if probe is not None:
-            probe.slot_wait_started()
+        if trace is not None:
+            trace.slot_wait_started()
         asked = time.monotonic()
         try:
             ticket = await admission.admit(estimated_tokens, self.profile.retry.max_server_wait)
         except BaseException as exc:
-            if probe is not None:
+            if trace is not None:
                 limit = admission.concurrency_limit
-                probe.slot_wait_abandoned(time.monotonic() - asked, exc, limit)
+                trace.slot_wait_abandoned(time.monotonic() - asked, exc, limit)
             raise
         finally:
             recorder.waiting -= 1
         waited = time.monotonic() - asked
         recorder.waits.append(waited)
-        if probe is not None:
-            probe.slot_acquired(waited)
-        return Attempt(ticket, recorder, waited, probe)
+        if trace is not None:
+            trace.slot_acquired(waited)
+        return Attempt(ticket, recorder, waited, trace)
 
     async def _with_retries(
-        self, attempt: Callable[[], Awaitable[T]], probe: RequestProbe | None = None
+        self, attempt: Callable[[], Awaitable[T]], trace: RequestTrace | None = None
     ) -> tuple[T, int, float]:
         """The first attempt runs bare (the common case); tenacity takes over on a retryable
         failure, replaying that failure as its own first attempt so waits and stops count it."""
@@ -203,7 +203,7 @@ class Pipeline:
 
         policy = self.profile.retry
         budget = self._endpoint().budget
-        log_retry = self._log_retry if probe is None else partial(self._log_retry, probe=probe)
+        log_retry = self._log_retry if trace is None else partial(self._log_retry, trace=trace)
         retrying = build_retrying(policy, started, log_retry, budget)
         try:
             result: T = await retrying(replay_then_attempt)
@@ -236,10 +236,10 @@ class Pipeline:
         A stream the admission routes to another server (a pool's) is `open_parts(base_url=url)`.
         A stream that stops without its end marker raises `IncompleteStreamError`.
         """
-        probe = self._probe("chat", model, messages, streaming=True)
+        trace = self._trace("chat", model, messages, streaming=True)
 
         async def open_stream() -> tuple[Attempt, AsyncIterator[str | StreamEnd], str | StreamEnd]:
-            attempt = await self._admit(estimated_tokens, probe)
+            attempt = await self._admit(estimated_tokens, trace)
             url = attempt.ticket.base_url  # a pool's server: the stream opens there
             parts = open_parts() if url is None else open_parts(base_url=url)
             try:
@@ -252,15 +252,15 @@ class Pipeline:
             return attempt, parts, first
 
         try:
-            (attempt, parts, part), _, _ = await self._with_retries(open_stream, probe)
+            (attempt, parts, part), _, _ = await self._with_retries(open_stream, trace)
         except BaseException as exc:
-            if probe is not None:
-                probe.finished(error=exc)
+            if trace is not None:
+                trace.finished(error=exc)
             raise
         error: LLMError | None = None
         broken: BaseException | None = None  # cancelled, or not an llmclient error
         usage: Usage | None = None
-        collect = None if probe is None or probe.collected is None else probe.collected.append
+        collect = None if trace is None or trace.collected is None else trace.collected.append
         try:
             while not isinstance(part, StreamEnd):
                 if collect is not None:
@@ -279,9 +279,9 @@ class Pipeline:
             raise
         finally:
             attempt.finish(error, usage, cancelled=broken is not None)
-            if probe is not None:
+            if trace is not None:
                 end = part if isinstance(part, StreamEnd) else None
-                probe.finished(end, usage, error or broken)
+                trace.finished(end, usage, error or broken)
             await _close_quietly(parts)
             if error is None and broken is None:
                 self.recorder.completed += 1
@@ -370,7 +370,7 @@ class Pipeline:
             )
 
     # ------------------------------------------------------------------ logging
-    def _log_retry(self, state: RetryCallState, probe: RequestProbe | None = None) -> None:
+    def _log_retry(self, state: RetryCallState, trace: RequestTrace | None = None) -> None:
         self.recorder.retries += 1
         error = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
@@ -383,8 +383,8 @@ class Pipeline:
             reason,
             wait,
         )
-        if probe is not None and isinstance(error, LLMError):
-            probe.retry_scheduled(error, wait)
+        if trace is not None and isinstance(error, LLMError):
+            trace.retry_scheduled(error, wait)
 
 
 async def _close_quietly(iterator: AsyncIterator[Any]) -> None:

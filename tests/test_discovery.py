@@ -273,7 +273,7 @@ async def test_an_unreachable_server_is_not_asked_twice_and_the_request_fails_as
     ) as client:
         with pytest.raises(Exception, match=r"127\.0\.0\.1:9"):
             await client.generate_answer("x")
-        endpoint = client._endpoints.latest()
+        endpoint = client._admission.latest()
         assert endpoint is not None and not isinstance(endpoint, PoolDispatcher)
         assert endpoint.discovered is None
         assert endpoint.concurrency_limit == 4
@@ -331,7 +331,7 @@ async def test_auto_starts_from_the_servers_figure(
         "sim-model", base_url=server.openai_base_url, max_concurrent="auto"
     ) as client:
         await client.generate_answer("x")
-        endpoint = client._endpoints.latest()
+        endpoint = client._admission.latest()
         assert isinstance(endpoint, object) and not isinstance(endpoint, PoolDispatcher)
         assert endpoint is not None
         assert isinstance(endpoint.limit, LatencyLimit)
@@ -410,8 +410,27 @@ async def test_the_cloud_is_not_asked() -> None:
     async with OpenAIClient(
         "gpt-x", base_url="https://api.openai.com/v1", api_key="sk-test"
     ) as client:
-        assert client._capacity_probe(client.settings.base_url) is None
+        assert client._capacity_question(client.settings.base_url) is None
         assert await client.server_capacity() is None  # no request: loopback-only tests
+
+
+async def test_a_provider_overriding_the_old_capacity_probe_name_is_still_asked(
+    simulated_server_factory: ServerFactory,
+) -> None:
+    """`_capacity_probe` was the contract method's name: an override of it still answers."""
+    server = await simulated_server_factory(parallel=2, latency=0.02)
+    capacity = ServerCapacity(3, "override")
+
+    async def ask() -> ServerCapacity:
+        return capacity
+
+    class OldProvider(OllamaClient):
+        def _capacity_probe(self, url: str) -> Callable[[], Awaitable[ServerCapacity]]:
+            return ask
+
+    async with OldProvider("sim-model", host=server.url) as client:
+        assert client.asks_server()
+        assert await client.server_capacity() is capacity
 
 
 async def test_redis_limits_take_the_servers_figure(

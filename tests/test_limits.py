@@ -185,7 +185,7 @@ def test_latency_limit_rests_at_a_single_slot() -> None:
         limit = algorithm.limit
         algorithm.on_sample(0.05 * limit, limit, Outcome.SUCCESS)
         at_one += algorithm.limit == 1
-    assert at_one / 2000 > 0.85  # probes above one slot become rare
+    assert at_one / 2000 > 0.85  # trials above one slot become rare
 
 
 async def test_a_waiter_cancelled_just_before_a_slot_frees_leaves_cleanly() -> None:
@@ -226,3 +226,12 @@ async def test_auto_at_eight_slots_holds_when_the_server_slows_at_every_load(
         await run_concurrent(client.generate_answer, [f"r{i}" for i in range(600)])
         watcher.cancel()
     assert statistics.median_low(limits[len(limits) // 2 :]) >= 7, limits
+
+
+def test_probe_queue_is_the_deprecated_name_of_trial_queue() -> None:
+    with pytest.warns(DeprecationWarning, match="use trial_queue="):
+        algorithm = LatencyLimit(probe_queue=0.8)
+    assert algorithm.trial_queue == 0.8 and algorithm.probe_queue == 0.8
+    assert LatencyLimit(trial_queue=0.8).trial_queue == 0.8
+    with pytest.raises(ValueError, match="trial_queue"):
+        LatencyLimit(trial_queue=2.0, max_queue=1.5)

@@ -1,4 +1,4 @@
-"""Endpoint pools over several simulated servers: dispatch by capacity, failover, probes back."""
+"""Endpoint pools over several simulated servers: dispatch by capacity, failover, checks back."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ async def test_a_server_killed_mid_run_loses_no_request(
     servers = [await simulated_server_factory(parallel=2, latency=0.05) for _ in range(3)]
     victim = servers[1]
     url = victim.url
-    pool = EndpointPool([s.url for s in servers], probe_interval=30)
+    pool = EndpointPool([s.url for s in servers], recheck_interval=30)
     async with OllamaClient("sim-model", host=pool, profile=PROFILE) as client:
         run = asyncio.create_task(run_concurrent(client.generate_answer, prompts(150)))
         await wait_until(lambda: victim.stats.completed >= 4, "the victim answered")
@@ -150,19 +150,19 @@ async def test_a_restarted_server_gets_work_again(simulated_server_factory: Fact
     first = await simulated_server_factory(parallel=2, latency=0.02)
     second = await simulated_server_factory(parallel=2, latency=0.02)
     url = second.url
-    pool = EndpointPool([first.url, url], probe_interval=0.05)
+    pool = EndpointPool([first.url, url], recheck_interval=0.05)
     async with OllamaClient("sim-model", host=pool, profile=PROFILE) as client:
         await second.stop()
         await run_concurrent(client.generate_answer, prompts(20))
         assert not client.endpoint_stats[url].healthy
         port = int(url.rpartition(":")[2])
         restarted = await simulated_server_factory(parallel=2, latency=0.02, port=port)
-        await wait_until(lambda: client.endpoint_stats[url].healthy, "probed back")
-        assert restarted.stats.by_path["/api/tags"] >= 1  # the probe
+        await wait_until(lambda: client.endpoint_stats[url].healthy, "checked back")
+        assert restarted.stats.by_path["/api/tags"] >= 1  # the check
         await run_concurrent(client.generate_answer, prompts(40))
     chats = [server.stats.by_path["/api/chat"] for server in (first, restarted)]
     assert chats[1] > 0
-    assert sum(chats) == 60  # the probe's listings aside
+    assert sum(chats) == 60  # the checks' listings aside
 
 
 async def test_repeated_server_errors_take_a_server_out(
@@ -171,7 +171,7 @@ async def test_repeated_server_errors_take_a_server_out(
     good = await simulated_server_factory(parallel=1, latency=0.01)
     bad = await simulated_server_factory(parallel=4, latency=0.01)
     bad.inject(Fault.INTERNAL_ERROR, 100, path="/api/chat")
-    pool = EndpointPool({good.url: 1, bad.url: 4}, unhealthy_after=3, probe_interval=30)
+    pool = EndpointPool({good.url: 1, bad.url: 4}, unhealthy_after=3, recheck_interval=30)
     async with OllamaClient("sim-model", host=pool, profile=PROFILE) as client:
         answers = await run_concurrent(client.generate_answer, prompts(12))
         health = client.endpoint_stats[bad.url]
@@ -198,14 +198,14 @@ async def test_the_retry_of_a_server_error_goes_to_another_server(
 
 
 @pytest.mark.parametrize("provider", ["ollama", "openai"])
-async def test_a_server_that_keeps_refusing_is_taken_out_and_probed_back(
+async def test_a_server_that_keeps_refusing_is_taken_out_and_checked_back(
     simulated_server_factory: Factory, provider: str
 ) -> None:
     busy = await simulated_server_factory(parallel=2, latency=0.01)
     healthy = await simulated_server_factory(parallel=2, latency=0.01)
-    busy.inject(Fault.BUSY, 100_000)  # 503 to every request, probes included: busy for good
+    busy.inject(Fault.BUSY, 100_000)  # 503 to every request, checks included: busy for good
     client, (busy_url, _) = pool_client(
-        provider, [busy, healthy], unhealthy_after=3, probe_interval=0.05
+        provider, [busy, healthy], unhealthy_after=3, recheck_interval=0.05
     )
     chat = CHAT_PATH[provider]
     async with client:
@@ -214,7 +214,7 @@ async def test_a_server_that_keeps_refusing_is_taken_out_and_probed_back(
         out = client.endpoint_stats[busy_url]
         assert not out.healthy
         assert out.problem is not None and "3 server_busy in a row" in out.problem
-        assert "last probe: server_busy" in out.problem
+        assert "last check: server_busy" in out.problem
         refused, served = busy.stats.by_path[chat], healthy.stats.by_path[chat]
         port = int(busy.url.rpartition(":")[2])
         await busy.stop()  # it recovers: the same server, without its fault
@@ -251,7 +251,7 @@ async def test_the_last_server_in_the_pool_is_not_taken_out_for_refusing(
     down = await simulated_server_factory(parallel=1)
     busy = await simulated_server_factory(parallel=1, latency=0.01)
     busy.inject(Fault.BUSY, 6, path="/api/chat")
-    pool = EndpointPool([down.url, busy.url], unhealthy_after=2, probe_interval=30)
+    pool = EndpointPool([down.url, busy.url], unhealthy_after=2, recheck_interval=30)
     await down.stop()
     async with OllamaClient("sim-model", host=pool, profile=PROFILE) as client:
         answers = await run_concurrent(client.generate_answer, prompts(3))
@@ -436,12 +436,24 @@ def test_an_explicit_pool_gives_each_server_its_limit() -> None:
         ({"endpoints": []}, "a pool needs a URL"),
         ({"endpoints": {"http://a:1": 0}}, "max_concurrent=0 for http://a:1"),
         ({"endpoints": ["http://a:1"], "unhealthy_after": 0}, "unhealthy_after=0"),
-        ({"endpoints": ["http://a:1"], "probe_interval": -1}, "probe_interval=-1"),
+        ({"endpoints": ["http://a:1"], "recheck_interval": -1}, "recheck_interval=-1"),
     ],
 )
 def test_bad_pools_are_refused(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ConfigurationError, match=match):
         EndpointPool(**kwargs)  # type: ignore[arg-type]
+
+
+def test_probe_interval_is_the_deprecated_name_of_recheck_interval() -> None:
+    with pytest.warns(DeprecationWarning, match="use recheck_interval="):
+        pool = EndpointPool(["http://a:1"], probe_interval=0.5)
+    assert pool.recheck_interval == 0.5 and pool.probe_interval == 0.5
+    assert pool == EndpointPool(["http://a:1"], recheck_interval=0.5)
+    with (
+        pytest.warns(DeprecationWarning),
+        pytest.raises(ConfigurationError, match="probe_interval=0"),
+    ):
+        EndpointPool(["http://a:1"], probe_interval=0)
 
 
 def test_one_limit_instance_cannot_serve_two_servers() -> None:
@@ -500,16 +512,16 @@ async def test_a_long_retry_after_pauses_a_server_no_longer_than_max_server_wait
     assert other.stats.completed == 0
 
 
-async def test_a_busy_ollama_answering_its_listing_gets_one_request_per_probe(
+async def test_a_busy_ollama_answering_its_listing_gets_one_request_per_check(
     simulated_server_factory: Factory,
 ) -> None:
-    """A busy Ollama answers `/api/tags`: the probe let it back in for `unhealthy_after`
+    """A busy Ollama answers `/api/tags`: the check let it back in for `unhealthy_after`
     more refusals each time; now its first refusal back takes it out again, for longer."""
     busy = await simulated_server_factory(parallel=2, latency=0.01)
     healthy = await simulated_server_factory(parallel=2, latency=0.01)
     busy.inject(Fault.BUSY, 100_000, path="/api/chat")  # the listing answers
     client, (busy_url, _) = pool_client(
-        "ollama", [busy, healthy], unhealthy_after=3, probe_interval=0.02
+        "ollama", [busy, healthy], unhealthy_after=3, recheck_interval=0.02
     )
     async with client:
         job = run_concurrent(client.generate_answer, prompts(150))
@@ -517,22 +529,22 @@ async def test_a_busy_ollama_answering_its_listing_gets_one_request_per_probe(
         out = client.endpoint_stats[busy_url]
     assert len(answers) == 150 and client.stats.failed == 0
     assert out.answered == 0
-    assert busy.stats.by_path["/api/tags"] >= 1  # it was probed, and answered
+    assert busy.stats.by_path["/api/tags"] >= 1  # it was checked, and answered
     refused = busy.stats.by_path["/api/chat"]
     assert refused <= 3 + 2 * (1 + busy.stats.by_path["/api/tags"])  # its 2 slots per return
 
 
-async def test_a_hanging_server_is_taken_out_and_probed_back(
+async def test_a_hanging_server_is_taken_out_and_checked_back(
     simulated_server_factory: Factory,
 ) -> None:
     """It accepts connections and never answers: every slot held, its timeouts read as
     overload and it was never taken out; each of its requests cost a full timeout."""
     hanging = await simulated_server_factory(parallel=2, latency=0.01)
     healthy = await simulated_server_factory(parallel=2, latency=0.01)
-    hanging.inject(Fault.HANG, 100_000)  # its probes hang too
+    hanging.inject(Fault.HANG, 100_000)  # its checks hang too
     profile = PROFILE.model_copy(update={"timeout": 0.3})
     url = hanging.url
-    pool = EndpointPool({url: 2, healthy.url: 2}, unhealthy_after=2, probe_interval=0.05)
+    pool = EndpointPool({url: 2, healthy.url: 2}, unhealthy_after=2, recheck_interval=0.05)
     async with OllamaClient("sim-model", host=pool, profile=profile) as client:
         answers = await asyncio.wait_for(run_concurrent(client.generate_answer, prompts(40)), 120)
         out = client.endpoint_stats[url]
@@ -540,10 +552,10 @@ async def test_a_hanging_server_is_taken_out_and_probed_back(
         await hanging.stop()
         port = int(url.rpartition(":")[2])
         recovered = await simulated_server_factory(parallel=2, latency=0.01, port=port)
-        await wait_until(lambda: client.endpoint_stats[url].healthy, "probed back")
+        await wait_until(lambda: client.endpoint_stats[url].healthy, "checked back")
         await run_concurrent(client.generate_answer, prompts(20))
     assert len(answers) == 40 and client.stats.failed == 0
     assert not out.healthy
     assert out.problem is not None and "2 timeout in a row" in out.problem
-    assert hung <= 2 + 2 + 4  # its 2 slots' timeouts, the probes': not one per request
+    assert hung <= 2 + 2 + 4  # its 2 slots' timeouts, the checks': not one per request
     assert recovered.stats.by_path["/api/chat"] > 0

@@ -166,12 +166,11 @@ CLIENTS = ("llmclient.clients",)
 HELPERS = (
     "llmclient.fanout",
     "llmclient.mapping",
-    "llmclient.batching",
     "llmclient.batch",
     "llmclient.probing",
     "llmclient.sync",
 )
-FACES = ("llmclient.cli", "llmclient.testing", "llmclient.compat")
+FACES = ("llmclient.cli", "llmclient.testing", "llmclient.compat", "llmclient.batching")
 LAYERS: dict[tuple[str, ...], tuple[str, ...]] = {
     # modules under these prefixes: may import nothing under these
     POLICY: (*CLIENTS, *HELPERS, *FACES),
@@ -180,6 +179,8 @@ LAYERS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("llmclient.testing",): CLIENTS,
     # a top layer like cli: clients and helpers, under another library's names
     ("llmclient.compat",): ("llmclient.cli", "llmclient.testing"),
+    # an old module path that re-exports a compat name, as compat may
+    ("llmclient.batching",): ("llmclient.cli", "llmclient.testing"),
 }
 
 
@@ -246,7 +247,9 @@ def test_every_policy_module_is_checked() -> None:
         "llmclient.clients.openai",
         "llmclient.testing.server",
         "llmclient.compat.graphgen",
-        "llmclient.fanout.pool",
+        "llmclient.compat.batching",
+        "llmclient.batching",
+        "llmclient.fanout.workers",
         "llmclient.mapping",
         "llmclient.batch._job",
         "llmclient.batch._files",
@@ -278,3 +281,19 @@ def test_testing_layer_imports_no_client_code() -> None:
             if within(m, ("llmclient",)) and not within(m, ("llmclient.testing",))
         }
         assert not bad, f"{path.name} imports {bad}"
+
+
+def test_batch_request_manager_lives_in_compat_and_keeps_its_old_paths() -> None:
+    import llmclient.batching
+    import llmclient.compat.batching
+
+    manager = llmclient.compat.batching.BatchRequestManager
+    assert llmclient.BatchRequestManager is manager
+    assert llmclient.batching.BatchRequestManager is manager
+
+
+def test_capacity_probe_is_the_old_name_of_capacity_question() -> None:
+    from llmclient.limits import endpoint
+
+    assert endpoint.CapacityProbe is endpoint.CapacityQuestion
+    assert "CapacityProbe" in endpoint.__all__

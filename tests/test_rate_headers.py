@@ -9,7 +9,7 @@ import pytest
 
 from llmclient import OllamaClient, OpenAIClient, run_concurrent
 from llmclient.limits import PoolDispatcher
-from llmclient.limits.headers import Quota, ServerLimits, parse_go_duration, parse_rate_headers
+from llmclient.limits.headers import Quota, ServerRates, parse_go_duration, parse_rate_headers
 from llmclient.limits.pacing import ServerPacing
 from llmclient.testing.pytest_plugin import ServerFactory
 from tests.conftest import FAST_RETRY
@@ -55,7 +55,7 @@ def test_openai_headers_both_units_any_case() -> None:
             "X-RateLimit-Reset-Tokens": "2s",
         }
     )
-    assert limits == ServerLimits(Quota(499, 0.12, 500), Quota(29000, 2.0, 30000))
+    assert limits == ServerRates(Quota(499, 0.12, 500), Quota(29000, 2.0, 30000))
 
 
 def test_ietf_policies_pick_the_binding_one_per_unit() -> None:
@@ -76,7 +76,7 @@ def test_older_ietf_forms() -> None:
     triple = parse_rate_headers(
         {"RateLimit-Limit": "10", "RateLimit-Remaining": "3", "RateLimit-Reset": "7"}
     )
-    assert dictionary == triple == ServerLimits(Quota(3, 7, 10), None)
+    assert dictionary == triple == ServerRates(Quota(3, 7, 10), None)
 
 
 def test_unusable_values_are_ignored() -> None:
@@ -85,7 +85,7 @@ def test_unusable_values_are_ignored() -> None:
     odd_reset = parse_rate_headers(
         {"x-ratelimit-remaining-requests": "5", "x-ratelimit-reset-requests": "later"}
     )
-    assert odd_reset == ServerLimits(Quota(5, None, None), None)
+    assert odd_reset == ServerRates(Quota(5, None, None), None)
 
 
 # --- pacing in isolation -------------------------------------------------------------------------
@@ -94,7 +94,7 @@ def test_unusable_values_are_ignored() -> None:
 async def test_pacing_waits_for_the_reset_when_nothing_is_left() -> None:
     pacing = ServerPacing()
     await pacing.wait(0)  # nothing announced yet: no wait
-    pacing.observe(ServerLimits(Quota(remaining=0, reset=0.3)))
+    pacing.observe(ServerRates(Quota(remaining=0, reset=0.3)))
     pacing.done()
     started = time.monotonic()
     await pacing.wait(0)
@@ -104,7 +104,7 @@ async def test_pacing_waits_for_the_reset_when_nothing_is_left() -> None:
 async def test_pacing_lets_through_what_the_quota_covers_at_once() -> None:
     pacing = ServerPacing()
     await pacing.wait(0)
-    pacing.observe(ServerLimits(Quota(remaining=5, reset=60)))
+    pacing.observe(ServerRates(Quota(remaining=5, reset=60)))
     pacing.done()
     async with asyncio.timeout(30):  # a wait for the reset would take a minute
         for _ in range(5):
@@ -116,7 +116,7 @@ async def test_pacing_counts_requests_on_the_wire_against_the_quota() -> None:
     pacing = ServerPacing()
     for _ in range(3):
         await pacing.wait(0)
-    pacing.observe(ServerLimits(Quota(remaining=2, reset=0.3)))  # two others may not be counted
+    pacing.observe(ServerRates(Quota(remaining=2, reset=0.3)))  # two others may not be counted
     started = time.monotonic()
     await pacing.wait(0)
     assert time.monotonic() - started >= 0.25
@@ -125,7 +125,7 @@ async def test_pacing_counts_requests_on_the_wire_against_the_quota() -> None:
 async def test_tokens_quota_paces_by_the_estimate() -> None:
     pacing = ServerPacing(pace_requests=False)
     await pacing.wait(100)
-    pacing.observe(ServerLimits(Quota(1000, 60), Quota(remaining=50, reset=0.3)))
+    pacing.observe(ServerRates(Quota(1000, 60), Quota(remaining=50, reset=0.3)))
     pacing.done()
     started = time.monotonic()
     await pacing.wait(100)  # 100 tokens do not fit in the 50 left
@@ -178,7 +178,7 @@ async def test_a_configured_rpm_turns_request_pacing_off(
     server = await simulated_server_factory(**RPM_SERVER)
     async with OpenAIClient("sim-model", base_url=server.openai_base_url, rpm=600) as client:
         await client.generate_answer("q")
-        endpoint = client._endpoints.latest()
+        endpoint = client._admission.latest()
         assert endpoint is not None
         assert not endpoint.pacing.pace_requests
         assert endpoint.pacing.pace_tokens
@@ -193,7 +193,7 @@ async def test_ollama_client_learns_from_a_proxys_429(
         await client.generate_answer("first")
         server.inject("429", retry_after=0.2)
         await client.generate_answer("limited, then retried")
-        endpoint = client._endpoints.latest()
+        endpoint = client._admission.latest()
         assert endpoint is not None
         assert endpoint.pacing.active
     assert server.stats.statuses[429] == 1
@@ -202,7 +202,7 @@ async def test_ollama_client_learns_from_a_proxys_429(
 async def test_a_long_reset_holds_requests_back_no_longer_than_max_server_wait() -> None:
     pacing = ServerPacing()
     await pacing.wait(0)
-    pacing.observe(ServerLimits(Quota(remaining=0, reset=86400)), max_wait=0.2)
+    pacing.observe(ServerRates(Quota(remaining=0, reset=86400)), max_wait=0.2)
     pacing.done()
     async with asyncio.timeout(30):  # a day otherwise
         await pacing.wait(0)
@@ -219,9 +219,27 @@ async def test_each_server_of_a_pool_paces_by_its_own_headers(
         await run_concurrent(
             client.generate_answer, [f"q{i}" for i in range(20)], progress_bar=False
         )
-        pool = client._endpoints.latest()
+        pool = client._admission.latest()
         assert isinstance(pool, PoolDispatcher)
         by_url = {member.url: member.endpoint.pacing.active for member in pool.members}
     assert limited.stats.completed >= 1  # both servers served, so both could have spoken
     assert free.stats.completed >= 1
     assert by_url == {limited.openai_base_url: True, free.openai_base_url: False}
+
+
+async def test_learn_limits_is_the_old_name_of_learn_rates(
+    simulated_server_factory: ServerFactory,
+) -> None:
+    """Providers written for `_learn_limits` still pace by what the server announced."""
+    server = await simulated_server_factory(latency=0.001)
+    headers = {
+        "x-ratelimit-limit-requests": "60",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "30s",
+    }
+    async with OllamaClient("sim-model", host=server.url, profile=None) as client:
+        await client.generate_answer("first")
+        endpoint = client._admission.latest()
+        assert endpoint is not None and not endpoint.pacing.active
+        client._learn_limits(headers)
+        assert endpoint.pacing.active

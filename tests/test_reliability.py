@@ -153,7 +153,7 @@ async def test_a_day_long_retry_after_fails_at_once_and_does_not_pause_the_endpo
         server.inject("429", retry_after=86400)
         with pytest.raises(RateLimitError, match=r"86400s, more than max_server_wait=60s; try ag"):
             await client.generate("quota")
-        endpoint = client._endpoints.latest()
+        endpoint = client._admission.latest()
         assert endpoint is not None and await endpoint.state.paused_for() == 0  # type: ignore[union-attr]
         async with asyncio.timeout(30):  # paused for the 60 s cap, this would not end
             assert await client.generate_answer("later") == "Simulated reply to: later"

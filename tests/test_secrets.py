@@ -25,7 +25,7 @@ from llmclient import (
     ServerBusyError,
     ServerError,
 )
-from llmclient.clients._pool import ping_server
+from llmclient.clients._servers import ping_server
 from llmclient.limits import PoolDispatcher
 from llmclient.testing import SimulatedServer
 
@@ -117,10 +117,10 @@ async def test_an_echoed_key_is_nowhere_in_the_error_its_chain_or_the_logs(
 
 
 @pytest.mark.parametrize("provider", ["ollama", "openai"])
-async def test_a_pool_probe_that_fails_chains_nothing_showing_the_key(
+async def test_a_pool_health_check_that_fails_chains_nothing_showing_the_key(
     provider: str, simulated_server_factory: Factory
 ) -> None:
-    """The probe raised its error `from None`, which hides `__context__` from tracebacks but
+    """The check raised its error `from None`, which hides `__context__` from tracebacks but
     keeps it: the SDK's exception, the echoed key in its body, was still reachable."""
     server = await simulated_server_factory(latency=0.001)
     other = await simulated_server_factory(latency=0.001)
@@ -133,7 +133,7 @@ async def test_a_pool_probe_that_fails_chains_nothing_showing_the_key(
         urls = [server.openai_base_url, other.openai_base_url]
         client = OpenAIClient("sim-model", base_url=urls, api_key=KEY, profile=profile)
     async with client:
-        pool = client._endpoints.get()
+        pool = client._admission.get()
         assert isinstance(pool, PoolDispatcher)
         server.inject("500", echo_key=True)
         with pytest.raises(ServerError) as caught:

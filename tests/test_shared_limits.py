@@ -325,7 +325,7 @@ async def test_auto_is_one_fleet_limit_steered_by_one_leader(
     ]
     prompts = [f"q{i}" for i in range(120)]
     await asyncio.gather(*(run_concurrent(c.generate_answer, prompts) for c in clients))
-    limits = [c._endpoints.get().limit for c in clients]
+    limits = [c._admission.get().limit for c in clients]
     assert all(isinstance(limit, FleetLimit) for limit in limits)
     with redis.Redis.from_url(redis_server.url) as r:
         leader = r.get(f"llmclient:{{{server.url}}}:leader".replace("http://", "http://"))
@@ -346,7 +346,7 @@ async def test_a_fleet_limit_starts_from_the_servers_figure(
     limits = RedisBackend(redis_server.url)
     async with OpenAIClient("sim-model", base_url=url, max_concurrent="auto", limits=limits) as c:
         await c.generate_answer("x")
-        limit = c._endpoints.get().limit
+        limit = c._admission.get().limit
         assert isinstance(limit, FleetLimit)
         assert limit.inner.limit >= 4  # started at 5 (not at 1); one sample may step it
 
@@ -356,7 +356,7 @@ async def test_a_fleet_limit_starts_from_the_servers_figure(
 
 def test_limits_setting_from_arguments_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     client = OllamaClient("m", limits="redis://:pw@10.1.2.3:6379/2")
-    assert client._endpoints.backend == RedisBackend("redis://:pw@10.1.2.3:6379/2")
+    assert client._admission.backend == RedisBackend("redis://:pw@10.1.2.3:6379/2")
     row = dict((n, (v, s)) for n, v, s in client.settings.rows())["limits"]
     assert row == ("redis://10.1.2.3:6379/2", "argument")
     monkeypatch.setenv("LLMCLIENT_OLLAMA_LIMITS", "redis://127.0.0.1:1/0")
@@ -365,7 +365,7 @@ def test_limits_setting_from_arguments_and_environment(monkeypatch: pytest.Monke
     assert settings.limits == "redis://127.0.0.1:1/0"
     assert settings.on_backend_error == "fail"
     assert settings.sources["limits"] == "env LLMCLIENT_OLLAMA_LIMITS"
-    assert OllamaClient("m", limits="local")._endpoints.backend != client._endpoints.backend
+    assert OllamaClient("m", limits="local")._admission.backend != client._admission.backend
 
 
 @pytest.mark.parametrize(

@@ -124,7 +124,7 @@ def test_a_pause_in_one_thread_holds_back_another(wide_server: SimulatedServer) 
 
     async def pause_and_stay() -> None:
         await client.generate_answer("before the pause")
-        client._endpoints.get().pause(0.5)  # as a 429's Retry-After does
+        client._admission.get().pause(0.5)  # as a 429's Retry-After does
         paused.set()
         # this loop stays open while the other thread asks
         assert await asyncio.to_thread(asked.wait, 30)

@@ -38,7 +38,7 @@ from llmclient.cli._common import (
 if TYPE_CHECKING:
     from llmclient import BaseLLMClient, Observer
     from llmclient.cli._online import Tally
-    from llmclient.telemetry._prometheus import PrometheusEndpoint
+    from llmclient.telemetry._prometheus import PrometheusServer
 
 _SHOWN_PROBLEMS = 20  # malformed lines reported one by one before a count
 
@@ -208,7 +208,7 @@ def command(args: argparse.Namespace) -> int:
     return 1 if tally.failed or kept_errors else 0
 
 
-def _serve_metrics(port: int | None) -> PrometheusEndpoint | None:
+def _serve_metrics(port: int | None) -> PrometheusServer | None:
     """The Prometheus endpoint for `--metrics-port`, serving until the job ends."""
     if port is None:
         return None

@@ -14,12 +14,12 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from llmclient.clients._pool import SdkPerServer
+    from llmclient.clients._servers import SdkPerServer
     from llmclient.clients.params import ChatRequest, SamplingParams
     from llmclient.config import ClientSettings
     from llmclient.errors import LLMError
     from llmclient.limits.builder import ClientLimits
-    from llmclient.limits.endpoint import CapacityProbe
+    from llmclient.limits.endpoint import CapacityQuestion
     from llmclient.types import Completion, StreamEnd
 
 __all__ = ["ProviderContract"]
@@ -30,7 +30,7 @@ class ProviderContract(ABC):
 
     settings: ClientSettings
     _sdks: SdkPerServer
-    _endpoints: ClientLimits
+    _admission: ClientLimits
 
     def _supports(self, params: SamplingParams) -> None:
         """Refuse sampling parameters this provider cannot honour (before anything is sent)."""
@@ -54,7 +54,7 @@ class ProviderContract(ABC):
     # An endpoint pool's attempt goes to one of its servers: `_chat`, `_stream`, `_embed`
     # and `_ping` are then called with `base_url=` that server's URL (a provider that takes
     # no `base_url` serves single endpoints only); it sends there with `self._sdk_at(base_url)`
-    # and passes each response's headers to `self._learn_limits(headers, base_url)`.
+    # and passes each response's headers to `self._learn_rates(headers, base_url)`.
     @abstractmethod
     async def _chat(self, request: ChatRequest) -> Completion:
         """Send one chat request to the provider and translate the answer."""
@@ -101,17 +101,27 @@ class ProviderContract(ABC):
 
     async def _ping(self, base_url: str | None = None) -> None:
         """A cheap request that shows the server (`base_url`, None: the client's own) is up,
-        such as a listing: pools probe a server they took out with it. Without one, such a
+        such as a listing: pools check a server they took out with it. Without one, such a
         server gets requests again after a while."""
         raise NotImplementedError
 
-    def _learn_limits(self, headers: Mapping[str, str], base_url: str | None = None) -> None:
+    def _learn_rates(self, headers: Mapping[str, str], base_url: str | None = None) -> None:
         """Providers pass every response's headers (and the `base_url` it was sent to, in an
         endpoint pool): announced rate limits pace dispatch to that server."""
-        endpoint = self._endpoints.endpoint_at(base_url)
+        endpoint = self._admission.endpoint_at(base_url)
         if endpoint is not None:
             endpoint.learn(headers, self.settings.profile.retry.max_server_wait)
 
-    def _capacity_probe(self, url: str) -> CapacityProbe | None:
-        """Providers that can ask `url` what it serves at once return how (`ServerCapacity`)."""
+    def _learn_limits(self, headers: Mapping[str, str], base_url: str | None = None) -> None:
+        """The old name of `_learn_rates`: providers written for it keep working."""
+        self._learn_rates(headers, base_url)
+
+    def _capacity_question(self, url: str) -> CapacityQuestion | None:
+        """Providers that can ask `url` what it serves at once return how (`ServerCapacity`).
+        The default calls `_capacity_probe`, the method's old name, so providers that
+        override that keep working."""
+        return self._capacity_probe(url)
+
+    def _capacity_probe(self, url: str) -> CapacityQuestion | None:
+        """The old name of `_capacity_question`: override that one instead."""
         return None

@@ -18,7 +18,7 @@ from llmclient._checks import check_int
 from llmclient._loop_local import LoopLocal
 from llmclient._pipeline import Pipeline
 from llmclient.cache import client_cache
-from llmclient.clients import _pool, _sending, _structured
+from llmclient.clients import _sending, _servers, _structured
 from llmclient.clients._answers import token_from_logprob
 from llmclient.clients._budget import tracker_for
 from llmclient.clients._contract import ProviderContract
@@ -136,21 +136,24 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
         self.keep_reasoning = keep_reasoning
         self.budget = tracker_for(budget, self.settings.limits)
         key = self.settings.api_key
-        self._endpoints = ClientLimits(
-            self.settings, self.provider, self._capacity_probe, partial(_pool.ping_server, self)
+        self._admission = ClientLimits(
+            self.settings,
+            self.provider,
+            self._capacity_question,
+            partial(_servers.ping_server, self),
         )
         self._pipeline = Pipeline(
             self.provider,
             self.endpoint_name,
             self.profile,
-            self._endpoints.get,
+            self._admission.get,
             self._classify,
             secret=key.get_secret_value() if key else None,
             observer=observer,
         )
         self._coalescers = LoopLocal(partial(_sending.make_coalescer, self))
         pool = self.settings.pool
-        self._sdks = _pool.SdkPerServer(
+        self._sdks = _servers.SdkPerServer(
             self._make_sdk, self._close_sdk, pool.urls if pool is not None else ()
         )
         self._cache = client_cache(
@@ -202,7 +205,7 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
     def max_workers(self) -> int:
         """The most requests this client can ever have on the wire: helpers size pools to it
         (for an endpoint pool, the sum over its servers)."""
-        return self._endpoints.max_workers
+        return self._admission.max_workers
 
     @property
     def endpoint_name(self) -> str:
@@ -212,7 +215,7 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
     @property
     def stats(self) -> Stats:
         """A snapshot of this client's requests so far (an endpoint pool's: all servers')."""
-        stats = self._pipeline.recorder.stats(self._endpoints.concurrency_limit)
+        stats = self._pipeline.recorder.stats(self._admission.concurrency_limit)
         cache = self._cache
         if cache is None:
             return stats
@@ -222,7 +225,7 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
     def endpoint_stats(self) -> dict[str, EndpointStats]:
         """Each server's health and attempts by URL: one per server of an endpoint pool, or
         the one endpoint (always reported healthy: only pools take servers out)."""
-        return _pool.endpoint_stats(self, self._endpoints.latest())
+        return _servers.endpoint_stats(self, self._admission.latest())
 
     async def generate(
         self, prompt_or_messages: str | Sequence[MessageInput], **params: Unpack[CallOptions]
@@ -331,7 +334,7 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
             if coalescer is not None:
                 await coalescer.flush()
             await self._sdks.aclose()
-            await self._endpoints.aclose()
+            await self._admission.aclose()
             if self.budget is not None:
                 await self.budget.aclose()
             if self._cache is not None:
@@ -362,18 +365,18 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
         """Whether requests to `url` (default: the base URL) start by asking its server what
         it serves at once: its limit is a default or `"auto"`, `discover_limits` is on, and
         this provider can ask (see `server_capacity`)."""
-        return self._endpoints.capacity_question(url) is not None
+        return self._admission.capacity_question(url) is not None
 
     async def server_capacity(self, url: str | None = None) -> ServerCapacity | None:
         """Ask the server (`url`, default the base URL) how many requests it serves at once:
         llama.cpp's `/props`, vLLM's `/metrics`. None when this provider or server cannot say."""
         self._check_open()
-        probe = self._capacity_probe(url or self.settings.base_url)
-        return await probe() if probe is not None else None
+        question = self._capacity_question(url or self.settings.base_url)
+        return await question() if question is not None else None
 
     async def discover_limits(self) -> int:
         """Ask the servers now what they can take, where the limit is a default (the first
         request does it anyway, once per event loop); return the new `max_workers`."""
         self._check_open()
-        await self._endpoints.discover()
+        await self._admission.discover()
         return self.max_workers

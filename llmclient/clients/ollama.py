@@ -116,7 +116,7 @@ class OllamaClient(BaseLLMClient):
         The SDK keeps no headers on its errors (so no Retry-After), and turns a proxy's HTML
         page or a JSON array into decoding or type errors; streams are checked line by line.
         """
-        self._learn_limits(response.headers, base_url)
+        self._learn_rates(response.headers, base_url)
         content_type = response.headers.get("content-type", "")
         if response.status_code >= 400:
             await response.aread()

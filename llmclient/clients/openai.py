@@ -43,7 +43,7 @@ from llmclient.limits.discovery import (
     capacity_from_vllm_metrics,
     server_root,
 )
-from llmclient.limits.endpoint import CapacityProbe
+from llmclient.limits.endpoint import CapacityQuestion
 from llmclient.profiles import LOCAL_PROFILE, OPENAI_PROFILE, ConcurrencyProfile, is_local_endpoint
 from llmclient.retry import parse_retry_after
 from llmclient.types import Completion, StreamEnd, Token, Usage, split_reasoning
@@ -168,9 +168,9 @@ class OpenAIClient(BaseLLMClient):
         try:
             raw = await sdk.chat.completions.with_raw_response.create(**self._arguments(request))
         except openai.APIStatusError as error:
-            self._learn_limits(error.response.headers, base_url)
+            self._learn_rates(error.response.headers, base_url)
             raise
-        self._learn_limits(raw.http_response.headers, base_url)
+        self._learn_rates(raw.http_response.headers, base_url)
         with answer_shape("chat completion", self.provider):
             self._check_answer(raw.http_response)
             completion = self._completion(raw.parse())
@@ -217,9 +217,9 @@ class OpenAIClient(BaseLLMClient):
         try:
             chunks = await sdk.chat.completions.create(**self._arguments(request), stream=True)
         except openai.APIStatusError as error:
-            self._learn_limits(error.response.headers, base_url)
+            self._learn_rates(error.response.headers, base_url)
             raise
-        self._learn_limits(chunks.response.headers, base_url)
+        self._learn_rates(chunks.response.headers, base_url)
         finish: str | None = None
         usage: Usage | None = None
         pieces: _tools.OpenAICallPieces | None = None
@@ -252,9 +252,9 @@ class OpenAIClient(BaseLLMClient):
         try:
             raw = await sdk.embeddings.with_raw_response.create(model=model, input=texts)
         except openai.APIStatusError as error:
-            self._learn_limits(error.response.headers, base_url)
+            self._learn_rates(error.response.headers, base_url)
             raise
-        self._learn_limits(raw.http_response.headers, base_url)
+        self._learn_rates(raw.http_response.headers, base_url)
         with answer_shape("list of embeddings", self.provider):
             self._check_answer(raw.http_response)
             response = raw.parse()
@@ -267,7 +267,7 @@ class OpenAIClient(BaseLLMClient):
         sdk: openai.AsyncOpenAI = self._sdk_at(base_url)
         await sdk.models.list()
 
-    def _capacity_probe(self, url: str) -> CapacityProbe | None:
+    def _capacity_question(self, url: str) -> CapacityQuestion | None:
         """Local servers may say what they serve at once; the OpenAI cloud does not."""
         if not is_local_endpoint(url):
             return None

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, Protocol
 
 from llmclient._checks import check_int
-from llmclient.fanout.pool import _Pool, logger
+from llmclient.fanout.workers import _Workers, logger
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -117,22 +117,22 @@ class _Tally:
         "_desc",
         "_log_interval",
         "_next_log",
-        "_pool",
         "_progress",
         "_t0",
         "_unit",
+        "_workers",
         "done",
     )
 
     def __init__(
         self,
-        pool: _Pool[Any, Any],
+        workers: _Workers[Any, Any],
         desc: str,
         unit: str,
         log_interval: int,
         progress: _Progress | None,
     ) -> None:
-        self._pool = pool
+        self._workers = workers
         self._desc = desc
         self._unit = unit
         self._log_interval = log_interval
@@ -151,16 +151,16 @@ class _Tally:
         if self._progress is not None:
             self._progress.emit(0)
         if logger.isEnabledFor(logging.DEBUG):
-            total = self._pool.total
+            total = self._workers.total
             logger.debug(
-                "%s: starting %d workers, total %s", self._desc, self._pool.n_workers, total
+                "%s: starting %d workers, total %s", self._desc, self._workers.n_workers, total
             )
 
     def add(self, batch: Collection[tuple[int, Any]]) -> None:
         """Count a batch of outcomes (keeping the successful ones when desc_callback wants them)."""
         completed = self._completed
         if completed is not None:
-            failed = self._pool.failed
+            failed = self._workers.failed
             completed.extend(outcome for i, outcome in batch if i not in failed)
         self.count(len(batch))
 
@@ -180,12 +180,12 @@ class _Tally:
             "%s: %d/%s %s done, %d active, %.1f %s/s, %d errors",
             self._desc,
             d,
-            "?" if self._pool.total is None else self._pool.total,
+            "?" if self._workers.total is None else self._workers.total,
             self._unit,
-            self._pool.busy,
+            self._workers.busy,
             d / elapsed if elapsed > 0 else 0.0,
             self._unit,
-            self._pool.errors,
+            self._workers.errors,
         )
 
     def finish(self) -> None:
@@ -198,22 +198,22 @@ class _Tally:
             self._progress.close()
         if not logger.isEnabledFor(logging.INFO):
             return
-        pool = self._pool
-        errors = pool.errors
+        workers = self._workers
+        errors = workers.errors
         if exc is None:
             outcome = "finished"
-        elif isinstance(exc, asyncio.CancelledError | GeneratorExit) and exc is not pool.error:
+        elif isinstance(exc, asyncio.CancelledError | GeneratorExit) and exc is not workers.error:
             outcome = "cancelled"
         else:
             outcome = "failed"
-            errors += exc is not pool.error  # progress or desc_callback failed
+            errors += exc is not workers.error  # progress or desc_callback failed
         elapsed = time.monotonic() - self._t0
         logger.info(
             "%s: %s, %d/%s %s done in %.2fs (%.1f %s/s), %d errors",
             self._desc,
             outcome,
             self.done,
-            "?" if pool.total is None else pool.total,
+            "?" if workers.total is None else workers.total,
             self._unit,
             elapsed,
             self.done / elapsed if elapsed > 0 else 0.0,

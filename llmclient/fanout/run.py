@@ -1,5 +1,6 @@
-"""The public functions on the pool: `run_concurrent` (results in input order, progress, log
-lines), `run_concurrent_sync` (the same from synchronous code) and `iterate_concurrent`."""
+"""The public functions on `amap`'s workers: `run_concurrent` (results in input order,
+progress, log lines), `run_concurrent_sync` (the same from synchronous code) and
+`iterate_concurrent`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, 
 from typing import Any, Generic, Literal, TypedDict, TypeVar, Unpack, overload
 
 from llmclient._runner import run_in_new_loop
-from llmclient.fanout.pool import _Pool, logger
 from llmclient.fanout.reporting import (
     ProgressCallback,
     _check_report_args,
@@ -16,6 +16,7 @@ from llmclient.fanout.reporting import (
     _show_bar_by_default,
     _Tally,
 )
+from llmclient.fanout.workers import _Workers, logger
 from llmclient.limits.spending import Budget, BudgetTracker
 
 __all__ = ["MapOptions", "iterate_concurrent", "run_concurrent", "run_concurrent_sync"]
@@ -104,8 +105,8 @@ async def run_concurrent(
 ) -> list[R] | list[R | BaseException]:
     """Await ``coro_fn(item)`` for every item, at most ``max_concurrent`` at a time.
 
-    The pool of :func:`amap` (same laziness, bound, failures and cancellation), with results
-    returned in input order. ``max_concurrent=None`` sizes the pool to the client when
+    The workers of :func:`amap` (same laziness, bound, failures and cancellation), with results
+    returned in input order. ``max_concurrent=None`` sizes the workers to the client when
     ``coro_fn`` is a client's method (``client.generate_answer``, or a ``functools.partial`` of
     one), else ``DEFAULT_MAX_WORKERS`` workers; the real bound is the client's own limit.
     With ``return_exceptions=True`` a failed item's slot holds its exception. Cancelling the
@@ -133,7 +134,7 @@ async def run_concurrent(
     progress_bar = options.get("progress_bar")
     log_interval = options.get("log_interval", 50)
     desc_callback = options.get("desc_callback")
-    pool = _Pool(
+    workers = _Workers(
         coro_fn,
         items,
         options.get("max_concurrent"),
@@ -143,12 +144,12 @@ async def run_concurrent(
     )
     _check_report_args(progress_bar, log_interval, desc_callback)
     show = _show_bar_by_default() if progress_bar is None else progress_bar
-    progress = _Progress(show, pool.total, desc, unit, desc_callback) if show else None
-    results: list[Any] = [None] * (pool.total or 0)
-    with _Tally(pool, desc, unit, log_interval, progress) as tally:
-        async with pool:  # sizes the workers: start() logs how many
+    progress = _Progress(show, workers.total, desc, unit, desc_callback) if show else None
+    results: list[Any] = [None] * (workers.total or 0)
+    with _Tally(workers, desc, unit, log_interval, progress) as tally:
+        async with workers:  # sizes the workers: start() logs how many
             tally.start()
-            while batch := await pool.next_batch():
+            while batch := await workers.next_batch():
                 _store(results, batch)
                 tally.add(batch)
         tally.finish()
@@ -250,15 +251,15 @@ async def iterate_concurrent(
     """Yield `(index, result)` as each call finishes, in completion order.
 
     :func:`amap` as an async generator, with run_concurrent's log lines (desc "processing").
-    At most a pool's worth of finished results wait for the consumer. With
+    At most one finished result per worker waits for the consumer. With
     `return_exceptions=False` the first failure ends the iteration and is raised; with True
     it is yielded in place of a result. Leaving the loop early (aclose) cancels the calls
     still running. ``budget`` as for :func:`run_concurrent`.
     """
-    pool = _Pool(coro_fn, items, max_concurrent, return_exceptions, pause_at=1, budget=budget)
-    with _Tally(pool, "processing", "item", 50, None) as tally:
-        async with pool:
+    workers = _Workers(coro_fn, items, max_concurrent, return_exceptions, pause_at=1, budget=budget)
+    with _Tally(workers, "processing", "item", 50, None) as tally:
+        async with workers:
             tally.start()
-            async for pair in pool:
+            async for pair in workers:
                 tally.count(1)
                 yield pair

@@ -1,4 +1,4 @@
-"""How many workers a pool starts: the limit of the client whose method it maps, or a default."""
+"""How many workers `amap` starts: the limit of the client whose method it maps, or a default."""
 
 from __future__ import annotations
 
@@ -6,19 +6,19 @@ import functools
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-__all__ = ["DEFAULT_MAX_WORKERS", "HasWorkerLimit", "client_workers", "pool_size", "sized_owner"]
+__all__ = ["DEFAULT_MAX_WORKERS", "HasWorkerLimit", "client_workers", "sized_owner", "worker_count"]
 
 DEFAULT_MAX_WORKERS = 256
 """Worker count when ``max_concurrent`` is None.
 
-Not a server limit (that is the client's own concurrency limit); it only stops the pool from
+Not a server limit (that is the client's own concurrency limit); it only stops `amap` from
 turning into one task per item.
 """
 
 
 @runtime_checkable
 class HasWorkerLimit(Protocol):
-    """What a pool sizes itself to when ``coro_fn`` is one of its methods (`BaseLLMClient` is one).
+    """What `amap` sizes itself to when ``coro_fn`` is one of its methods (`BaseLLMClient` is one).
 
     ``max_workers``: the most calls it can ever have on the wire; ``discover_limits()`` asks its
     servers what they take and returns the new ``max_workers``.
@@ -37,8 +37,8 @@ def sized_owner(coro_fn: Callable[..., object]) -> HasWorkerLimit | None:
     return owner if isinstance(owner, HasWorkerLimit) else None
 
 
-def pool_size(owner: HasWorkerLimit | None) -> int:
-    """Workers for a pool whose ``max_concurrent`` is None: the owner's, else the default."""
+def worker_count(owner: HasWorkerLimit | None) -> int:
+    """Workers for an `amap` whose ``max_concurrent`` is None: the owner's, else the default."""
     return (owner.max_workers if owner is not None else None) or DEFAULT_MAX_WORKERS
 
 

@@ -7,6 +7,7 @@ concurrency-limits, so algorithms are interchangeable and testable without a clo
 from __future__ import annotations
 
 import math
+import warnings
 from enum import Enum
 from typing import Protocol, runtime_checkable
 
@@ -38,7 +39,7 @@ class Limit(Protocol):
 
     @property
     def max_limit(self) -> int:
-        """The most the limit can ever be (helpers size their worker pools to it)."""
+        """The most the limit can ever be (helpers start that many workers)."""
         ...
 
     def on_sample(self, rtt: float, in_flight: int, outcome: Outcome) -> int:
@@ -85,17 +86,17 @@ class LatencyLimit:
     Samples are judged in rounds of `limit` requests (at least `_MIN_ROUND`), skipping those
     already in flight when the limit changed. After `patience` busy rounds the limit tries one
     more (twice as many at first: slow start) for a round: the trial stands if fewer than
-    `probe_queue` of its requests queued (or 5% of the limit, what latency noise alone shows);
+    `trial_queue` of its requests queued (or 5% of the limit, what latency noise alone shows);
     otherwise the limit becomes the served-at-once estimate (at least the limit before the
     trial, below the trial) and the patience before the next trial doubles (up to
     `_MAX_PATIENCE`), so the limit rests at the server's slots.
     Against the no-load latency (the lowest round median; re-measured by a round run alone at
     `min_limit`), a round with more than `max_queue` queued requests (or a third of the limit,
-    for large limits) removes one at once, and two rounds in a row with at least `probe_queue`
+    for large limits) removes one at once, and two rounds in a row with at least `trial_queue`
     try one fewer: it stays there if one more queued clearly more than that (`_keep_down`),
     else the no-load latency is raised to what it measured (it was stale). A step down is
     retried at the next good round. A refusal or timeout (429, 503, timeout) cuts the limit
-    by a quarter at once.
+    by a quarter at once. `probe_queue=` is the old name of `trial_queue=` (deprecated).
     """
 
     __slots__ = (
@@ -114,7 +115,7 @@ class LatencyLimit:
         "max_limit",
         "max_queue",
         "min_limit",
-        "probe_queue",
+        "trial_queue",
     )
 
     def __init__(
@@ -123,20 +124,28 @@ class LatencyLimit:
         *,
         min_limit: int = 1,
         max_limit: int = 64,
-        probe_queue: float = 0.5,
+        trial_queue: float = 0.5,
         max_queue: float = 1.5,
+        probe_queue: float | None = None,
     ) -> None:
+        if probe_queue is not None:
+            warnings.warn(
+                "LatencyLimit(probe_queue=) is deprecated: use trial_queue=",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            trial_queue = probe_queue
         if not 1 <= min_limit <= initial <= max_limit:
             raise ValueError(
                 f"need 1 <= min_limit <= initial <= max_limit, got {min_limit}, {initial}, "
                 f"{max_limit}"
             )
-        if not 0 < probe_queue <= max_queue:
-            raise ValueError(f"need 0 < probe_queue <= max_queue, got {probe_queue}, {max_queue}")
+        if not 0 < trial_queue <= max_queue:
+            raise ValueError(f"need 0 < trial_queue <= max_queue, got {trial_queue}, {max_queue}")
         self.limit = initial
         self.min_limit = min_limit
         self.max_limit = max_limit
-        self.probe_queue = probe_queue
+        self.trial_queue = trial_queue
         self.max_queue = max_queue
         self._baseline = math.inf
         self._round: list[float] = []
@@ -149,6 +158,11 @@ class LatencyLimit:
         self._slow_start = True  # trials double the limit until one fails
         self._queued = 0.0  # the last round's queue estimate at this limit
         self._return_to = 0  # after a step down: the limit it left, tried again next round
+
+    @property
+    def probe_queue(self) -> float:
+        """The old name of `trial_queue`."""
+        return self.trial_queue
 
     def on_sample(self, rtt: float, in_flight: int, outcome: Outcome) -> int:
         """Record one request; decide at the end of each round."""
@@ -207,7 +221,7 @@ class LatencyLimit:
         return self.limit * _NOISE
 
     def _allowance(self) -> float:
-        return max(self.probe_queue, self._noise())
+        return max(self.trial_queue, self._noise())
 
     def _keep_down(self) -> float:
         """Queued requests one more must show for a trial of one fewer to stay.

@@ -18,7 +18,7 @@ from llmclient.errors import ConfigurationError
 from llmclient.limits.algorithms import FixedLimit, Limit
 from llmclient.limits.backends import backend_for, public_url
 from llmclient.limits.budget import RetryBudget
-from llmclient.limits.endpoint import CapacityProbe, Endpoint, endpoint_key, shared_endpoint
+from llmclient.limits.endpoint import CapacityQuestion, Endpoint, endpoint_key, shared_endpoint
 from llmclient.limits.pool import PoolDispatcher, PoolMember
 from llmclient.profiles import ConcurrencyProfile, is_local_endpoint
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ClientLimits"]
 
-AskCapacity = Callable[[str], CapacityProbe | None]
+AskCapacity = Callable[[str], CapacityQuestion | None]
 """A provider's way to ask the server at a URL what it serves at once (None: it cannot)."""
 Ping = Callable[[str], Awaitable[None]]
 """A provider's cheap request to the server at a URL; raises unless it answers."""
@@ -87,18 +87,18 @@ class ClientLimits:
         url = url or self.settings.base_url
         name = public_url(url)
         budget = RetryBudget(p.retry.budget_tokens, p.retry.budget_refund)
-        probe = self._question(url, p)
+        question = self._question(url, p)
         if not p.share_limits:
             endpoint = Endpoint.local(name, p.new_limit(), p.rpm, p.tpm, budget)
-            if probe is not None:
-                endpoint.ask_server(probe)
+            if question is not None:
+                endpoint.ask_server(question)
             return endpoint
         key = self.settings.api_key
         shared_key = endpoint_key(
             url, key.get_secret_value() if key else None, is_local_endpoint(url)
         )
         return shared_endpoint(
-            shared_key, name, p.new_limit(), p.rpm, p.tpm, self.backend, budget, probe
+            shared_key, name, p.new_limit(), p.rpm, p.tpm, self.backend, budget, question
         )
 
     def _make_pool(self) -> PoolDispatcher:
@@ -141,7 +141,7 @@ class ClientLimits:
         return self.profile.model_copy(update={"max_concurrent": max_concurrent})
 
     # ------------------------------------------------------------------ discovery
-    def capacity_question(self, url: str | None = None) -> CapacityProbe | None:
+    def capacity_question(self, url: str | None = None) -> CapacityQuestion | None:
         """The question a request to `url` (default: the base URL) first asks its server,
         what it serves at once; None when that server's limit is not a default (or `"auto"`)
         or `discover_limits` is off. A pool server with its own limit asks nothing."""
@@ -152,7 +152,7 @@ class ClientLimits:
             own = pool.limits[pool.urls.index(url)]
         return self._question(url, self.server_profile(own))
 
-    def _question(self, url: str, profile: ConcurrencyProfile) -> CapacityProbe | None:
+    def _question(self, url: str, profile: ConcurrencyProfile) -> CapacityQuestion | None:
         if not profile.discover_limits:
             return None
         if profile.max_concurrent != "auto":
@@ -197,7 +197,7 @@ class ClientLimits:
         return _first_limit(self.profile)
 
     async def aclose(self) -> None:
-        """Close the running loop's admission: a pool's probes, each endpoint's connections."""
+        """Close the running loop's admission: a pool's rechecks, each endpoint's connections."""
         target = self._admissions.current()
         if isinstance(target, PoolDispatcher):
             await target.aclose()

@@ -28,10 +28,13 @@ from llmclient.limits.discovery import ServerCapacity
 from llmclient.limits.headers import parse_rate_headers
 from llmclient.limits.pacing import ServerPacing
 
-__all__ = ["CapacityProbe", "Endpoint", "endpoint_key", "shared_endpoint"]
+__all__ = ["CapacityProbe", "CapacityQuestion", "Endpoint", "endpoint_key", "shared_endpoint"]
 
-CapacityProbe = Callable[[], Awaitable[ServerCapacity | None]]
+CapacityQuestion = Callable[[], Awaitable[ServerCapacity | None]]
 """Asks the server once how many requests it serves at once (None: it does not say)."""
+
+CapacityProbe = CapacityQuestion
+"""The old name of `CapacityQuestion`."""
 
 logger = logging.getLogger("llmclient")
 _SAMPLES = threading.Lock()
@@ -46,7 +49,7 @@ class Endpoint:
         "_cap",
         "_discovery",
         "_given_cap",
-        "_probe",
+        "_question",
         "_rpm",
         "_tpm",
         "budget",
@@ -73,7 +76,7 @@ class Endpoint:
         self._cap = limit.max_limit
         self._rpm, self._tpm = rpm, tpm
         self.pacing = ServerPacing(pace_requests=rpm is None, pace_tokens=tpm is None)
-        self._probe: CapacityProbe | None = None
+        self._question: CapacityQuestion | None = None
         self._discovery: asyncio.Task[None] | None = None
         self._given_cap: int | None = None  # the lowest max_concurrent a client gave
         self.discovered: ServerCapacity | None = None  # what the server said it can take
@@ -95,25 +98,25 @@ class Endpoint:
         """How many requests may be on the wire at once now."""
         return min(self.limit.limit, self._cap)
 
-    def ask_server(self, probe: CapacityProbe) -> None:
-        """Before the first admission, ask the server what it can take (`probe`, once) and
+    def ask_server(self, question: CapacityQuestion) -> None:
+        """Before the first admission, ask the server what it can take (`question`, once) and
         start the limit there: the limit is a default, not one a client gave."""
         if self._discovery is None:
-            self._probe = probe
+            self._question = question
 
     async def discover(self) -> None:
         """Run the server question `ask_server` set up, once; every caller waits for it."""
-        if self._probe is None and self._discovery is None:
+        if self._question is None and self._discovery is None:
             return
         if self._discovery is None:
-            probe, self._probe = self._probe, None
-            assert probe is not None
-            self._discovery = asyncio.ensure_future(self._ask(probe))
+            question, self._question = self._question, None
+            assert question is not None
+            self._discovery = asyncio.ensure_future(self._ask(question))
         await asyncio.shield(self._discovery)
 
-    async def _ask(self, probe: CapacityProbe) -> None:
+    async def _ask(self, question: CapacityQuestion) -> None:
         try:
-            capacity = await probe()
+            capacity = await question()
         except Exception as exc:  # a server that cannot say keeps the profile's default
             logger.info("%s: could not ask the server what it can take (%r)", self.name, exc)
             return
@@ -156,7 +159,7 @@ class Endpoint:
     async def admit(self, estimated_tokens: int, max_pause: float = math.inf) -> EndpointTicket:
         """Wait until a request may go on the wire; return its ticket (see `Admission`)."""
         discovery = self._discovery
-        if self._probe is not None or (discovery is not None and not discovery.done()):
+        if self._question is not None or (discovery is not None and not discovery.done()):
             await self.discover()  # once: later admissions do not touch the finished task
         state = self.state
         if state.pause_left() != 0.0:  # unknown (a remote state) or paused: wait it out
@@ -292,12 +295,12 @@ def shared_endpoint(
     tpm: int | None,
     backend: LimitBackend = LOCAL,
     budget: RetryBudget | None = None,
-    probe: CapacityProbe | None = None,
+    question: CapacityQuestion | None = None,
 ) -> Endpoint:
     """The running loop's `Endpoint` for `key`, created with `new_limit` on first use.
 
     A later client of the same key with a fixed limit below the current one lowers it.
-    `probe` marks `new_limit` as a default: the server is asked (once) what it can take, and
+    `question` marks `new_limit` as a default: the server is asked (once) what it can take, and
     a later client's default does not count as a limit it gave.
     """
     endpoints = _registry.setdefault(asyncio.get_running_loop(), {})
@@ -306,12 +309,12 @@ def shared_endpoint(
         limit = backend.share(key, new_limit)
         state = backend.state(key, limit.limit, rpm, tpm)
         endpoint = Endpoint(name, limit, state, rpm, tpm, budget)
-        if probe is not None:
-            endpoint.ask_server(probe)
+        if question is not None:
+            endpoint.ask_server(question)
         elif isinstance(limit, FixedLimit):
             endpoint._given_cap = limit.limit
         endpoints[(backend, key)] = endpoint
     else:
-        given = isinstance(new_limit, FixedLimit) and probe is None
+        given = isinstance(new_limit, FixedLimit) and question is None
         endpoint.tighten(new_limit.limit if given else None, rpm, tpm)
     return endpoint

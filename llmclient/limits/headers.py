@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["Quota", "ServerLimits", "parse_go_duration", "parse_rate_headers"]
+__all__ = ["Quota", "ServerRates", "parse_go_duration", "parse_rate_headers"]
 
 _GO_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -44,7 +44,7 @@ class Quota:
 
 
 @dataclass(frozen=True, slots=True)
-class ServerLimits:
+class ServerRates:
     """The request and token quotas one response announced (None: not announced)."""
 
     requests: Quota | None = None
@@ -149,7 +149,7 @@ def _tightest(quotas: list[Quota]) -> Quota | None:
     return min(quotas, key=lambda q: (q.pace, q.remaining), default=None)
 
 
-def parse_rate_headers(headers: Mapping[str, str]) -> ServerLimits | None:
+def parse_rate_headers(headers: Mapping[str, str]) -> ServerRates | None:
     """The quotas a response's headers announce, or None when they announce none.
 
     Header names are matched case-insensitively; of several quotas for one unit (a minute's
@@ -157,7 +157,7 @@ def parse_rate_headers(headers: Mapping[str, str]) -> ServerLimits | None:
 
     >>> parse_rate_headers({"x-ratelimit-limit-requests": "60",
     ...     "x-ratelimit-remaining-requests": "59", "x-ratelimit-reset-requests": "1s"})
-    ServerLimits(requests=Quota(remaining=59.0, reset=1.0, limit=60.0), tokens=None)
+    ServerRates(requests=Quota(remaining=59.0, reset=1.0, limit=60.0), tokens=None)
     >>> parse_rate_headers({"RateLimit-Policy": '"default";q=100;w=60',
     ...     "RateLimit": '"default";r=50;t=30'}).requests
     Quota(remaining=50.0, reset=30.0, limit=100.0)
@@ -182,4 +182,4 @@ def parse_rate_headers(headers: Mapping[str, str]) -> ServerLimits | None:
     requests, tokens = _tightest(found.get("requests", [])), _tightest(found.get("tokens", []))
     if requests is None and tokens is None:
         return None
-    return ServerLimits(requests, tokens)
+    return ServerRates(requests, tokens)

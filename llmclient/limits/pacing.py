@@ -11,11 +11,11 @@ import asyncio
 import contextlib
 import math
 
-from llmclient.limits.headers import Quota, ServerLimits
+from llmclient.limits.headers import Quota, ServerRates
 
 __all__ = ["ServerPacing"]
 
-_UNKNOWN_RESET = 1.0  # seconds a quota without a reset time is trusted, and a probe waited for
+_UNKNOWN_RESET = 1.0  # seconds a quota without a reset time is trusted, and a lone request waits
 
 
 class _Budget:
@@ -100,7 +100,7 @@ class ServerPacing:
             self.pace_tokens and self._tokens.allowance < math.inf
         )
 
-    def observe(self, limits: ServerLimits, max_wait: float = math.inf) -> None:
+    def observe(self, rates: ServerRates, max_wait: float = math.inf) -> None:
         """Take the quotas one response announced (it is still counted in flight).
 
         A quota resetting further than `max_wait` seconds away holds nothing back: the next
@@ -108,10 +108,10 @@ class ServerPacing:
         """
         now = asyncio.get_running_loop().time()
         others = max(0, self.in_flight - 1)
-        if limits.requests is not None:
-            self._requests.learn(limits.requests, others, now, max_wait)
-        if limits.tokens is not None:
-            self._tokens.learn(limits.tokens, others * self._mean_tokens, now, max_wait)
+        if rates.requests is not None:
+            self._requests.learn(rates.requests, others, now, max_wait)
+        if rates.tokens is not None:
+            self._tokens.learn(rates.tokens, others * self._mean_tokens, now, max_wait)
         self._changed.set()
 
     async def wait(self, tokens: float) -> None:

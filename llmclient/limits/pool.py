@@ -3,7 +3,7 @@
 `EndpointPool` (`pool_spec`) names the servers (and, if they differ, each one's
 `max_concurrent`); `pool_member` holds a running server's state and its attempts' tickets.
 `PoolDispatcher` admits each request to the healthy server with the most free capacity,
-first come first served across the pool; a failing server is taken out and probed back.
+first come first served across the pool; a failing server is taken out and checked back.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ __all__ = ["EndpointPool", "EndpointStats", "PoolDispatcher", "PoolMember", "Poo
 
 logger = logging.getLogger("llmclient")
 _MAX_PAUSE = 60.0  # longest Retry-After that keeps an endpoint out (the default max_server_wait)
-_MAX_BACKOFF = 32  # most times `probe_interval` between probes of a server that keeps failing
+_MAX_BACKOFF = 32  # most times `recheck_interval` between checks of a server that keeps failing
 _RECHECK = 0.05  # seconds between looks for slots freed by other clients while requests wait
 
 
@@ -51,8 +51,8 @@ class PoolDispatcher:
 
     __slots__ = (
         "_closed",
+        "_health_checks",
         "_ping",
-        "_probes",
         "_recheck",
         "_waiters",
         "budget",
@@ -87,7 +87,7 @@ class PoolDispatcher:
         self.max_pause = max_pause
         self._ping = ping
         self._waiters: deque[asyncio.Future[PoolMember]] = deque()
-        self._probes: dict[PoolMember, asyncio.Task[None]] = {}
+        self._health_checks: dict[PoolMember, asyncio.Task[None]] = {}
         self._recheck: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -132,11 +132,11 @@ class PoolDispatcher:
     def _pick(self) -> PoolMember | None:
         """The server with the least in flight for its limit among those with a free slot.
 
-        A server that failed or refused within the last `probe_interval` comes after the
+        A server that failed or refused within the last `recheck_interval` comes after the
         others, so the retry of a request it failed or refused goes elsewhere when there is room.
         """
         now = asyncio.get_running_loop().time()
-        recent = now - self.spec.probe_interval
+        recent = now - self.spec.recheck_interval
         best: PoolMember | None = None
         best_key = (True, math.inf, 0)
         for member in self.members:
@@ -230,7 +230,7 @@ class PoolDispatcher:
 
     def _allowed(self, member: PoolMember) -> int:
         """Failures in a row that take `member` out: one while on probation (back from a
-        probe and no request answered since), else `unhealthy_after`."""
+        check and no request answered since), else `unhealthy_after`."""
         if member.returned is not None and member.returned == member.answered:
             return 1
         return self.spec.unhealthy_after
@@ -280,20 +280,22 @@ class PoolDispatcher:
             member.backoff = 1
         member.returned = None
         logger.warning(
-            "%s: taken out of the pool (%s); probing it every %gs",
+            "%s: taken out of the pool (%s); checking it every %gs",
             member.name,
             reason,
-            self.spec.probe_interval * member.backoff,
+            self.spec.recheck_interval * member.backoff,
         )
-        if not self._closed and member not in self._probes:
-            self._probes[member] = asyncio.get_running_loop().create_task(self._probe(member))
+        if not self._closed and member not in self._health_checks:
+            self._health_checks[member] = asyncio.get_running_loop().create_task(
+                self._check_health(member)
+            )
         if not any(m.healthy for m in self.members):  # the refusing ones are up: back in
             for other in self.members:
                 if other.refusing:
                     self._take_back(other, "every other server is out")
 
     def _take_back(self, member: PoolMember, why: str, probation: bool = False) -> None:
-        """Put `member` back in; on `probation` (a probe let it in) one failure before its
+        """Put `member` back in; on `probation` (a check let it in) one failure before its
         first answer takes it out again."""
         member.healthy = True
         member.refusing = False
@@ -304,8 +306,8 @@ class PoolDispatcher:
         logger.warning("%s: %s; back in the pool", member.name, why)
         self._dispatch()
 
-    async def _probe(self, member: PoolMember) -> None:
-        """Ping `member` every `probe_interval` seconds (times its backoff), never before its
+    async def _check_health(self, member: PoolMember) -> None:
+        """Ping `member` every `recheck_interval` seconds (times its backoff), never before its
         Retry-After has passed, until it answers; then take it back on probation.
 
         A listing answers on a server that is up but refusing (a busy Ollama answers
@@ -314,18 +316,18 @@ class PoolDispatcher:
         loop = asyncio.get_running_loop()
         try:
             while not member.healthy:
-                interval = self.spec.probe_interval * member.backoff
+                interval = self.spec.recheck_interval * member.backoff
                 await asyncio.sleep(max(interval, member.resume_at - loop.time()))
                 if member.healthy:  # taken back meanwhile
                     return
                 try:
                     await self._ping(member)
                 except Exception as error:  # any failure means: still down
-                    member.problem = f"{member.reason}; last probe: {_describe(error)}"
+                    member.problem = f"{member.reason}; last check: {_describe(error)}"
                     continue
-                self._take_back(member, "answered a probe", probation=True)
+                self._take_back(member, "answered a check", probation=True)
         finally:
-            self._probes.pop(member, None)
+            self._health_checks.pop(member, None)
 
     def _all_down(self) -> LLMConnectionError:
         reasons = "; ".join(f"{m.name}: {m.problem}" for m in self.members)
@@ -342,14 +344,14 @@ class PoolDispatcher:
         return {member.name: member.stats() for member in self.members}
 
     async def aclose(self) -> None:
-        """Stop probing the servers that are out."""
+        """Stop checking the servers that are out."""
         self._closed = True
         if self._recheck is not None:
             self._recheck.cancel()
-        probes = list(self._probes.values())
-        for probe in probes:
-            probe.cancel()
-        await asyncio.gather(*probes, return_exceptions=True)
+        checks = list(self._health_checks.values())
+        for check in checks:
+            check.cancel()
+        await asyncio.gather(*checks, return_exceptions=True)
 
     def __repr__(self) -> str:
         return f"PoolDispatcher({self.members!r})"

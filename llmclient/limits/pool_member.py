@@ -33,7 +33,7 @@ class EndpointStats:
 
     url: str
     healthy: bool
-    problem: str | None  # why it was taken out (and what the last probe said), if it was
+    problem: str | None  # why it was taken out (and what the last check said), if it was
     in_flight: int
     concurrency_limit: int
     answered: int
@@ -87,8 +87,8 @@ class PoolMember:
         self.latencies: deque[float] = deque(maxlen=_SAMPLES)
         # timeouts with every slot taken, in a row: (how many, `answered` at the first one)
         self.timeouts = (0, 0)
-        self.returned: int | None = None  # `answered` when a probe let it back in, if one did
-        self.backoff = 1  # times `probe_interval` between its probes
+        self.returned: int | None = None  # `answered` when a check let it back in, if one did
+        self.backoff = 1  # times `recheck_interval` between its checks
 
     def free(self, now: float) -> int:
         """Slots the pool may still hand out here now (0 when out of the pool or paused)."""

@@ -1,9 +1,10 @@
 """`EndpointPool`: the servers of one endpoint pool (and each one's `max_concurrent`), and
-when a server is taken out and probed back; checked when given, before anything is sent."""
+when a server is taken out and checked back; checked when given, before anything is sent."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -24,26 +25,36 @@ class EndpointPool:
     pool when a connection to it is refused or breaks, or after `unhealthy_after` server
     errors (5xx, timeouts that were not overload) in a row, or `unhealthy_after` refusals
     (503, 429 without Retry-After) or timeouts with all its slots taken in a row while another
-    server is in; it is probed every `probe_interval` seconds and comes back when a probe
-    answers, on probation: if it fails again before it answers a request, its first failure
-    takes it out again and the interval between its probes doubles (up to 32 times). A
+    server is in; it is checked (pinged) every `recheck_interval` seconds and comes back when
+    it answers, on probation: if it fails again before it answers a request, its first failure
+    takes it out again and the interval between its checks doubles (up to 32 times). A
     Retry-After pauses that server alone, for at most the retry policy's `max_server_wait`,
-    and a server out is not probed before its Retry-After has passed.
+    and a server out is not checked before its Retry-After has passed. `probe_interval=` is
+    the old name of `recheck_interval=` (deprecated).
 
     >>> EndpointPool({"http://gpu1:11434": 1, "http://gpu2:11434": None}).urls
     ('http://gpu1:11434', 'http://gpu2:11434')
     """
 
-    __slots__ = ("limits", "probe_interval", "unhealthy_after", "urls")
+    __slots__ = ("limits", "recheck_interval", "unhealthy_after", "urls")
 
     def __init__(
         self,
         endpoints: Sequence[str] | Mapping[str, MaxConcurrentSpec | None],
         *,
         unhealthy_after: int = 3,
-        probe_interval: float = 2.0,
+        recheck_interval: float = 2.0,
+        probe_interval: float | None = None,
     ) -> None:
         from llmclient.profiles import ConcurrencyProfile  # profiles imports limits
+
+        if probe_interval is not None:
+            warnings.warn(
+                "EndpointPool(probe_interval=) is deprecated: use recheck_interval=",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            recheck_interval = probe_interval
 
         if isinstance(endpoints, str):
             endpoints = endpoints.split(",")
@@ -79,11 +90,12 @@ class EndpointPool:
                 "would be counted twice)"
             )
         check_int("unhealthy_after", unhealthy_after, 1)
-        if isinstance(probe_interval, bool) or not (
-            isinstance(probe_interval, int | float) and 0 < probe_interval < math.inf
+        if isinstance(recheck_interval, bool) or not (
+            isinstance(recheck_interval, int | float) and 0 < recheck_interval < math.inf
         ):
+            name = "recheck_interval" if probe_interval is None else "probe_interval"
             raise ConfigurationError(
-                f"invalid argument: probe_interval={probe_interval!r}: must be a positive number"
+                f"invalid argument: {name}={recheck_interval!r}: must be a positive number"
             )
         self.urls: tuple[str, ...] = tuple(urls)
         self.limits: tuple[MaxConcurrentSpec | None, ...] = tuple(
@@ -91,24 +103,29 @@ class EndpointPool:
             for _, limit in items
         )
         self.unhealthy_after = unhealthy_after
-        self.probe_interval = float(probe_interval)
+        self.recheck_interval = float(recheck_interval)
+
+    @property
+    def probe_interval(self) -> float:
+        """The old name of `recheck_interval`."""
+        return self.recheck_interval
 
     def with_urls(self, urls: Sequence[str]) -> EndpointPool:
         """The same pool with its URLs replaced (in the same order): their canonical form."""
         return EndpointPool(
             dict(zip(urls, self.limits, strict=True)),
             unhealthy_after=self.unhealthy_after,
-            probe_interval=self.probe_interval,
+            recheck_interval=self.recheck_interval,
         )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, EndpointPool):
             return NotImplemented
-        return (self.urls, self.limits, self.unhealthy_after, self.probe_interval) == (
+        return (self.urls, self.limits, self.unhealthy_after, self.recheck_interval) == (
             other.urls,
             other.limits,
             other.unhealthy_after,
-            other.probe_interval,
+            other.recheck_interval,
         )
 
     def __hash__(self) -> int:

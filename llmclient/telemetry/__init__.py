@@ -23,7 +23,7 @@ from llmclient.telemetry._events import (
 
 if TYPE_CHECKING:
     from llmclient.telemetry._otel import OpenTelemetryObserver
-    from llmclient.telemetry._prometheus import PrometheusEndpoint
+    from llmclient.telemetry._prometheus import PrometheusServer
 
 __all__ = [
     "AttemptInfo",
@@ -100,13 +100,13 @@ def _is_set(provider: object) -> bool:
     }
 
 
-def serve_prometheus(port: int, host: str = "127.0.0.1") -> PrometheusEndpoint:
+def serve_prometheus(port: int, host: str = "127.0.0.1") -> PrometheusServer:
     """Serve llmclient's metrics at `http://host:port/metrics` until `.close()` (or `with`).
 
     Its `observer` is an `OpenTelemetryObserver` (metrics only) to register or pass to a
     client. Needs `opentelemetry-sdk` and `opentelemetry-exporter-prometheus`
     (`pip install 'llmclient[prometheus]'`).
     """
-    from llmclient.telemetry._prometheus import PrometheusEndpoint
+    from llmclient.telemetry._prometheus import PrometheusServer
 
-    return PrometheusEndpoint(port, host)
+    return PrometheusServer(port, host)

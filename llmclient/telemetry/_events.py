@@ -1,7 +1,7 @@
 """The callback interface: `Observer`, the request and attempt records it receives, and the
 registry of observers for every client (`add_observer`).
 
-The pipeline makes one `RequestProbe` per request only when an observer is registered, so
+The pipeline makes one `RequestTrace` per request only when an observer is registered, so
 with none the cost of telemetry is one check per request.
 """
 
@@ -19,7 +19,7 @@ __all__ = [
     "AttemptInfo",
     "Observer",
     "RequestInfo",
-    "RequestProbe",
+    "RequestTrace",
     "add_observer",
     "observers",
     "remove_observer",
@@ -181,7 +181,7 @@ def observers() -> tuple[Observer, ...]:
 _failed: set[tuple[int, str]] = set()  # (observer id, method) already logged
 
 
-class RequestProbe:
+class RequestTrace:
     """What the pipeline calls at each step of one request; it tells every observer."""
 
     __slots__ = ("capture", "collected", "info", "observers")

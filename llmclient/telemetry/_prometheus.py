@@ -1,4 +1,4 @@
-"""`PrometheusEndpoint`: llmclient's metrics served at /metrics through OpenTelemetry's
+"""`PrometheusServer`: llmclient's metrics served at /metrics through OpenTelemetry's
 Prometheus exporter, on a registry of its own where the exporter allows it (2026 releases;
 older ones register on prometheus_client's global registry, which is then what is served)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, Self
 
-__all__ = ["PrometheusEndpoint"]
+__all__ = ["PrometheusServer"]
 
 _NEEDS = (
     "serving Prometheus metrics needs opentelemetry-sdk, opentelemetry-exporter-prometheus and "
@@ -15,7 +15,7 @@ _NEEDS = (
 )
 
 
-class PrometheusEndpoint:
+class PrometheusServer:
     """An HTTP server for `/metrics` and the meter provider behind it, until `close()`.
 
     `observer` (metrics only, no spans) is what to register or give to a client; `port` is

@@ -3,7 +3,7 @@
 `SimulatedServer` answers Ollama-native (`/api/*`), OpenAI (`/v1/*`) and Azure OpenAI
 (`/openai/deployments/<name>/*`, served as `/v1/*`) requests on loopback; the wire payloads come
 from `_protocols`, the fault answers from `_faults`, the HTTP/1.1 plumbing from `_http`, the
-answers themselves from `_endpoints`, the slots from `_slots` and the rpm limit from `_ratelimit`.
+answers themselves from `_handlers`, the slots from `_slots` and the rpm limit from `_ratelimit`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Self
 
 from . import _faults, _tools
 from ._batches import BatchService
-from ._endpoints import Endpoints
 from ._faults import Fault
+from ._handlers import Handlers
 from ._http import HTTPServer, Request, Responder
 from ._ratelimit import RATE_HEADERS, RequestWindow
 from ._reply import Reply, ServerStats
@@ -126,7 +126,7 @@ class SimulatedServer:
         self._injected: list[_Injected] = []
         self._window = None if rpm is None else RequestWindow(rpm, rpm_window, rate_headers)
         self._script = _tools.Script()
-        self._endpoints = answers = Endpoints(
+        self._handlers = answers = Handlers(
             slots=Slots(parallel, max_queue, self._stats),
             stats=self._stats,
             script=self._script,
@@ -208,13 +208,13 @@ class SimulatedServer:
     def latency(self) -> float:
         """Seconds each request holds a slot (besides `token_latency`); settable while it
         runs, as a server slowed by other work."""
-        return self._endpoints.latency
+        return self._handlers.latency
 
     @latency.setter
     def latency(self, seconds: float) -> None:
         if not seconds >= 0:
             raise ValueError("latencies must be non-negative")
-        self._endpoints.latency = seconds
+        self._handlers.latency = seconds
 
     @property
     def stats(self) -> ServerStats:
@@ -290,7 +290,7 @@ class SimulatedServer:
         reply = Reply(responder, st, openai=path == "/v1" or path.startswith("/v1/"))
         route = self._routes.get((request.method, path))
         if route is None and request.method == "GET" and path.startswith("/v1/models/"):
-            route = self._endpoints.listing
+            route = self._handlers.listing
         if route is None and self.batches.serves(path):
             route = self.batches.handle
         if route is None:
@@ -334,7 +334,7 @@ class SimulatedServer:
             openai=reply.openai,
             models=self._models,
             embedding_dim=self._embedding_dim,
-            request_id=self._endpoints.request_id(),
+            request_id=self._handlers.request_id(),
             echo_key=injected is not None and injected.echo_key,
         )
         retry_after = injected.retry_after if injected else None

@@ -20,7 +20,7 @@ async def _sleep(seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
-class Endpoints:
+class Handlers:
     """The route handlers of a `SimulatedServer`, each `(request, reply, arrival)`."""
 
     def __init__(

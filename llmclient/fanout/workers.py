@@ -1,4 +1,4 @@
-"""The worker pool: `amap` maps an async function over many items with a bounded pool of workers
+"""The workers: `amap` maps an async function over many items with a bounded set of workers
 pulling items lazily, and yields each outcome in completion order."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 
 from llmclient._checks import check_int
 from llmclient.errors import BudgetExceededError
-from llmclient.fanout.sizing import pool_size, sized_owner
+from llmclient.fanout.sizing import sized_owner, worker_count
 from llmclient.limits.spending import Budget, BudgetTracker, under_budget
 
 __all__ = ["amap"]
@@ -32,11 +32,11 @@ R = TypeVar("R")
 logger = logging.getLogger("llmclient.mapping")
 
 
-class _Pool(Generic[T, R]):
-    """One run of ``coro_fn`` over ``items``: a pool of up to ``n_workers`` workers and their
+class _Workers(Generic[T, R]):
+    """One run of ``coro_fn`` over ``items``: up to ``n_workers`` workers and their
     outcomes. An input without a len() starts one worker, then one more per item pulled.
 
-    Used as ``async with pool: async for index, outcome in pool`` (or ``next_batch()``).
+    Used as ``async with workers: async for index, outcome in workers`` (or ``next_batch()``).
     Finished outcomes wait in ``_buffer`` in completion order; a worker that leaves
     ``pause_at`` (None: ``n_workers``) or more of them there pauses until the consumer has
     taken enough. The first failure (``return_exceptions=False``) cancels the other workers
@@ -83,7 +83,7 @@ class _Pool(Generic[T, R]):
         pause_at: int | None,
         budget: Budget | BudgetTracker | None = None,
     ) -> None:
-        _check_pool_args(coro_fn, items, max_concurrent)
+        _check_args(coro_fn, items, max_concurrent)
         if isinstance(budget, Budget):
             budget = BudgetTracker(budget)
         elif budget is not None and not isinstance(budget, BudgetTracker):
@@ -97,7 +97,7 @@ class _Pool(Generic[T, R]):
         # Sized to the client's limit: asked again once its servers said what they take.
         self._sized_by = sized_owner(coro_fn) if max_concurrent is None else None
         if max_concurrent is None:
-            max_concurrent = pool_size(self._sized_by)
+            max_concurrent = worker_count(self._sized_by)
         self._given_pause_at = pause_at
         self._size(max_concurrent)
         self._buffer: deque[tuple[int, R | BaseException]] = deque()
@@ -130,9 +130,9 @@ class _Pool(Generic[T, R]):
         pause_at = self._given_pause_at
         self._pause_at = self.n_workers if pause_at is None else pause_at
 
-    async def __aenter__(self) -> _Pool[T, R]:
+    async def __aenter__(self) -> _Workers[T, R]:
         if self._tg is not None:
-            raise RuntimeError("a pool runs once: call amap() again for another run")
+            raise RuntimeError("an amap() run runs once: call amap() again for another run")
         if self._sized_by is not None:
             try:
                 workers = await self._sized_by.discover_limits()
@@ -145,7 +145,7 @@ class _Pool(Generic[T, R]):
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         # A sized input starts its workers at once (no more than its items); any other input
-        # one at a time as items arrive, so a huge limit never means a huge pool.
+        # one at a time as items arrive, so a huge limit never means a huge set of workers.
         self._to_start = self.n_workers
         for _ in range(self.n_workers if self.total is not None else 1):
             self._start_worker()
@@ -168,7 +168,7 @@ class _Pool(Generic[T, R]):
         # Not given the body's error, which it would wrap in an ExceptionGroup.
         await self._tg.__aexit__(None, None, None)
 
-    def __aiter__(self) -> _Pool[T, R]:
+    def __aiter__(self) -> _Workers[T, R]:
         return self
 
     async def __anext__(self) -> tuple[int, R | BaseException]:
@@ -324,7 +324,7 @@ class _Pool(Generic[T, R]):
             raise exc
 
 
-def _check_pool_args(coro_fn: object, items: object, max_concurrent: object) -> None:
+def _check_args(coro_fn: object, items: object, max_concurrent: object) -> None:
     if not callable(coro_fn):
         raise TypeError(f"coro_fn must be callable, got {coro_fn!r}")
     if not isinstance(items, Iterable | AsyncIterable):
@@ -345,12 +345,12 @@ def amap(
             async for index, page in outcomes:
                 ...
 
-    A pool of workers (``max_concurrent``; by default the client's ``max_workers`` when
+    Workers (``max_concurrent``; by default the client's ``max_workers`` when
     ``coro_fn`` is a client's method, else ``DEFAULT_MAX_WORKERS``; no more than
     ``len(items)`` for sized inputs; other inputs start one worker, then one more per item
     pulled) pulls items lazily from any iterable, generator or
     async iterable. A worker whose outcome the consumer has not taken yet pulls nothing new,
-    so at most a pool's worth of finished outcomes wait for a slow consumer.
+    so at most one finished outcome per worker waits for a slow consumer.
 
     With ``return_exceptions=False`` the first failure cancels the calls in flight and is
     raised by the iteration, after the outcomes finished before it; with True a failed item's
@@ -358,4 +358,4 @@ def amap(
     failure; an error raised by ``items`` ends the run and is raised. Leaving the block,
     early or on an error, cancels the calls still running and waits for them.
     """
-    return _Pool(coro_fn, items, max_concurrent, return_exceptions, pause_at=1)
+    return _Workers(coro_fn, items, max_concurrent, return_exceptions, pause_at=1)

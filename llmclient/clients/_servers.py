@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SdkPerServer", "endpoint_stats", "ping_server"]
 
-PING_TIMEOUT = 10.0  # seconds a probe of a server taken out may take
+PING_TIMEOUT = 10.0  # seconds a check of a server taken out may take
 
 
 class SdkPerServer:
@@ -63,8 +63,8 @@ class SdkPerServer:
 async def ping_server(client: BaseLLMClient, url: str) -> None:
     """Raise unless the pool server at `url` answers the provider's cheap request (`_ping`).
 
-    A provider without `_ping` lets the server back in after the probe interval: the next
-    request is the probe.
+    A provider without `_ping` lets the server back in after the recheck interval: the next
+    request is the check.
     """
     try:
         async with asyncio.timeout(min(client.profile.timeout, PING_TIMEOUT)):

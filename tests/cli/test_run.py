@@ -460,6 +460,12 @@ async def test_an_interrupt_still_stops_the_job(
     assert read_records(output) == []
 
 
+INTERRUPTIBLE = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'llmclient'; runpy.run_module('llmclient', run_name='__main__')"
+)
+
+
 async def test_ctrl_c_stops_the_job_cleanly_and_the_rerun_finishes_it(
     tmp_path: Path, simulated_server_factory: Factory
 ) -> None:
@@ -469,7 +475,9 @@ async def test_ctrl_c_stops_the_job_cleanly_and_the_rerun_finishes_it(
     source = write_jsonl(tmp_path / "in.jsonl", questions(200))
     output = tmp_path / "out.jsonl"
     args = run_args(server, source, output)
-    process = await start_cli(*args)  # SIGINT: a process of its own
+    # SIGINT: a process of its own, with Python's own SIGINT handler even when this test
+    # runs where SIGINT is ignored (a background job), which its children would inherit
+    process = await start_cli(*args, program=[sys.executable, "-c", INTERRUPTIBLE])
     await wait_for_records(output, 20)
     process.send_signal(signal.SIGINT)
     _, err = await process.communicate()

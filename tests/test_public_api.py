@@ -160,6 +160,7 @@ POLICY = (
     "llmclient.telemetry",
     "llmclient._version",
     "llmclient._runner",
+    "llmclient._durable",
     "llmclient.cache",
 )
 CLIENTS = ("llmclient.clients",)

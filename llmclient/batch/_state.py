@@ -7,13 +7,12 @@ saved after each upload and after each batch is created, so a rerun finds what i
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmclient._durable import replace_atomically
 from llmclient.errors import ConfigurationError
 
 VERSION = 1
@@ -71,33 +70,10 @@ class JobState:
             "endpoint": self.endpoint,
             "chunks": [asdict(chunk) for chunk in self.chunks],
         }
+        encoded = json.dumps(data, separators=(",", ":")).encode()
         temporary = self.path.with_name(f".{self.path.name}.tmp")
-        try:
-            with temporary.open("wb") as out:
-                out.write(json.dumps(data, separators=(",", ":")).encode())
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, self.path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                temporary.unlink(missing_ok=True)
-            raise
-        _sync_directory(self.path.parent)
+        replace_atomically(self.path, temporary, lambda out: out.write(encoded))
 
     def submitted(self) -> set[str]:
         """The ids in a chunk whose results are not all handed out yet."""
         return {key for chunk in self.chunks if not chunk.done for key in chunk.ids}
-
-
-def _sync_directory(directory: Path) -> None:
-    """Make a rename durable where the platform lets a directory be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

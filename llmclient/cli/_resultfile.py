@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, BinaryIO, Self
 
+from llmclient._durable import replace_atomically
 from llmclient.cli._common import CommandError, UsageError
 from llmclient.cli._jobfile import id_key
 
@@ -118,39 +119,22 @@ def drop_failed(path: Path) -> None:
     On failure (no room, a directory that cannot hold a new file) `path` is left as it was and
     a `CommandError` says so.
     """
-    temporary = path.with_name(f".{path.name}.rewrite")
-    try:
-        with path.open("rb") as source, temporary.open("wb") as target:
+
+    def answers_only(target: BinaryIO) -> None:
+        with path.open("rb") as source:
             for raw in source:
                 if "answer" in json.loads(raw):
                     target.write(raw)
-            target.flush()
-            os.fsync(target.fileno())
-        os.replace(temporary, path)
+
+    try:
+        replace_atomically(path, path.with_name(f".{path.name}.rewrite"), answers_only)
     except OSError as error:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
         raise CommandError(
             str(path),
             f"could not rewrite it without its error records ({error.strerror or error}); "
             "it is unchanged",
             f"make room in or write access to {path.parent}, or rerun without --retry-failed",
         ) from None
-    _sync_directory(path.parent)
-
-
-def _sync_directory(directory: Path) -> None:
-    """Make a rename durable; not every platform can open a directory."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def encode(record: dict[str, Any]) -> bytes:

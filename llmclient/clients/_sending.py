@@ -114,7 +114,7 @@ async def send_embeddings(client: BaseLLMClient, items: list[str]) -> list[list[
     budgets = budgets_of(client.budget)
     if not budgets:
         return await client._coalescers.get().submit(items)
-    held = await hold(budgets, sum(len(t) for t in items) // 4 + len(items), 0)
+    held = await hold(budgets, _embed_estimate(items), 0)
     return await metered(held, client._coalescers.get().submit(items), _no_usage)
 
 
@@ -129,9 +129,14 @@ def make_coalescer(client: BaseLLMClient) -> MicroBatcher[str, list[float]]:
 async def embed_batch(client: BaseLLMClient, texts: list[str]) -> list[list[float]]:
     """One provider request for the coalesced `texts`, through the pipeline."""
     model = client._model_for(client.settings.embed_model, "embed_model")
-    estimate = sum(len(t) for t in texts) // 4 + len(texts)
     (vectors, _), _, _ = await client._pipeline.call(
-        "embed", partial(client._embed, model, texts), estimate, _embed_usage, model
+        "embed", partial(client._embed, model, texts), _embed_estimate(texts), _embed_usage, model
     )
     client._pipeline.check_count(len(texts), len(vectors))
     return vectors
+
+
+def _embed_estimate(texts: list[str]) -> int:
+    """The tokens of `texts` before they are sent (tpm and budgets): characters / 4, plus one
+    per text."""
+    return sum(len(t) for t in texts) // 4 + len(texts)

@@ -14,11 +14,12 @@ import contextlib
 import itertools
 import logging
 import os
-import weakref
+from functools import partial
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from llmclient._loop_local import LoopLocal
 from llmclient.errors import LimitsUnavailableError
 from llmclient.limits._spend_caps import Budget, BudgetSpent, Estimate
 from llmclient.limits._spend_tracker import Reserved
@@ -44,6 +45,14 @@ class _Conn:
         self.live: set[str] = set()
         self.heartbeat: asyncio.Task[None] | None = None
 
+    async def close(self) -> None:
+        """Stop the heartbeat and close the connection, in its own loop."""
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.heartbeat
+        await self.redis.aclose()
+
 
 class RedisBudgetStore:
     """The count of budget `name` in the Redis at `url` (keys under `<prefix>:budget:`)."""
@@ -57,15 +66,10 @@ class RedisBudgetStore:
         self.url, self.lease, self.ttl = url, lease, ttl
         base = f"{prefix}:budget:{{{name}}}:"
         self.keys = [base + "spent", base + "held", base + "holds"]
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Conn]
-        self._clients = weakref.WeakKeyDictionary()
+        self._clients = LoopLocal(partial(_Conn, url), _Conn.close)
 
     def _conn(self) -> _Conn:
-        loop = asyncio.get_running_loop()
-        found = self._clients.get(loop)
-        if found is None:
-            found = self._clients[loop] = _Conn(self.url)
-        return found
+        return self._clients.get()
 
     async def _beat(self, conn: _Conn) -> None:
         """Renew this loop's live reservations every third of the lease (cancelled when none
@@ -130,16 +134,10 @@ class RedisBudgetStore:
     async def aclose(self) -> None:
         """Close this event loop's connection."""
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
             return
-        found = self._clients.pop(loop, None)
-        if found is not None:
-            if found.heartbeat is not None:
-                found.heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await found.heartbeat
-            await found.redis.aclose()
+        await self._clients.aclose()
 
     def _unavailable(self, error: BaseException) -> LimitsUnavailableError:
         return LimitsUnavailableError(

@@ -534,6 +534,26 @@ async def test_a_busy_ollama_answering_its_listing_gets_one_request_per_check(
     assert refused <= 3 + 2 * (1 + busy.stats.by_path["/api/tags"])  # its 2 slots per return
 
 
+async def test_timeouts_with_and_without_every_slot_taken_count_in_one_run(
+    simulated_server_factory: Factory,
+) -> None:
+    """Two requests time out together on a hanging server: the first with both slots
+    taken (overload), the second with one (a fault). They were counted apart, so
+    `unhealthy_after=2` never took the server out when no waiter refilled the slot."""
+    hanging = await simulated_server_factory(parallel=2, latency=0.01)
+    healthy = await simulated_server_factory(parallel=2, latency=0.01)
+    hanging.inject(Fault.HANG, 100_000)
+    profile = PROFILE.model_copy(update={"timeout": 0.3})
+    pool = EndpointPool({hanging.url: 2, healthy.url: 2}, unhealthy_after=2, recheck_interval=5)
+    async with OllamaClient("sim-model", host=pool, profile=profile) as client:
+        answers = await asyncio.wait_for(run_concurrent(client.generate_answer, prompts(4)), 60)
+        out = client.endpoint_stats[hanging.url]
+    assert len(answers) == 4 and client.stats.failed == 0
+    assert out.failed == 2
+    assert not out.healthy
+    assert out.problem is not None and "2 timeout in a row" in out.problem
+
+
 async def test_a_hanging_server_is_taken_out_and_checked_back(
     simulated_server_factory: Factory,
 ) -> None:

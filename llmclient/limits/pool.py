@@ -214,9 +214,9 @@ class PoolDispatcher:
     def _judge(self, member: PoolMember, error: LLMError) -> None:
         if isinstance(error, LLMConnectionError):
             self._take_out(member, f"{error.kind}: {error.message}")
-        elif isinstance(error, RequestTimeoutError) and error.overload:
+        elif isinstance(error, RequestTimeoutError):
             self._timed_out(member, error)
-        elif isinstance(error, ServerError | RequestTimeoutError):
+        elif isinstance(error, ServerError):
             member.faults += 1
             member.faulted_at = asyncio.get_running_loop().time()
             if member.faults >= self._allowed(member):
@@ -241,17 +241,25 @@ class PoolDispatcher:
         member.resume_at = max(member.resume_at, resume_at)
 
     def _timed_out(self, member: PoolMember, error: LLMError) -> None:
-        """Count a timeout with every slot of `member` taken: a server that accepts requests
-        and never answers holds all its slots, so its timeouts all read as overload.
-        `unhealthy_after` of them with no answer between take it out, as a dead server is,
-        while another server is in."""
+        """Count a timeout: `unhealthy_after` of them with no answer between take `member`
+        out, as a dead server is.
+
+        A server that accepts requests and never answers holds all its slots, so its
+        timeouts read as overload (or not, when a freed slot was not yet taken again as the
+        next one expired): both kinds count in one run. A run that ends on an overload
+        timeout takes it out only while another server is in.
+        """
         count, since = member.timeouts
         if since != member.answered:  # it answered since the last one: a new run
             count, since = 0, member.answered
         member.timeouts = (count + 1, since)
         member.faulted_at = asyncio.get_running_loop().time()
-        others_in = any(m.healthy for m in self.members if m is not member)
-        if count + 1 >= self._allowed(member) and others_in:
+        if not error.overload:
+            member.faults += 1  # a fault as a 5xx is, in the same run as those
+            count = max(count, member.faults - 1)
+        if count + 1 < self._allowed(member):
+            return
+        if not error.overload or any(m.healthy for m in self.members if m is not member):
             self._take_out(member, _in_a_row(count + 1, error))
 
     def _refused(self, member: PoolMember, error: LLMError) -> None:

@@ -85,7 +85,7 @@ class PoolMember:
         self.resume_at = 0.0  # loop time before which it gets no new request (Retry-After)
         self.answered = self.failed = 0
         self.latencies: deque[float] = deque(maxlen=_SAMPLES)
-        # timeouts with every slot taken, in a row: (how many, `answered` at the first one)
+        # timeouts in a row: (how many, `answered` at the first one)
         self.timeouts = (0, 0)
         self.returned: int | None = None  # `answered` when a check let it back in, if one did
         self.backoff = 1  # times `recheck_interval` between its checks

@@ -23,14 +23,14 @@ class EndpointPool:
     `endpoints` is a list of URLs (each gets the profile's `max_concurrent`), or a mapping
     of URL to its own `max_concurrent` (None: the profile's). A server is taken out of the
     pool when a connection to it is refused or breaks, or after `unhealthy_after` server
-    errors (5xx, timeouts that were not overload) in a row, or `unhealthy_after` refusals
-    (503, 429 without Retry-After) or timeouts with all its slots taken in a row while another
-    server is in; it is checked (pinged) every `recheck_interval` seconds and comes back when
-    it answers, on probation: if it fails again before it answers a request, its first failure
-    takes it out again and the interval between its checks doubles (up to 32 times). A
-    Retry-After pauses that server alone, for at most the retry policy's `max_server_wait`,
-    and a server out is not checked before its Retry-After has passed. `probe_interval=` is
-    the old name of `recheck_interval=` (deprecated).
+    errors (5xx) or timeouts in a row, or `unhealthy_after` refusals (503, 429 without
+    Retry-After) in a row while another server is in (a run of timeouts that ends with every
+    slot taken counts as refusals do). It is checked (pinged) every `recheck_interval`
+    seconds and comes back when it answers, on probation: if it fails again before it
+    answers a request, its first failure takes it out again and the interval between its
+    checks doubles (up to 32 times). A Retry-After pauses that server alone, for at most the
+    retry policy's `max_server_wait`, and a server out is not checked before its Retry-After
+    has passed. `probe_interval=` is the old name of `recheck_interval=` (deprecated).
 
     >>> EndpointPool({"http://gpu1:11434": 1, "http://gpu2:11434": None}).urls
     ('http://gpu1:11434', 'http://gpu2:11434')

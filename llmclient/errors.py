@@ -71,6 +71,7 @@ class ErrorKind(StrEnum):
     CONFIGURATION = "configuration"
     LIMITS_UNAVAILABLE = "limits_unavailable"
     BUDGET_EXCEEDED = "budget_exceeded"
+    CANCELLED = "cancelled"
 
 
 class LLMError(Exception):

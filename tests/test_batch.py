@@ -19,6 +19,7 @@ from llmclient import (
     BatchRowError,
     ConcurrencyProfile,
     ConfigurationError,
+    ErrorKind,
     InvalidRequestError,
     OllamaClient,
     OpenAIClient,
@@ -132,6 +133,7 @@ async def test_rows_still_expired_after_the_last_round_are_errors(
     errors = [r.error for r in results.values() if r.error is not None]
     assert errors and all(isinstance(e, BatchRowError) for e in errors)
     assert {e.code for e in errors if isinstance(e, BatchRowError)} == {"batch_expired"}
+    assert {e.kind for e in errors} == {ErrorKind.TIMEOUT}
     assert any(r.completion is not None for r in results.values())
 
 
@@ -144,6 +146,7 @@ async def test_cancelled_rows_are_reported_or_resubmitted(
     results = by_id(await job.wait())
     cancelled = [r for r in results.values() if isinstance(r.error, BatchRowError)]
     assert cancelled and all(r.error.code == "batch_cancelled" for r in cancelled)  # type: ignore[union-attr]
+    assert {r.error.kind for r in cancelled if r.error} == {ErrorKind.CANCELLED}
     server.batches.row_time = 0.0
     again = await submit_batch_job(client, requests(5), on_cancel="resubmit", **FAST)
     await again.cancel()

@@ -81,12 +81,14 @@ class BatchFailedError(LLMError):
 
 class BatchRowError(LLMError):
     """A request its batch never ran: `code` is "batch_expired" (the completion window
-    ended first) or "batch_cancelled"."""
+    ended first; kind `timeout`) or "batch_cancelled" (kind `cancelled`)."""
 
     kind = ErrorKind.TIMEOUT
 
     def __init__(self, code: str, message: str, batch_id: str, **kwargs: Any) -> None:
         self.code = code
+        if code == "batch_cancelled":
+            self.kind = ErrorKind.CANCELLED
         self.batch_id = batch_id
         super().__init__(f"{message} (batch {batch_id}: {code})", **kwargs)
 

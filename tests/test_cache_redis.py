@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from llmclient import OpenAIClient
+from llmclient import ConfigurationError, OpenAIClient
 from llmclient.cache import RedisCache
 from llmclient.testing import SimulatedServer
 from llmclient.testing.redis import RedisServer
@@ -63,3 +63,28 @@ async def test_an_unreachable_redis_warns_and_the_call_still_returns(
 def test_the_password_of_a_redis_url_is_never_shown() -> None:
     store = RedisCache("redis://user:hunter2@127.0.0.1:1/0")
     assert "hunter2" not in repr(store)
+
+
+async def test_clear_deletes_the_prefix_entries_only(redis_server: RedisServer) -> None:
+    """`clear()` removes this store's keys (a prefix with glob characters is taken
+    literally) and leaves every other key of the Redis."""
+    store = RedisCache(redis_server.url, prefix="job[1]*:")
+    neighbour = RedisCache(redis_server.url, prefix="job[1]x:")  # what job[1]*: matches as a glob
+    for i in range(1_500):  # more than one SCAN/UNLINK batch
+        await store.set(f"k{i}", b"v")
+    await neighbour.set("k0", b"kept")
+    assert await store.clear() == 1_500
+    assert await store.get("k0") is None
+    assert await neighbour.get("k0") == b"kept"
+    assert await store.clear() == 0
+    await store.aclose()
+    await neighbour.aclose()
+
+
+async def test_clear_refuses_an_empty_prefix(redis_server: RedisServer) -> None:
+    store = RedisCache(redis_server.url, prefix="")
+    await store.set("k", b"v")
+    with pytest.raises(ConfigurationError, match="prefix=''"):
+        await store.clear()
+    assert await store.get("k") == b"v"
+    await store.aclose()

@@ -192,3 +192,34 @@ async def test_a_store_serves_several_event_loops(tmp_path: Path) -> None:
 
     assert await asyncio.to_thread(other_loop) == b"1"
     await store.aclose()
+
+
+async def test_clear_deletes_every_entry_and_a_rerun_sends_again(
+    tmp_path: Path, simulated_server_factory: Factory
+) -> None:
+    """Stores queued in the same turn as `clear()` are deleted too; the next run of the
+    same calls goes to the server again and is stored again."""
+    server = await simulated_server_factory(latency=0.001)
+    path = tmp_path / "cache.sqlite"
+    async with OllamaClient("sim-model", host=server.url, cache=str(path)) as client:
+        await asyncio.gather(*(client.generate(f"q{i}") for i in range(5)))
+    store = SQLiteCache(path)
+    queued = [store.set(f"extra{i}", b"v") for i in range(3)]
+    *_, removed = await asyncio.gather(*queued, store.clear())
+    assert removed == 5 + 3
+    assert entries(path) == 0 and await store.get("extra0") is None
+    await store.aclose()
+    async with OllamaClient("sim-model", host=server.url, cache=str(path)) as client:
+        await asyncio.gather(*(client.generate(f"q{i}") for i in range(5)))
+        assert (client.stats.cache_hits, client.stats.cache_misses) == (0, 5)
+    assert server.stats.by_path["/api/chat"] == 10
+    assert entries(path) == 5
+
+
+async def test_clear_names_a_file_that_is_not_a_cache(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"not a database at all" * 100)
+    store = SQLiteCache(path)
+    with pytest.raises(ConfigurationError, match=r"notes\.txt"):
+        await store.clear()
+    await store.aclose()

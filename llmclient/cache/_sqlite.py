@@ -27,6 +27,7 @@ _SCHEMA_VERSION = 1  # PRAGMA user_version of a cache file
 _BATCH = 512  # requests taken by one pass of a thread
 _CORRUPT = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
 _STOP = object()
+_CLEAR = object()  # a write that deletes every entry
 
 _Job = tuple[Any, asyncio.Future[Any]]
 
@@ -78,6 +79,16 @@ class SQLiteCache:
         """Store `value` under `key` (a key already stored keeps its first value); returns
         once it is committed. Raises `sqlite3.Error` when the write fails (a full disk)."""
         await self._worker("write").submit((key, value))
+
+    async def clear(self) -> int:
+        """Delete every entry (stores queued before it included); returns how many. The
+        file keeps its size, and new entries reuse its pages. Raises `sqlite3.Error` when
+        the delete fails."""
+        try:
+            removed: int = await self._worker("write").submit(_CLEAR)
+        except sqlite3.Error as error:
+            raise self._corrupt(error) or error from None
+        return removed
 
     async def aclose(self) -> None:
         """Finish the queued work and close the file; a later use opens it again."""
@@ -170,7 +181,17 @@ _INSERT = "INSERT OR IGNORE INTO entries (key, value) VALUES (?, ?)"
 
 
 def _write(conn: sqlite3.Connection, items: list[Any]) -> list[Any]:
-    """Every item in one transaction; if that fails, each in its own (some may fit)."""
+    """Every item in one transaction; if that fails, each in its own (some may fit). A
+    `_CLEAR` among them splits the batch: what came before it is stored first."""
+    if any(item is _CLEAR for item in items):
+        results: list[Any] = []
+        start = 0
+        for end, item in enumerate(items):
+            if item is _CLEAR:
+                results += _write(conn, items[start:end]) if end > start else []
+                results.append(_delete_all(conn))
+                start = end + 1
+        return results + (_write(conn, items[start:]) if start < len(items) else [])
     try:
         with _transaction(conn):
             conn.executemany(_INSERT, items)
@@ -178,7 +199,7 @@ def _write(conn: sqlite3.Connection, items: list[Any]) -> list[Any]:
     except sqlite3.Error as error:
         if len(items) == 1:
             return [error]
-    results: list[Any] = []
+    results = []
     for item in items:
         try:
             with _transaction(conn):
@@ -188,6 +209,14 @@ def _write(conn: sqlite3.Connection, items: list[Any]) -> list[Any]:
         else:
             results.append(None)
     return results
+
+
+def _delete_all(conn: sqlite3.Connection) -> int | sqlite3.Error:
+    try:
+        with _transaction(conn):
+            return conn.execute("DELETE FROM entries").rowcount
+    except sqlite3.Error as error:
+        return error
 
 
 @contextlib.contextmanager

@@ -46,6 +46,26 @@ class RedisCache:
         expiry = None if self.ttl is None else max(1, round(self.ttl * 1000))
         await self._clients.get().set(self.prefix + key, value, px=expiry, nx=True)
 
+    async def clear(self) -> int:
+        """Delete every entry under this store's prefix (other keys of the Redis are left);
+        returns how many. Raises redis-py's error when Redis cannot be reached."""
+        if not self.prefix:
+            raise ConfigurationError(
+                "RedisCache.clear() needs a prefix: with prefix='' it would delete every key "
+                "of the Redis"
+            )
+        client = self._clients.get()
+        removed = 0
+        keys: list[Any] = []
+        async for key in client.scan_iter(match=_escape_glob(self.prefix) + "*", count=1000):
+            keys.append(key)
+            if len(keys) >= 1000:
+                removed += await client.unlink(*keys)
+                keys.clear()
+        if keys:
+            removed += await client.unlink(*keys)
+        return removed
+
     async def aclose(self) -> None:
         """Close this event loop's connections."""
         await self._clients.aclose()
@@ -53,3 +73,8 @@ class RedisCache:
 
 async def _close(client: aioredis.Redis) -> None:
     await client.aclose()
+
+
+def _escape_glob(text: str) -> str:
+    """`text` as a literal in a Redis MATCH pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -167,3 +167,47 @@ async def test_redis_down_fails_the_request_naming_redis(simulated_server_factor
         with pytest.raises(LimitsUnavailableError, match=r"budget unavailable: .*127\.0\.0\.1"):
             await client.generate_answer("hi")
     assert server.stats.completed == 0
+
+
+async def test_redis_down_waits_under_on_error_wait_and_counts_once_back(
+    simulated_server_factory: Any,
+) -> None:
+    """A budget in Redis honours `on_error="wait"` as shared limits do: the request waits
+    for Redis (down at the start, up 0.5 s later), then is sent and counted there."""
+    server = await simulated_server_factory(latency=0.0)
+    redis_server = RedisServer()  # its port, not started yet
+    backend = RedisBackend(redis_server.url, on_error="wait", wait_timeout=30)
+    try:
+        async with OllamaClient(
+            "sim-model",
+            host=server.url,
+            limits=backend,
+            budget=Budget(total_tokens=100, name="waits"),
+            share_limits=False,
+        ) as client:
+            call = asyncio.create_task(client.generate_answer("hi", max_tokens=10))
+            await asyncio.sleep(0.5)
+            assert not call.done() and server.stats.completed == 0
+            await asyncio.to_thread(redis_server.start)
+            assert await asyncio.wait_for(call, 20) == "Simulated reply to: hi"
+        assert server.stats.completed == 1
+        assert spent_in_redis(redis_server.url, "waits")["completion"] > 0
+    finally:
+        redis_server.stop()
+
+
+async def test_redis_down_past_wait_timeout_fails_naming_it(simulated_server_factory: Any) -> None:
+    server = await simulated_server_factory(latency=0.0)
+    down = RedisServer()  # a free port, never started
+    async with OllamaClient(
+        "sim-model",
+        host=server.url,
+        limits=RedisBackend(down.url, on_error="wait", wait_timeout=0.3),
+        budget=Budget(total_tokens=100),
+        share_limits=False,
+    ) as client:
+        started = time.monotonic()
+        with pytest.raises(LimitsUnavailableError, match=r"127\.0\.0\.1.*wait_timeout=0\.3s"):
+            await client.generate_answer("hi")
+        assert time.monotonic() - started >= 0.3
+    assert server.stats.completed == 0

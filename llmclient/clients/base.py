@@ -134,7 +134,6 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
         self.topk_per_token = topk_per_token
         self.tokenizer = tokenizer
         self.keep_reasoning = keep_reasoning
-        self.budget = tracker_for(budget, self.settings.limits)
         key = self.settings.api_key
         self._admission = ClientLimits(
             self.settings,
@@ -142,6 +141,7 @@ class BaseLLMClient(ProviderContract, AsyncClosing):
             self._capacity_question,
             partial(_servers.ping_server, self),
         )
+        self.budget = tracker_for(budget, self._admission.backend)  # its on_backend_error too
         self._pipeline = Pipeline(
             self.provider,
             self.endpoint_name,

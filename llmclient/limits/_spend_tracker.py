@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from llmclient.errors import BudgetExceededError, ConfigurationError
 from llmclient.limits._spend_caps import CAPS, Budget, BudgetSpent, Estimate
@@ -250,7 +250,12 @@ def _store_for(budget: Budget, limits: object) -> BudgetStore:
             f"a budget in Redis needs the redis package: pip install 'llmclient[redis]' ({error})"
         ) from None
     prefix = getattr(limits, "prefix", "llmclient")
-    return RedisBudgetStore(url, prefix, budget.name)
+    # a bare URL: a RedisBackend's defaults (wait up to 30 s)
+    on_error: Literal["wait", "fail"] = (
+        "fail" if getattr(limits, "on_error", "wait") == "fail" else "wait"
+    )
+    wait_timeout = getattr(limits, "wait_timeout", 30.0)
+    return RedisBudgetStore(url, prefix, budget.name, on_error=on_error, wait_timeout=wait_timeout)
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
@@ -146,10 +147,13 @@ class LoopThread:
         async def serve() -> None:
             self._loop = asyncio.get_running_loop()
             self._stop = self._loop.create_future()
+            started = _track_async_generators()
             ready.set()
             await self._stop
             if self._before_stop is not None:
                 await self._before_stop()
+            await _cancel_the_rest()
+            await _close_in_order(started)
 
         asyncio.run(serve())
 
@@ -170,6 +174,44 @@ async def _captured(awaitable: Awaitable[T], done: threading.Event) -> tuple[boo
         return False, error
     finally:
         done.set()
+
+
+def _track_async_generators() -> weakref.WeakKeyDictionary[Any, None]:
+    """The async generators this thread's loop starts from now on, oldest first (an outer
+    generator starts before the ones it iterates); dead ones drop out on their own."""
+    started: weakref.WeakKeyDictionary[Any, None] = weakref.WeakKeyDictionary()
+    firstiter, finalizer = sys.get_asyncgen_hooks()
+
+    def first(agen: Any) -> None:
+        started[agen] = None
+        if firstiter is not None:
+            firstiter(agen)
+
+    sys.set_asyncgen_hooks(firstiter=first, finalizer=finalizer)  # asyncio.run restores them
+    return started
+
+
+async def _cancel_the_rest() -> None:
+    """Cancel every other task of the loop and wait for them (as `asyncio.run` would)."""
+    current = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not current]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _close_in_order(started: weakref.WeakKeyDictionary[Any, None]) -> None:
+    """Close the async generators still open one at a time, outermost first.
+
+    A dropped stream leaves a chain of them (the SDK's, httpx's, httpcore's), often in a
+    reference cycle. `asyncio.run`'s shutdown closes all at once, in no order: an inner one
+    closed while its outer one closes it too raises, and the loop logs "an error occurred
+    during closing of asynchronous generator". Closed from the outside in, each outer one
+    closes its own inner ones as it unwinds.
+    """
+    for agen in list(started):
+        with contextlib.suppress(Exception):
+            await agen.aclose()
 
 
 def _set_done(future: asyncio.Future[None]) -> None:

@@ -7,6 +7,7 @@ otherwise stop the server it waits for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import inspect
 import os
@@ -18,7 +19,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -248,6 +249,53 @@ def test_run_in_new_loop_closes_its_loop_and_thread() -> None:
 
 
 # --- closing --------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _closing(inner: AsyncIterator[bytes]) -> AsyncIterator[AsyncIterator[bytes]]:
+    try:
+        yield inner
+    finally:
+        await inner.aclose()  # type: ignore[attr-defined]
+
+
+async def _body() -> AsyncIterator[bytes]:
+    while True:
+        await asyncio.sleep(0)
+        yield b"x"
+
+
+async def _layer(inner: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async with _closing(inner) as chunks:  # as httpcore's safe_async_iterate does
+        async for chunk in chunks:
+            yield chunk
+
+
+class _Response:
+    """Holds its own generator, which holds it: a cycle, as an SDK's stream object is."""
+
+    def __init__(self) -> None:
+        self.chunks = self._read()
+
+    async def _read(self) -> AsyncIterator[bytes]:
+        async for chunk in _layer(_layer(_layer(_body()))):
+            yield chunk
+
+
+def test_dropped_generator_chains_close_outermost_first_at_loop_shutdown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`asyncio.run`'s shutdown closed such chains all at once: an inner generator closed
+    while its outer one closed it too, and the loop logged an error for each."""
+    runner = LoopThread("llmclient-chains")
+
+    async def read_one_and_drop() -> None:
+        await anext(_Response().chunks)
+
+    for _ in range(5):
+        runner.run(read_one_and_drop())
+    runner.close()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

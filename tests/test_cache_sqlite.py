@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -222,4 +223,32 @@ async def test_clear_names_a_file_that_is_not_a_cache(tmp_path: Path) -> None:
     store = SQLiteCache(path)
     with pytest.raises(ConfigurationError, match=r"notes\.txt"):
         await store.clear()
+    await store.aclose()
+
+
+async def test_a_lookup_queued_in_another_loop_as_the_store_closes_does_not_hang(
+    tmp_path: Path,
+) -> None:
+    """A client used from two threads shares its store: one thread's lookup was queued
+    (not yet handed to the reader thread) when another closed the store, and was handed
+    over after the reader had stopped, so nothing ever answered it."""
+    store = SQLiteCache(tmp_path / "cache.sqlite")
+    await store.set("k", b"v")
+    assert await store.get("k") == b"v"  # the reader thread runs
+    queued, release = threading.Event(), threading.Event()
+
+    async def lookup_held_back() -> bytes | None:
+        task = asyncio.ensure_future(store.get("k"))
+        await asyncio.sleep(0)  # the lookup is queued; its hand-over runs after this
+        queued.set()
+        release.wait(10)  # this loop holds still while the other one closes the store
+        return await asyncio.wait_for(task, 10)
+
+    other = asyncio.get_running_loop().run_in_executor(None, asyncio.run, lookup_held_back())
+    await asyncio.to_thread(queued.wait, 10)
+    await store.aclose()
+    release.set()
+    with pytest.raises(RuntimeError, match="the store was closed"):
+        await asyncio.wait_for(other, 20)
+    assert await store.get("k") == b"v"  # a later use opens the file again
     await store.aclose()

@@ -247,7 +247,7 @@ class _Worker:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._conn: sqlite3.Connection | None = None
         self._failure: ConfigurationError | None = None
-        self._started = False
+        self._started = self._stopped = False
         self._start_lock = threading.Lock()
 
     def submit(self, item: Any) -> asyncio.Future[Any]:
@@ -263,17 +263,24 @@ class _Worker:
         return future
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._queue.put(self._pending.pop(loop))
-        if not self._started:
-            with self._start_lock:
-                if not self._started:
-                    self._thread.start()
-                    self._started = True
+        jobs = self._pending.pop(loop)
+        with self._start_lock:
+            if self._stopped:  # closed from another loop meanwhile: nothing would answer
+                closed = RuntimeError(f"{self._thread.name}: the store was closed")
+                _settle([(future, closed) for _, future in jobs])
+                return
+            self._queue.put(jobs)
+            if not self._started:
+                self._thread.start()
+                self._started = True
 
     async def stop(self) -> None:
         await asyncio.sleep(0)  # this loop's items submitted just before are handed over
-        self._queue.put(_STOP)
-        if self._started:
+        with self._start_lock:  # items handed over later are refused, never left waiting
+            self._stopped = True
+            self._queue.put(_STOP)
+            started = self._started
+        if started:
             await asyncio.to_thread(self._thread.join)
 
     def _run(self) -> None:

@@ -252,15 +252,16 @@ class PoolDispatcher:
         count, since = member.timeouts
         if since != member.answered:  # it answered since the last one: a new run
             count, since = 0, member.answered
-        member.timeouts = (count + 1, since)
+        run = count + 1
+        member.timeouts = (run, since)
         member.faulted_at = asyncio.get_running_loop().time()
         if not error.overload:
-            member.faults += 1  # a fault as a 5xx is, in the same run as those
-            count = max(count, member.faults - 1)
-        if count + 1 < self._allowed(member):
+            member.faults += 1  # a fault, as a 5xx is: it counts in their run too
+            run = max(run, member.faults)
+        if run < self._allowed(member):
             return
         if not error.overload or any(m.healthy for m in self.members if m is not member):
-            self._take_out(member, _in_a_row(count + 1, error))
+            self._take_out(member, _in_a_row(run, error))
 
     def _refused(self, member: PoolMember, error: LLMError) -> None:
         """Count a refusal; `unhealthy_after` in a row take `member` out while another is in.

@@ -192,12 +192,23 @@ def _track_async_generators() -> weakref.WeakKeyDictionary[Any, None]:
 
 
 async def _cancel_the_rest() -> None:
-    """Cancel every other task of the loop and wait for them (as `asyncio.run` would)."""
+    """Cancel every other task of the loop and wait for them, reporting any that raised
+    something else, as `asyncio.run`'s shutdown does."""
     current = asyncio.current_task()
     tasks = [task for task in asyncio.all_tasks() if task is not current]
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    loop = asyncio.get_running_loop()
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception during loop thread shutdown",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )
 
 
 async def _close_in_order(started: weakref.WeakKeyDictionary[Any, None]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from llmclient.errors import BudgetExceededError, ConfigurationError
 from llmclient.limits._spend_caps import CAPS, Budget, BudgetSpent, Estimate
@@ -237,7 +237,7 @@ def _store_for(budget: Budget, limits: object) -> BudgetStore:
     url = limits if isinstance(limits, str) else getattr(limits, "url", None)
     if not isinstance(url, str) or url == "local":
         return _LocalStore()
-    from llmclient.limits.backends import REDIS_SCHEMES
+    from llmclient.limits.backends import REDIS_SCHEMES, redis_backend
 
     if url.partition("://")[0] not in REDIS_SCHEMES:
         raise ConfigurationError(
@@ -245,17 +245,20 @@ def _store_for(budget: Budget, limits: object) -> BudgetStore:
         )
     try:
         from llmclient.limits.backends._redis_budget import RedisBudgetStore
+        from llmclient.limits.backends.redis import RedisBackend
     except ImportError as error:
         raise ConfigurationError(
             f"a budget in Redis needs the redis package: pip install 'llmclient[redis]' ({error})"
         ) from None
-    prefix = getattr(limits, "prefix", "llmclient")
-    # a bare URL: a RedisBackend's defaults (wait up to 30 s)
-    on_error: Literal["wait", "fail"] = (
-        "fail" if getattr(limits, "on_error", "wait") == "fail" else "wait"
+    # a bare URL gets the process's backend for it, with a RedisBackend's defaults
+    backend = limits if isinstance(limits, RedisBackend) else redis_backend(url)
+    return RedisBudgetStore(
+        url,
+        backend.prefix,
+        budget.name,
+        on_error=backend.on_error,
+        wait_timeout=backend.wait_timeout,
     )
-    wait_timeout = getattr(limits, "wait_timeout", 30.0)
-    return RedisBudgetStore(url, prefix, budget.name, on_error=on_error, wait_timeout=wait_timeout)
 
 
 @dataclass(slots=True)

@@ -69,10 +69,7 @@ class SQLiteCache:
 
     async def get(self, key: str) -> bytes | None:
         """The value stored under `key`, or None."""
-        try:
-            result: bytes | None = await self._worker("read").submit(key)
-        except sqlite3.Error as error:
-            raise self._corrupt(error) or error from None
+        result: bytes | None = await self._checked("read", key)
         return result
 
     async def set(self, key: str, value: bytes) -> None:
@@ -84,10 +81,7 @@ class SQLiteCache:
         """Delete every entry (stores queued before it included); returns how many. The
         file keeps its size, and new entries reuse its pages. Raises `sqlite3.Error` when
         the delete fails."""
-        try:
-            removed: int = await self._worker("write").submit(_CLEAR)
-        except sqlite3.Error as error:
-            raise self._corrupt(error) or error from None
+        removed: int = await self._checked("write", _CLEAR)
         return removed
 
     async def aclose(self) -> None:
@@ -97,6 +91,13 @@ class SQLiteCache:
             self._reader = self._writer = None
         for worker in workers:
             await worker.stop()
+
+    async def _checked(self, role: str, item: Any) -> Any:
+        """`item`'s result from the `role` thread; a corrupt file is a ConfigurationError."""
+        try:
+            return await self._worker(role).submit(item)
+        except sqlite3.Error as error:
+            raise self._corrupt(error) or error from None
 
     def _worker(self, role: str) -> _Worker:
         worker = self._reader if role == "read" else self._writer

@@ -140,7 +140,7 @@ class BatchService:
             return
         if path == "/v1/batches":
             if method == "POST":
-                made = self._create(_json_body(request))
+                made = self._create(proto.json_object(request.body))
                 if self._lost_creates:
                     self._lost_creates -= 1
                     raise DropConnection
@@ -346,13 +346,3 @@ def _line(row: dict[str, Any], status: int, request_id: str, body: dict[str, Any
         "error": None,
     }
     return (json.dumps(record) + "\n").encode()
-
-
-def _json_body(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(request.body)
-    except ValueError as exc:
-        raise proto.BadRequest(f"invalid JSON body: {exc}") from None
-    if not isinstance(body, dict):
-        raise proto.BadRequest("request body must be a JSON object")
-    return body

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import time
 
 from . import _protocols as proto
@@ -49,20 +48,10 @@ class Handlers:
         """A new chat completion id, also given to fault answers."""
         return f"chatcmpl-sim{next(self._ids):08d}"
 
-    @staticmethod
-    def _body(request: Request) -> proto.JSONObject:
-        try:
-            body = json.loads(request.body)
-        except ValueError as exc:
-            raise proto.BadRequest(f"invalid JSON body: {exc}") from None
-        if not isinstance(body, dict):
-            raise proto.BadRequest("request body must be a JSON object")
-        return body
-
     async def ollama_generate(self, request: Request, reply: Reply, arrival: float) -> None:
         chat = request.path == "/api/chat"
         try:
-            body = self._body(request)
+            body = proto.json_object(request.body)
             gen = proto.parse_ollama_chat(body) if chat else proto.parse_ollama_generate(body)
         except proto.BadRequest as exc:
             await reply.error(400, str(exc), type_="invalid_request_error")
@@ -102,7 +91,7 @@ class Handlers:
 
     async def openai_chat(self, request: Request, reply: Reply, arrival: float) -> None:
         try:
-            body = self._body(request)
+            body = proto.json_object(request.body)
             gen = proto.parse_openai_chat(body)
         except proto.BadRequest as exc:
             await reply.error(400, str(exc), type_="invalid_request_error")
@@ -143,7 +132,7 @@ class Handlers:
 
     async def embed(self, request: Request, reply: Reply, arrival: float) -> None:
         try:
-            req = proto.parse_embed(self._body(request), openai=reply.openai)
+            req = proto.parse_embed(proto.json_object(request.body), openai=reply.openai)
         except proto.BadRequest as exc:
             await reply.error(400, str(exc), type_="invalid_request_error")
             return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import math
 import random
 import re
@@ -34,6 +35,17 @@ JSONObject = dict[str, Any]
 
 class BadRequest(Exception):
     """A request the server answers with 400 and this message."""
+
+
+def json_object(raw: bytes) -> JSONObject:
+    """A request body that must be one JSON object; BadRequest otherwise."""
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"invalid JSON body: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
 
 
 def tokenize(text: str) -> list[str]:
